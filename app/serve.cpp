@@ -1,0 +1,198 @@
+// `keygate serve`: the composition root. Reads the validated Config into each part's options,
+// builds the parts for every worker thread, wires them, and runs the server until SIGTERM.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "app/commands.hpp"
+#include "authz/key_authorizer.hpp"
+#include "authz/rate_limiter.hpp"
+#include "proxy/server.hpp"
+#include "store/key_change_listener.hpp"
+#include "store/key_lookup.hpp"
+#include "store/key_repository.hpp"
+#include "store/l1_cache.hpp"
+#include "store/pg_pool.hpp"
+#include "store/redis_client.hpp"
+#include "store/redis_key_cache.hpp"
+#include "store/redis_rate_counter.hpp"
+
+namespace keygate::app {
+namespace asio = boost::asio;
+
+namespace {
+
+// Everything one worker thread owns below the proxy, built on that worker's io_context.
+struct WorkerStores {
+  asio::io_context* io = nullptr;
+  std::unique_ptr<store::RedisClient> redis;
+  std::unique_ptr<store::RedisKeyCache> redis_cache;
+  std::unique_ptr<store::PgPool> pg;
+  std::unique_ptr<store::KeyRepository> repository;
+  std::unique_ptr<store::PgKeySource> key_source;
+  std::unique_ptr<store::KeyLookup> lookup;
+  std::unique_ptr<store::RedisRateCounter> rate_counter;
+  std::unique_ptr<authz::RateLimiter> limiter;
+};
+
+unsigned worker_count(const Config& config) {
+  if (config.threads != 0) return config.threads;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+proxy::ProxyOptions proxy_options(const Config& config) {
+  proxy::ProxyOptions o;
+  o.mode = config.mode == "authz" ? proxy::ProxyOptions::Mode::authz : proxy::ProxyOptions::Mode::proxy;
+  o.listen_host = config.listen.host;
+  o.listen_port = config.listen.port;
+  o.admin_host = config.admin_listen.host;
+  o.admin_port = config.admin_listen.port;
+  o.upstream_host = config.upstream.host;
+  o.upstream_port = config.upstream.port;
+  o.threads = worker_count(config);
+  o.credential_headers = config.keys.headers;
+  o.credential_query_parameter = config.keys.query_parameter;
+  o.hide_credentials = config.keys.hide_credentials;
+  for (const std::string& cidr : config.trusted_proxies) {
+    if (auto network = store::IpNetwork::parse(cidr)) o.trusted_proxies.push_back(*network);
+  }
+  o.max_header_bytes = config.limits.max_header_bytes;
+  o.max_body_bytes = config.limits.max_body_bytes;
+  o.header_timeout = config.limits.header_timeout;
+  o.idle_timeout = config.limits.idle_timeout;
+  o.upstream_connect_timeout = config.limits.upstream_connect_timeout;
+  o.upstream_response_timeout = config.limits.upstream_response_timeout;
+  o.shutdown_timeout = config.shutdown_timeout;
+  o.max_connections = config.limits.max_connections;
+  o.upstream_pool_size = config.limits.upstream_pool_size;
+  return o;
+}
+
+std::shared_ptr<const authz::AuthorizerSettings> authorizer_settings(const Config& config) {
+  auto settings = std::make_shared<authz::AuthorizerSettings>();
+  settings->pepper = config.keys.pepper;
+  settings->default_rate_limit = {config.rate_limit.default_limit.limit,
+                                  config.rate_limit.default_limit.window_seconds};
+  std::vector<authz::Route> routes;
+  for (const RouteConfig& rc : config.routes) {
+    authz::Route route;
+    route.pattern = rc.path;
+    route.methods = rc.methods;
+    route.scopes = rc.scopes;
+    route.is_public = rc.is_public;
+    if (rc.rate_limit) route.rate_limit = authz::RateLimitSpec{rc.rate_limit->limit, rc.rate_limit->window_seconds};
+    routes.push_back(std::move(route));
+  }
+  settings->routes = authz::RouteTable(std::move(routes));
+  return settings;
+}
+
+authz::RateLimiterOptions rate_limiter_options(const Config& config) {
+  authz::RateLimiterOptions o;
+  o.default_limit = {config.rate_limit.default_limit.limit, config.rate_limit.default_limit.window_seconds};
+  const auto on_error = authz::parse_on_redis_error(config.rate_limit.on_redis_error);
+  if (!on_error) throw ConfigError("rate_limit.on_redis_error: expected local, deny or allow");
+  o.on_redis_error = *on_error;
+  o.replicas = config.rate_limit.replicas;
+  return o;
+}
+
+store::RedisOptions redis_options(const Config& config) {
+  std::string error;
+  std::optional<store::RedisOptions> options = store::parse_redis_url(config.redis.url, &error);
+  if (!options) throw ConfigError("redis.url: " + error);
+  options->connect_timeout = config.redis.connect_timeout;
+  options->command_timeout = config.redis.command_timeout;
+  return *options;
+}
+
+void log_line(const std::string& json) { std::fprintf(stderr, "%s\n", json.c_str()); }
+
+}  // namespace
+
+int run_serve(const Config& config, Args args) {
+  for (const std::string& arg : args) throw UsageError("serve: unexpected argument '" + arg + "'");
+  if (config.upstream.scheme != "http") {
+    throw ConfigError(config.source + ": upstream: only http:// upstreams are supported so far");
+  }
+
+  const store::RedisOptions redis_opts = redis_options(config);
+  const unsigned threads = worker_count(config);
+  store::PgOptions pg_opts;
+  pg_opts.dsn = config.postgres.dsn;
+  // postgres.pool_size is for the whole process; each worker gets its share.
+  pg_opts.pool_size = std::max(1u, (config.postgres.pool_size + threads - 1) / threads);
+  pg_opts.connect_timeout = config.postgres.connect_timeout;
+  pg_opts.query_timeout = config.postgres.query_timeout;
+
+  store::L1Cache l1({config.cache.max_entries, config.cache.ttl, config.cache.negative_ttl});
+  const auto settings = authorizer_settings(config);
+  const authz::RateLimiterOptions limiter_opts = rate_limiter_options(config);
+  std::vector<std::unique_ptr<WorkerStores>> workers(threads);
+
+  auto make_worker = [&](asio::io_context& io, unsigned index) {
+    auto w = std::make_unique<WorkerStores>();
+    w->io = &io;
+    w->redis = std::make_unique<store::RedisClient>(io.get_executor(), redis_opts);
+    w->redis->start();
+    w->redis_cache = std::make_unique<store::RedisKeyCache>(io.get_executor(), *w->redis,
+                                                            config.cache.redis_ttl);
+    w->pg = std::make_unique<store::PgPool>(io.get_executor(), pg_opts);
+    w->repository = std::make_unique<store::KeyRepository>(*w->pg);
+    w->key_source = std::make_unique<store::PgKeySource>(*w->repository);
+    w->lookup = std::make_unique<store::KeyLookup>(io.get_executor(), l1, w->redis_cache.get(),
+                                                   *w->key_source);
+    w->rate_counter = std::make_unique<store::RedisRateCounter>(*w->redis);
+    w->limiter = std::make_unique<authz::RateLimiter>(limiter_opts, w->rate_counter.get());
+    proxy::WorkerServices services;
+    services.authorizer = std::make_unique<authz::KeyAuthorizer>(settings, *w->lookup, *w->limiter);
+    workers[index] = std::move(w);
+    return services;
+  };
+
+  std::unique_ptr<store::KeyChangeListener> listener;
+  auto is_ready = [&]() {
+    // Ready when a store answers: PostgreSQL (its LISTEN connection is up) or Redis.
+    return (listener && listener->listening()) || workers[0]->redis->connected();
+  };
+
+  proxy::Server server(proxy_options(config), make_worker, is_ready);
+  server.listen();
+
+  // Revocation: drop the key from L1 and mark it in Redis (the record there would otherwise
+  // live on until its TTL); after a reconnect, drop all of L1.
+  WorkerStores& main_worker = *workers[0];
+  listener = std::make_unique<store::KeyChangeListener>(
+      server.main_context().get_executor(), config.postgres.dsn, config.postgres.connect_timeout,
+      [&l1, &main_worker](const store::KeyHash& hash) {
+        l1.invalidate(hash);
+        asio::co_spawn(*main_worker.io, main_worker.redis_cache->invalidate(hash), asio::detached);
+      },
+      [&l1]() { l1.invalidate_all(); });
+  listener->start();
+
+  log_line("{\"level\":\"info\",\"msg\":\"keygate serving\",\"mode\":\"" + config.mode +
+           "\",\"listen\":\"" + config.listen.host + ":" + std::to_string(server.port()) +
+           "\",\"admin\":\"" + config.admin_listen.host + ":" + std::to_string(server.admin_port()) +
+           "\",\"threads\":" + std::to_string(threads) + "}");
+  server.run();
+
+  // Shut down in order: stop background loops, let them finish on their own contexts, then
+  // destroy the stores while their io_contexts still exist.
+  listener->stop();
+  for (auto& w : workers) {
+    w->redis->stop();
+    w->io->restart();
+    w->io->run_for(std::chrono::milliseconds(1500));
+  }
+  workers.clear();
+  log_line("{\"level\":\"info\",\"msg\":\"keygate stopped\"}");
+  return exit_ok;
+}
+
+}  // namespace keygate::app

@@ -1,0 +1,38 @@
+#pragma once
+// The authorizer of the data path (see authz/authorizer.hpp for the steps and their order).
+#include <memory>
+#include <string>
+
+#include "authz/authorizer.hpp"
+#include "authz/duration.hpp"
+#include "authz/routes.hpp"
+
+namespace keygate::store {
+class KeyLookup;
+}
+
+namespace keygate::authz {
+
+class RateLimiter;
+
+// Parsed once from config.yaml, shared read-only by every worker.
+struct AuthorizerSettings {
+  std::string pepper;  // non-empty: keys are hashed with HMAC-SHA-256
+  RouteTable routes;
+  RateLimitSpec default_rate_limit{100, 60};
+};
+
+class KeyAuthorizer final : public Authorizer {
+ public:
+  // `lookup` and `limiter` belong to the same worker as this authorizer.
+  KeyAuthorizer(std::shared_ptr<const AuthorizerSettings> settings, store::KeyLookup& lookup,
+                RateLimiter& limiter);
+  boost::asio::awaitable<AuthResult> authorize(const AuthRequest& request) override;
+
+ private:
+  std::shared_ptr<const AuthorizerSettings> settings_;
+  store::KeyLookup& lookup_;
+  RateLimiter& limiter_;
+};
+
+}  // namespace keygate::authz

@@ -1,0 +1,62 @@
+#include "proxy/exchange.hpp"
+
+#include "proxy/worker.hpp"
+
+namespace keygate::proxy {
+
+namespace {
+
+store::IpAddress to_ip_address(const asio::ip::address& address) {
+  store::IpAddress ip;
+  if (address.is_v4()) {
+    const auto v4 = address.to_v4().to_bytes();
+    ip.bytes[10] = ip.bytes[11] = 0xff;
+    std::copy(v4.begin(), v4.end(), ip.bytes.begin() + 12);
+    ip.is_v4 = true;
+  } else {
+    const auto v6 = address.to_v6();
+    const auto bytes = v6.to_bytes();
+    std::copy(bytes.begin(), bytes.end(), ip.bytes.begin());
+    ip.is_v4 = v6.is_v4_mapped();
+  }
+  return ip;
+}
+
+}  // namespace
+
+ClientConnection::ClientConnection(Worker& w, tcp::socket s)
+    : worker(w), socket(std::move(s)), deadline(w.io) {
+  buffer.reserve(4096);
+  error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  const auto endpoint = socket.remote_endpoint(ec);
+  if (!ec) {
+    peer = to_ip_address(endpoint.address());
+    peer_text = peer.to_string();
+  }
+  for (const auto& network : w.options.trusted_proxies) {
+    if (network.contains(peer)) peer_trusted = true;
+  }
+  deadline.watch_client(&socket);
+}
+
+AnswerFraming framing_of(Exchange& x) {
+  if (x.conn.worker.draining) x.keep_alive = false;
+  return {x.keep_alive, x.http10};
+}
+
+asio::awaitable<void> send_answer(Exchange& x, int status) {
+  x.status = status;
+  if (!x.keep_alive && x.body_unread) x.conn.linger = true;
+  x.conn.deadline.arm(Phase::response_body, x.conn.worker.options.idle_timeout);
+  const error_code ec = co_await write_text(x.conn.socket, x.conn.scratch);
+  if (ec) x.keep_alive = false;
+}
+
+asio::awaitable<void> send_proxy_error(Exchange& x, const ProxyError& error) {
+  if (x.body_unread) x.keep_alive = false;
+  format_proxy_error(x.conn.scratch, error, framing_of(x));
+  co_await send_answer(x, error.status);
+}
+
+}  // namespace keygate::proxy

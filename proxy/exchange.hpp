@@ -1,0 +1,126 @@
+#pragma once
+// Internal to proxy/ (includes Beast; only proxy/*.cpp include it): the state one client
+// connection keeps across requests, the state of one request as it moves through the phases,
+// and the small I/O steps they share.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "authz/authorizer.hpp"
+#include "proxy/answers.hpp"
+#include "proxy/deadline.hpp"
+#include "store/ip_network.hpp"
+
+namespace keygate::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+using Request = http::request<http::buffer_body>;
+using Response = http::response<http::buffer_body>;
+using RequestParser = http::request_parser<http::buffer_body>;
+using ResponseParser = http::response_parser<http::buffer_body>;
+
+inline constexpr auto awaitable_tuple = asio::as_tuple(asio::use_awaitable);
+
+struct Worker;
+
+// Reported by read_header when a header contains obs-fold (RFC 9112 5.2: reject), which
+// Beast's parser would otherwise unfold silently.
+inline const error_code obs_fold_error = http::error::bad_obs_fold;
+
+// What one client connection keeps across its requests (buffers are sized once).
+struct ClientConnection {
+  ClientConnection(Worker& w, tcp::socket s);
+
+  Worker& worker;
+  tcp::socket socket;
+  beast::flat_buffer buffer;           // read from the client, not yet parsed
+  beast::flat_buffer upstream_buffer;  // read from the upstream, not yet parsed
+  Deadline deadline;
+  store::IpAddress peer;
+  std::string peer_text;      // for X-Forwarded-For
+  bool peer_trusted = false;  // a trusted proxy: its X-Forwarded-For is believed
+  bool linger = false;        // the client may still be sending: drain a little before closing
+  std::string scratch;        // answers and header values are formatted here
+};
+
+// One request as it moves through the phases.
+struct Exchange {
+  ClientConnection& conn;
+  RequestParser& parser;
+  std::chrono::steady_clock::time_point started;
+  http::verb method = http::verb::unknown;  // as the client sent it
+  bool http10 = false;          // the client spoke HTTP/1.0
+  bool keep_alive = true;       // the connection may serve another request afterwards
+  bool body_unread = false;     // body bytes the client may still send (see discard_body)
+  bool expect_continue = false;
+  int status = 0;               // what the client was answered (0: nothing)
+};
+
+// True when a header block contains a line starting with SP/HT (obs-fold).
+inline bool has_obs_fold(const char* data, std::size_t size) {
+  const char* end = data + size;
+  for (const char* p = data; (p = static_cast<const char*>(std::memchr(p, '\n', end - p)));) {
+    if (++p == end) break;
+    if (*p == ' ' || *p == '\t') return true;
+  }
+  return false;
+}
+
+// Reads one message header into `parser`. Parses from `buffer` first and reads only when it
+// needs more; `got_bytes` tells whether any byte of this message arrived (a stale keep-alive
+// connection fails with none). Bounded by the parser's header limit; the caller's Deadline
+// bounds the time.
+template <bool isRequest>
+asio::awaitable<error_code> read_header(tcp::socket& socket, beast::flat_buffer& buffer,
+                                        http::basic_parser<isRequest>& parser, bool& got_bytes) {
+  got_bytes = buffer.size() > 0;
+  for (;;) {
+    if (buffer.size() > 0) {
+      error_code ec;
+      const auto data = buffer.data();
+      const std::size_t used = parser.put(data, ec);
+      if (has_obs_fold(static_cast<const char*>(data.data()), used)) co_return obs_fold_error;
+      buffer.consume(used);
+      if (ec != http::error::need_more) co_return ec;
+    }
+    constexpr std::size_t read_size = 16 * 1024;
+    auto [ec, n] = co_await socket.async_read_some(buffer.prepare(read_size), awaitable_tuple);
+    if (ec) co_return (ec == asio::error::eof && got_bytes) ? error_code(http::error::partial_message) : ec;
+    buffer.commit(n);
+    got_bytes = true;
+  }
+}
+
+// Writes x.conn.scratch (a complete answer) as the response to x. A failed write ends the
+// connection.
+asio::awaitable<void> send_answer(Exchange& x, int status);
+// keygate's own error; the connection closes when a body may still be coming.
+asio::awaitable<void> send_proxy_error(Exchange& x, const ProxyError& error);
+
+// Also settles x.keep_alive: a draining worker closes connections after their answer.
+AnswerFraming framing_of(Exchange& x);
+
+inline asio::awaitable<error_code> write_text(tcp::socket& socket, std::string_view text) {
+  auto [ec, n] = co_await asio::async_write(socket, asio::buffer(text.data(), text.size()),
+                                            awaitable_tuple);
+  co_return ec;
+}
+
+}  // namespace keygate::proxy

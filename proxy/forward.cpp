@@ -1,0 +1,341 @@
+// Forwarding an allowed request, in the order things happen:
+//
+//   prepare_request       hop-by-hop fields out, identity headers in, credential out,
+//                         normalized target, X-Forwarded-For/-Proto, framing re-stated
+//   acquire               a pooled keep-alive connection, else a new one (connect timeout: 502)
+//   send_request          header, then the body streamed from the client (100 Continue first)
+//   read_response_header  response timeout: 504; a stale pooled connection is retried once
+//   prepare_response      hop-by-hop fields out, framing for this client, RateLimit-*
+//   relay_response        the body streamed back; the connection goes back to the pool
+#include "proxy/forward.hpp"
+
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <optional>
+
+#include "proxy/headers.hpp"
+#include "proxy/worker.hpp"
+#include "store/metrics.hpp"
+
+namespace keygate::proxy {
+
+namespace {
+
+constexpr std::uint32_t upstream_header_limit = 64 * 1024;
+
+// ok: go on. retry: a reused connection failed before anything of the request body was
+// consumed and before any response byte; try once more on a fresh one. done: answered.
+enum class Step { ok, retry, done };
+
+// A relay window borrowed from the worker for the length of one exchange.
+class Window {
+ public:
+  explicit Window(RelayBuffers& buffers) : buffers_(buffers), data_(buffers.take()) {}
+  ~Window() { buffers_.give_back(std::move(data_)); }
+  char* get() { return data_.get(); }
+
+ private:
+  RelayBuffers& buffers_;
+  std::unique_ptr<char[]> data_;
+};
+
+void count(store::Counter& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
+
+// ---- request ------------------------------------------------------------------------------
+
+void prepare_request(Exchange& x, const ForwardPlan& plan) {
+  Request& request = x.parser.get();
+  const ProxyOptions& options = x.conn.worker.options;
+  std::string& scratch = x.conn.scratch;
+
+  remove_hop_by_hop(request);
+  request.erase(http::field::expect);  // keygate answers 100 Continue itself
+  remove_identity(request);
+  if (plan.result.key) set_identity(request, *plan.result.key, scratch);
+  if (options.hide_credentials && !plan.credential_header.empty()) {
+    request.erase(plan.credential_header);
+  }
+
+  scratch = plan.target.path;
+  if (options.hide_credentials && plan.credential_in_query) {
+    const std::string query =
+        remove_query_parameter(plan.target.query, options.credential_query_parameter);
+    if (!query.empty()) scratch.append("?").append(query);
+  } else if (!plan.target.query.empty()) {
+    scratch.append("?").append(plan.target.query);
+  }
+  request.target(scratch);
+  set_forwarded(request, x.conn.peer_text, x.conn.peer_trusted, scratch);
+
+  // The body's framing, re-stated from what the parser saw (one Content-Length at most).
+  if (x.parser.chunked()) {
+    request.chunked(true);
+  } else if (const auto length = x.parser.content_length()) {
+    request.content_length(*length);
+  }
+  if (request.version() < 11 && request.find(http::field::host) == request.end()) {
+    scratch = options.upstream_host + ":" + std::to_string(options.upstream_port);
+    request.set(http::field::host, scratch);
+  }
+  request.version(11);  // keep-alive to the upstream
+}
+
+asio::awaitable<UpstreamConnectionPtr> connect(Exchange& x) {
+  Worker& worker = x.conn.worker;
+  auto connection = std::make_unique<UpstreamConnection>(worker.io);
+  x.conn.deadline.watch_upstream(&connection->socket);
+  x.conn.deadline.arm(Phase::upstream_connect, worker.options.upstream_connect_timeout);
+  for (const auto& endpoint : worker.pool.endpoints()) {
+    error_code ignored;
+    connection->socket.close(ignored);
+    auto [ec] = co_await connection->socket.async_connect(endpoint, awaitable_tuple);
+    if (!ec) {
+      connection->socket.set_option(tcp::no_delay(true), ignored);
+      co_return connection;
+    }
+    if (x.conn.deadline.expired()) break;
+  }
+  x.conn.deadline.watch_upstream(nullptr);
+  co_return nullptr;
+}
+
+// The upload failed on the client's side: a bad or oversized body, a stall, or it left.
+asio::awaitable<void> fail_upload(Exchange& x, const error_code& ec) {
+  x.keep_alive = false;
+  if (x.conn.deadline.expired()) {
+    co_await send_proxy_error(x, request_timeout);
+  } else if (ec == http::error::body_limit) {
+    co_await send_proxy_error(x, body_too_large);
+  } else if (ec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+             ec != http::error::partial_message && ec != http::error::end_of_stream) {
+    co_await send_proxy_error(x, bad_request);
+  }
+  // else: the client left; nobody to answer.
+}
+
+asio::awaitable<void> fail_upstream(Exchange& x) {
+  if (x.conn.deadline.expired() && x.conn.deadline.phase() == Phase::upstream_response) {
+    count(store::metrics().upstream_errors_timeout);
+    co_await send_proxy_error(x, upstream_timeout);
+  } else {
+    count(store::metrics().upstream_errors_other);
+    co_await send_proxy_error(x, upstream_unavailable);
+  }
+}
+
+asio::awaitable<Step> send_request(Exchange& x, UpstreamConnection& upstream, char* window,
+                                   bool& body_consumed) {
+  const ProxyOptions& options = x.conn.worker.options;
+  Request& request = x.parser.get();
+  auto& body = request.body();
+  http::request_serializer<http::buffer_body> serializer{request};
+  do {
+    if (!x.parser.is_done()) {
+      body.data = window;
+      body.size = RelayBuffers::size;
+      x.conn.deadline.arm(Phase::request_body, options.idle_timeout);
+      auto [ec, n] = co_await http::async_read_some(x.conn.socket, x.conn.buffer, x.parser,
+                                                    awaitable_tuple);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        co_await fail_upload(x, ec);
+        co_return Step::done;
+      }
+      body_consumed = true;
+      body.size = RelayBuffers::size - body.size;
+      body.data = body.size > 0 ? window : nullptr;  // an empty chunk would end the body
+      body.more = !x.parser.is_done();
+      if (x.parser.is_done()) x.body_unread = false;
+      if (body.size == 0 && body.more) continue;  // only framing was read
+    } else {
+      body.data = nullptr;
+      body.size = 0;
+      body.more = false;
+    }
+    x.conn.deadline.arm(Phase::upstream_response, options.upstream_response_timeout);
+    auto [ec, n] = co_await http::async_write(upstream.socket, serializer, awaitable_tuple);
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      if (upstream.reused && !body_consumed && !x.conn.deadline.expired()) co_return Step::retry;
+      co_await fail_upstream(x);
+      co_return Step::done;
+    }
+  } while (!x.parser.is_done() && !serializer.is_done());
+  co_return Step::ok;
+}
+
+// ---- response -----------------------------------------------------------------------------
+
+asio::awaitable<Step> read_response_header(Exchange& x, UpstreamConnection& upstream,
+                                           std::optional<ResponseParser>& parser,
+                                           bool body_consumed) {
+  const ProxyOptions& options = x.conn.worker.options;
+  const bool head = x.parser.get().method() == http::verb::head;
+  for (;;) {
+    parser.emplace();
+    parser->header_limit(upstream_header_limit);
+    parser->body_limit(boost::none);
+    if (head) parser->skip(true);
+    x.conn.deadline.arm(Phase::upstream_response, options.upstream_response_timeout);
+    bool got_bytes = false;
+    const error_code ec =
+        co_await read_header(upstream.socket, x.conn.upstream_buffer, *parser, got_bytes);
+    if (ec) {
+      if (!got_bytes && upstream.reused && !body_consumed && !x.conn.deadline.expired()) {
+        co_return Step::retry;
+      }
+      co_await fail_upstream(x);
+      co_return Step::done;
+    }
+    const int status = parser->get().result_int();
+    if (status == 101) {  // Upgrade was removed; a switch would leave both ends confused
+      co_await fail_upstream(x);
+      co_return Step::done;
+    }
+    if (status / 100 != 1) co_return Step::ok;
+    // An interim response (103 Early Hints): dropped; the final one follows.
+  }
+}
+
+void prepare_response(Exchange& x, ResponseParser& parser, const ForwardPlan& plan) {
+  Response& response = parser.get();
+  const int status = response.result_int();
+  const bool has_body = x.method != http::verb::head && status != 204 && status != 304;
+  const auto length = parser.content_length();
+  remove_hop_by_hop(response);
+  if (has_body) {
+    if (length) {
+      response.content_length(*length);
+    } else if (!x.http10) {
+      response.chunked(true);  // chunked or close-delimited upstream body, chunked here
+    } else {
+      x.keep_alive = false;  // an HTTP/1.0 client reads to the end of the connection
+    }
+  }
+  set_rate_limit(response, plan.result.rate);
+  if (x.conn.worker.draining) x.keep_alive = false;
+  response.version(11);
+  if (!x.keep_alive) {
+    response.set(http::field::connection, "close");
+  } else if (x.http10) {
+    response.set(http::field::connection, "keep-alive");
+  }
+}
+
+// True when the whole response reached the client.
+asio::awaitable<bool> relay_response(Exchange& x, UpstreamConnection& upstream,
+                                     ResponseParser& parser, char* window) {
+  const ProxyOptions& options = x.conn.worker.options;
+  Response& response = parser.get();
+  auto& body = response.body();
+  http::response_serializer<http::buffer_body> serializer{response};
+  bool header_sent = false;
+  do {
+    if (!parser.is_done()) {
+      body.data = window;
+      body.size = RelayBuffers::size;
+      x.conn.deadline.arm(Phase::response_body, options.idle_timeout);
+      auto [ec, n] = co_await http::async_read_some(upstream.socket, x.conn.upstream_buffer,
+                                                    parser, awaitable_tuple);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        x.keep_alive = false;
+        if (!header_sent) {
+          co_await fail_upstream(x);
+        } else {
+          count(store::metrics().upstream_errors_other);  // the client sees a cut response
+        }
+        co_return false;
+      }
+      body.size = RelayBuffers::size - body.size;
+      body.data = body.size > 0 ? window : nullptr;  // an empty chunk would end the body
+      body.more = !parser.is_done();
+      if (body.size == 0 && body.more) continue;  // only framing was read
+    } else {
+      body.data = nullptr;
+      body.size = 0;
+      body.more = false;
+    }
+    x.conn.deadline.arm(Phase::response_body, options.idle_timeout);
+    auto [ec, n] = co_await http::async_write(x.conn.socket, serializer, awaitable_tuple);
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      x.keep_alive = false;
+      co_return false;
+    }
+    if (!header_sent) x.status = response.result_int();
+    header_sent = true;
+  } while (!parser.is_done() && !serializer.is_done());
+  co_return true;
+}
+
+}  // namespace
+
+asio::awaitable<void> forward(Exchange& x, const ForwardPlan& plan) {
+  Worker& worker = x.conn.worker;
+  Deadline& deadline = x.conn.deadline;
+  const auto started = std::chrono::steady_clock::now();
+  prepare_request(x, plan);
+  Window window(worker.buffers);
+
+  UpstreamConnectionPtr upstream;
+  // The deadline must never point at a connection that is gone.
+  auto release = [&] {
+    deadline.watch_upstream(nullptr);
+    upstream.reset();
+  };
+  struct Release {
+    decltype(release)& fn;
+    ~Release() { fn(); }
+  } release_at_exit{release};
+
+  std::optional<ResponseParser> response;
+  bool continue_sent = false;
+  bool body_consumed = false;
+  for (int attempt = 0;; ++attempt) {
+    release();
+    x.conn.upstream_buffer.clear();
+    // A connection that might have gone stale is probed first when a retry would be
+    // impossible (a body will be consumed).
+    if (attempt == 0) upstream = worker.pool.take(x.body_unread);
+    if (!upstream) {
+      upstream = co_await connect(x);
+      if (!upstream) {
+        count(store::metrics().upstream_errors_connect);
+        co_await send_proxy_error(x, upstream_unavailable);
+        co_return;
+      }
+    }
+    deadline.watch_upstream(&upstream->socket);
+    if (x.expect_continue && !continue_sent) {
+      continue_sent = true;
+      const error_code ec = co_await write_text(x.conn.socket, continue_answer);
+      if (ec) {
+        x.keep_alive = false;
+        co_return;
+      }
+    }
+    Step step = co_await send_request(x, *upstream, window.get(), body_consumed);
+    if (step == Step::ok) {
+      step = co_await read_response_header(x, *upstream, response, body_consumed);
+    }
+    if (step == Step::done) co_return;
+    if (step == Step::ok) break;
+  }
+  store::metrics().upstream_latency.observe_us(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                            started)
+          .count()));
+
+  const bool reusable = response->keep_alive() && !response->need_eof();
+  prepare_response(x, *response, plan);
+  const bool complete = co_await relay_response(x, *upstream, *response, window.get());
+  if (complete && reusable && response->is_done() && x.conn.upstream_buffer.size() == 0) {
+    deadline.watch_upstream(nullptr);
+    worker.pool.give_back(std::move(upstream));
+  }
+}
+
+}  // namespace keygate::proxy

@@ -1,0 +1,44 @@
+#pragma once
+// Internal to proxy/ (Beast fields in the interface): the header edits of the request path.
+// Pure functions on a field set; no I/O.
+#include <boost/beast/http/fields.hpp>
+
+#include <string>
+#include <string_view>
+
+#include "authz/authorizer.hpp"
+#include "store/key_record.hpp"
+
+namespace keygate::proxy {
+
+// A request whose body length two parties could read differently (request smuggling):
+// Transfer-Encoding other than exactly one "chunked" (e.g. "gzip", "chunked, chunked",
+// "gzip, chunked"), or Transfer-Encoding together with Content-Length. Beast's parser already
+// refuses differing Content-Length values and Content-Length after a chunked coding.
+bool has_ambiguous_framing(const boost::beast::http::fields& fields);
+
+// RFC 9110 7.6.1: Connection and every field it names, Keep-Alive, Proxy-Connection, TE,
+// Trailer, Transfer-Encoding and Upgrade. The serializer re-frames the body.
+void remove_hop_by_hop(boost::beast::http::fields& fields);
+
+// The X-Api-Key-* identity headers: removed from every client request (an upstream may trust
+// them), then set from the identified key.
+void remove_identity(boost::beast::http::fields& fields);
+void set_identity(boost::beast::http::fields& fields, const store::KeyRecord& key,
+                  std::string& scratch);
+// Appends the same headers as raw "Name: value\r\n" lines (authz mode answers).
+void append_identity(std::string& out, const store::KeyRecord& key);
+
+// RateLimit-Limit/-Remaining/-Reset (IETF httpapi draft names), when rate.applies.
+void set_rate_limit(boost::beast::http::fields& fields, const authz::RateLimitStatus& rate);
+void append_rate_limit(std::string& out, const authz::RateLimitStatus& rate);
+
+// X-Forwarded-For: the peer appended to the client's list when the peer is a trusted proxy,
+// else the peer alone; X-Forwarded-Proto: http.
+void set_forwarded(boost::beast::http::fields& fields, std::string_view peer, bool peer_trusted,
+                   std::string& scratch);
+
+// The query string without `parameter` (name=value pairs split on '&').
+std::string remove_query_parameter(std::string_view query, std::string_view parameter);
+
+}  // namespace keygate::proxy

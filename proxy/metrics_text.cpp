@@ -1,0 +1,127 @@
+#include "proxy/metrics_text.hpp"
+
+#include <array>
+#include <charconv>
+#include <string_view>
+
+#include "authz/decision.hpp"
+
+namespace keygate::proxy {
+
+namespace {
+
+void header(std::string& out, std::string_view name, std::string_view type,
+            std::string_view help) {
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+template <typename Value>
+void sample(std::string& out, std::string_view name, std::string_view labels, Value value) {
+  out.append(name);
+  if (!labels.empty()) out.append("{").append(labels).append("}");
+  out += ' ';
+  std::array<char, 32> digits;
+  const auto result = std::to_chars(digits.data(), digits.data() + digits.size(), value);
+  out.append(digits.data(), result.ptr);
+  out += '\n';
+}
+
+std::uint64_t read(const store::Counter& counter) {
+  return counter.load(std::memory_order_relaxed);
+}
+
+void counter(std::string& out, std::string_view name, std::string_view help,
+             const store::Counter& value) {
+  header(out, name, "counter", help);
+  sample(out, name, "", read(value));
+}
+
+void gauge(std::string& out, std::string_view name, std::string_view help,
+           const store::Gauge& value) {
+  header(out, name, "gauge", help);
+  sample(out, name, "", value.load(std::memory_order_relaxed));
+}
+
+void histogram(std::string& out, const std::string& name, std::string_view help,
+               const store::LatencyHistogram& value) {
+  header(out, name, "histogram", help);
+  value.render(out, name, "");
+}
+
+constexpr std::array<std::string_view, 3> tier_names{"l1", "redis", "postgres"};
+constexpr std::array<std::string_view, 3> outcome_names{"hit", "miss", "error"};
+constexpr auto last_reason = authz::DenyReason::store_unavailable;
+
+}  // namespace
+
+std::string render_metrics(const store::Metrics& m) {
+  std::string out;
+  out.reserve(8192);
+  std::string labels;
+
+  header(out, "keygate_requests_total", "counter",
+         "Requests by authorization decision (allowed or the error code).");
+  for (int i = 0; i <= static_cast<int>(last_reason); ++i) {
+    const auto reason = static_cast<authz::DenyReason>(i);
+    labels.assign("decision=\"")
+        .append(reason == authz::DenyReason::none ? "allowed" : authz::error_code(reason))
+        .append("\"");
+    sample(out, "keygate_requests_total", labels, read(m.requests_by_decision[i]));
+  }
+
+  header(out, "keygate_responses_total", "counter", "Responses by HTTP status class.");
+  for (std::size_t i = 1; i < m.responses_by_status_class.size(); ++i) {
+    labels.assign("class=\"").append(std::to_string(i)).append("xx\"");
+    sample(out, "keygate_responses_total", labels, read(m.responses_by_status_class[i]));
+  }
+
+  header(out, "keygate_key_lookups_total", "counter", "Key lookups by tier and outcome.");
+  for (std::size_t tier = 0; tier < tier_names.size(); ++tier) {
+    for (std::size_t outcome = 0; outcome < outcome_names.size(); ++outcome) {
+      labels.assign("tier=\"").append(tier_names[tier]).append("\",outcome=\"");
+      labels.append(outcome_names[outcome]).append("\"");
+      sample(out, "keygate_key_lookups_total", labels, read(m.lookups[tier][outcome]));
+    }
+  }
+  counter(out, "keygate_postgres_key_queries_total",
+          "SELECTs by key hash sent to PostgreSQL.", m.postgres_key_queries);
+
+  histogram(out, "keygate_redis_latency_seconds", "Redis command latency.", m.redis_latency);
+  histogram(out, "keygate_postgres_latency_seconds", "PostgreSQL query latency.",
+            m.postgres_latency);
+  histogram(out, "keygate_upstream_latency_seconds",
+            "Time from forwarding a request to the upstream's response header.",
+            m.upstream_latency);
+
+  header(out, "keygate_upstream_errors_total", "counter",
+         "Upstream failures: connect (refused or timed out), timeout (no response in time), "
+         "other.");
+  sample(out, "keygate_upstream_errors_total", "kind=\"connect\"", read(m.upstream_errors_connect));
+  sample(out, "keygate_upstream_errors_total", "kind=\"timeout\"", read(m.upstream_errors_timeout));
+  sample(out, "keygate_upstream_errors_total", "kind=\"other\"", read(m.upstream_errors_other));
+
+  gauge(out, "keygate_open_connections", "Open client connections.", m.open_connections);
+  gauge(out, "keygate_open_upstream_connections", "Open upstream connections (busy or pooled).",
+        m.open_upstream_connections);
+  counter(out, "keygate_l1_invalidations_total", "L1 cache entries dropped on revocation notices.",
+          m.invalidations);
+  counter(out, "keygate_redis_reconnects_total", "Reconnections to Redis.", m.redis_reconnects);
+  counter(out, "keygate_postgres_reconnects_total", "Reconnections to PostgreSQL.",
+          m.postgres_reconnects);
+  counter(out, "keygate_ratelimit_decided_without_redis_total",
+          "Rate-limit decisions taken without Redis (on_redis_error).",
+          m.ratelimit_decided_without_redis);
+
+  header(out, "keygate_usage_events_total", "counter", "Usage events by what became of them.");
+  sample(out, "keygate_usage_events_total", "outcome=\"queued\"", read(m.usage_queued));
+  sample(out, "keygate_usage_events_total", "outcome=\"written\"", read(m.usage_written));
+  sample(out, "keygate_usage_events_total", "outcome=\"spilled\"", read(m.usage_spilled));
+  sample(out, "keygate_usage_events_total", "outcome=\"replayed\"", read(m.usage_replayed));
+  sample(out, "keygate_usage_events_total", "outcome=\"dropped\"", read(m.usage_dropped));
+  gauge(out, "keygate_usage_queue_depth", "Usage events waiting to be written.",
+        m.usage_queue_depth);
+  return out;
+}
+
+}  // namespace keygate::proxy

@@ -1,0 +1,296 @@
+// Threads, listeners, signals and the graceful drain. The request path is in session.cpp.
+#include "proxy/server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include "proxy/admin.hpp"
+#include "proxy/session.hpp"
+#include "proxy/worker.hpp"
+
+namespace keygate::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+std::string describe(const std::string& host, std::uint16_t port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+std::vector<tcp::endpoint> resolve(asio::io_context& io, const std::string& host,
+                                   std::uint16_t port, const char* what) {
+  boost::system::error_code ec;
+  tcp::resolver resolver(io);
+  const auto results = resolver.resolve(host, std::to_string(port),
+                                        tcp::resolver::numeric_service, ec);
+  if (ec || results.empty()) {
+    if (!ec) ec = asio::error::host_not_found;
+    throw std::system_error(ec, std::string("cannot resolve ") + what + " " + describe(host, port));
+  }
+  std::vector<tcp::endpoint> endpoints;
+  for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+  return endpoints;
+}
+
+tcp::acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint, bool share_port,
+                            const std::string& name) {
+  tcp::acceptor acceptor(io);
+  boost::system::error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && share_port) acceptor.set_option(reuse_port(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::system_error(ec, "cannot listen on " + name);
+  return acceptor;
+}
+
+void report_failure(std::exception_ptr failure, const char* where) {
+  if (!failure) return;
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    // A bug, not a client's doing: worth a line on stderr (never request data).
+    std::fprintf(stderr, "keygate: %s: %s\n", where, e.what());
+  }
+}
+
+asio::awaitable<void> accept_connections(Worker& worker) {
+  for (;;) {
+    auto [ec, socket] = co_await worker.acceptor->async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !worker.acceptor->is_open()) co_return;
+      // Out of descriptors or similar: back off briefly rather than spin.
+      asio::steady_timer pause(worker.io, std::chrono::milliseconds(50));
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    if (worker.shared.connections.load(std::memory_order_relaxed) >= worker.options.max_connections) {
+      continue;  // over the limit: the socket closes as it goes out of scope
+    }
+    worker.shared.connections.fetch_add(1, std::memory_order_relaxed);
+    asio::co_spawn(worker.io, serve_connection(worker, std::move(socket)),
+                   [](std::exception_ptr e) { report_failure(e, "connection"); });
+  }
+}
+
+}  // namespace
+
+// ---- Worker -------------------------------------------------------------------------------
+
+Worker::Worker(ServerShared& shared_state, unsigned worker_index,
+               std::vector<tcp::endpoint> upstream)
+    : shared(shared_state),
+      options(shared_state.options),
+      index(worker_index),
+      pool(std::move(upstream), shared_state.options.upstream_pool_size) {
+  sessions.prev = sessions.next = &sessions;
+}
+
+void Worker::add(SessionLink& link) {
+  link.next = &sessions;
+  link.prev = sessions.prev;
+  sessions.prev->next = &link;
+  sessions.prev = &link;
+}
+
+void Worker::remove(SessionLink& link) {
+  link.prev->next = link.next;
+  link.next->prev = link.prev;
+  link.prev = link.next = nullptr;
+}
+
+void Worker::start_draining() {
+  draining = true;
+  if (acceptor) {
+    boost::system::error_code ignored;
+    acceptor->close(ignored);
+  }
+  for (SessionLink* link = sessions.next; link != &sessions; link = link->next) {
+    if (link->idle && link->socket != nullptr) {
+      boost::system::error_code ignored;
+      link->socket->cancel(ignored);
+    }
+  }
+}
+
+std::unique_ptr<char[]> RelayBuffers::take() {
+  if (spare_.empty()) return std::make_unique<char[]>(size);
+  auto buffer = std::move(spare_.back());
+  spare_.pop_back();
+  return buffer;
+}
+
+void RelayBuffers::give_back(std::unique_ptr<char[]> buffer) {
+  if (spare_.size() < 64) spare_.push_back(std::move(buffer));
+}
+
+// ---- Server -------------------------------------------------------------------------------
+
+struct Server::State {
+  State(ProxyOptions options, std::function<bool()> ready)
+      : shared(std::move(options)), is_ready(std::move(ready)) {}
+
+  Worker& main() { return *workers.front(); }
+  void begin_drain();
+  void finish();
+
+  ServerShared shared;
+  std::function<bool()> is_ready;
+  std::vector<std::unique_ptr<Worker>> workers;  // destroyed after everything below
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::optional<tcp::acceptor> admin;
+  std::optional<asio::signal_set> signals;
+  std::optional<asio::steady_timer> drain_timer;
+  bool listening = false;
+  bool drain_started = false;
+  bool finished = false;
+};
+
+// Runs on worker 0.
+void Server::State::begin_drain() {
+  if (drain_started) return;
+  drain_started = true;
+  shared.draining.store(true);
+  for (auto& worker : workers) {
+    Worker* w = worker.get();
+    asio::post(w->io, [w] { w->start_draining(); });
+  }
+  boost::system::error_code ignored;
+  if (admin) admin->close(ignored);
+  if (signals) signals->cancel(ignored);
+  if (shared.connections.load() == 0) {
+    finish();
+    return;
+  }
+  drain_timer.emplace(main().io, shared.options.shutdown_timeout);
+  drain_timer->async_wait([this](const boost::system::error_code&) { finish(); });
+}
+
+// Runs on worker 0: every worker's loop stops; run() returns.
+void Server::State::finish() {
+  if (finished) return;
+  finished = true;
+  if (drain_timer) drain_timer->cancel();
+  guards.clear();
+  for (auto& worker : workers) worker->io.stop();
+}
+
+Server::Server(ProxyOptions options, WorkerFactory make_worker, std::function<bool()> is_ready)
+    : state_(std::make_unique<State>(std::move(options), std::move(is_ready))) {
+  const ProxyOptions& opts = state_->shared.options;
+  const unsigned count = opts.threads == 0 ? 1 : opts.threads;
+  for (unsigned i = 0; i < count; ++i) {
+    std::vector<tcp::endpoint> upstream;
+    if (opts.mode == ProxyOptions::Mode::proxy) {
+      // Resolved once at startup; the worker's own context is only used for the lookup.
+      asio::io_context resolver_context;
+      upstream = resolve(resolver_context, opts.upstream_host, opts.upstream_port, "upstream");
+    }
+    state_->workers.push_back(std::make_unique<Worker>(state_->shared, i, std::move(upstream)));
+  }
+  for (auto& worker : state_->workers) {
+    worker->services = make_worker(worker->io, worker->index);
+    if (!worker->services.authorizer) {
+      throw std::invalid_argument("proxy::Server: the worker factory returned no authorizer");
+    }
+  }
+  State* state = state_.get();
+  state_->shared.on_drained = [state] {
+    asio::post(state->main().io, [state] { state->finish(); });
+  };
+}
+
+Server::~Server() {
+  // Destroy suspended sessions first (they reference the workers' services), then the rest.
+  // Sockets and timers may outlive a shut-down context; they must not outlive a destroyed one.
+  for (auto& worker : state_->workers) worker->io.stop();
+  for (auto& worker : state_->workers) worker->io.shutdown();
+}
+
+void Server::listen() {
+  State& s = *state_;
+  if (s.listening) return;
+  const ProxyOptions& opts = s.shared.options;
+  const std::string name = describe(opts.listen_host, opts.listen_port);
+  const tcp::endpoint first = resolve(s.main().io, opts.listen_host, opts.listen_port, "listen")[0];
+  std::uint16_t bound_port = 0;
+  for (auto& worker : s.workers) {
+    const tcp::endpoint endpoint(first.address(), bound_port == 0 ? first.port() : bound_port);
+    worker->acceptor.emplace(open_acceptor(worker->io, endpoint, true, name));
+    bound_port = worker->acceptor->local_endpoint().port();
+  }
+  const std::string admin_name = describe(opts.admin_host, opts.admin_port);
+  const tcp::endpoint admin_endpoint =
+      resolve(s.main().io, opts.admin_host, opts.admin_port, "admin listen")[0];
+  s.admin.emplace(open_acceptor(s.main().io, admin_endpoint, false, admin_name));
+  s.listening = true;
+}
+
+std::uint16_t Server::port() const {
+  return state_->main().acceptor ? state_->main().acceptor->local_endpoint().port() : 0;
+}
+
+std::uint16_t Server::admin_port() const {
+  return state_->admin ? state_->admin->local_endpoint().port() : 0;
+}
+
+void Server::run() {
+  State& s = *state_;
+  listen();
+  for (auto& worker : s.workers) {
+    s.guards.push_back(asio::make_work_guard(worker->io));
+    asio::co_spawn(worker->io, accept_connections(*worker),
+                   [](std::exception_ptr e) { report_failure(e, "accept"); });
+  }
+  asio::co_spawn(s.main().io, serve_admin(*s.admin, s.is_ready),
+                 [](std::exception_ptr e) { report_failure(e, "admin"); });
+  if (s.shared.options.handle_signals) {
+    s.signals.emplace(s.main().io, SIGTERM, SIGINT);
+    s.signals->async_wait([&s](const boost::system::error_code& ec, int) {
+      if (!ec) s.begin_drain();
+    });
+  }
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < s.workers.size(); ++i) {
+    Worker* w = s.workers[i].get();
+    threads.emplace_back([w] { w->io.run(); });
+  }
+  s.main().io.run();
+  for (auto& thread : threads) thread.join();
+}
+
+void Server::stop() {
+  State* s = state_.get();
+  asio::post(s->main().io, [s] { s->begin_drain(); });
+}
+
+void Server::post_to_workers(std::function<void(unsigned worker_index)> fn) {
+  for (auto& worker : state_->workers) {
+    const unsigned index = worker->index;
+    asio::post(worker->io, [fn, index] { fn(index); });
+  }
+}
+
+boost::asio::io_context& Server::main_context() { return state_->main().io; }
+
+}  // namespace keygate::proxy

@@ -1,0 +1,49 @@
+#pragma once
+// Revocation that takes effect now: one LISTEN connection per process receives the
+// `keygate_key_changed` notices that a trigger on api_keys sends for every UPDATE or DELETE
+// (keygate keys revoke/rotate, or any SQL), and hands each changed key hash to `on_change`.
+// After every (re)connect it calls `on_resync`: notices sent while it was away are lost, so
+// the owner drops everything it cached.
+#include <boost/asio/any_io_executor.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "store/key_record.hpp"
+
+namespace keygate::store {
+
+inline constexpr const char* key_changed_channel = "keygate_key_changed";
+
+class KeyChangeListener {
+ public:
+  using ChangeHandler = std::function<void(const KeyHash& hash)>;
+  using ResyncHandler = std::function<void()>;
+
+  KeyChangeListener(boost::asio::any_io_executor executor, std::string dsn,
+                    std::chrono::milliseconds connect_timeout, ChangeHandler on_change,
+                    ResyncHandler on_resync);
+  ~KeyChangeListener();
+
+  void start();
+  void stop();
+  // Listening now; readiness uses it as "PostgreSQL answers".
+  bool listening() const { return state_->listening.load(std::memory_order_relaxed); }
+
+ private:
+  struct State {
+    std::atomic<bool> listening{false};
+    std::atomic<bool> stopped{false};
+  };
+  boost::asio::any_io_executor executor_;
+  std::string dsn_;
+  std::chrono::milliseconds connect_timeout_;
+  ChangeHandler on_change_;
+  ResyncHandler on_resync_;
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+}  // namespace keygate::store

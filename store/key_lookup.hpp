@@ -1,0 +1,75 @@
+#pragma once
+// The tiered key lookup: L1 (in-process) -> shared cache (Redis) -> source of truth
+// (PostgreSQL), filling the upper tiers on the way back. One KeyLookup per worker thread; it
+// coalesces concurrent misses for the same hash, so a burst of requests with one uncached key
+// costs one PostgreSQL query per worker, not one per request.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <memory>
+#include <unordered_map>
+
+#include "store/key_record.hpp"
+#include "store/l1_cache.hpp"
+#include "store/metrics.hpp"
+
+namespace keygate::store {
+
+struct LookupResult {
+  enum class Status { found, not_found, error };
+  Status status = Status::error;
+  KeyRecordPtr record;  // set when found
+  LookupTier tier = LookupTier::l1;  // the tier that answered
+};
+
+// The shared cache tier (Redis). Implementations never throw.
+class SharedKeyCache {
+ public:
+  enum class Status { hit, miss, unavailable };
+  struct Probe {
+    Status status = Status::miss;
+    std::shared_ptr<KeyRecord> record;  // set on hit
+  };
+  virtual ~SharedKeyCache() = default;
+  virtual boost::asio::awaitable<Probe> get(const KeyHash& hash) = 0;
+  // Fills the cache in the background; never overwrites an invalidation marker.
+  virtual void put(const KeyHash& hash, const KeyRecord& record) = 0;
+};
+
+// The source of truth (PostgreSQL). Implementations never throw.
+class KeySource {
+ public:
+  enum class Status { found, not_found, unavailable };
+  struct Row {
+    Status status = Status::unavailable;
+    std::shared_ptr<KeyRecord> record;  // set when found
+  };
+  virtual ~KeySource() = default;
+  virtual boost::asio::awaitable<Row> find(const KeyHash& hash) = 0;
+};
+
+class KeyLookup {
+ public:
+  // `shared_cache` may be null (no Redis configured). `l1` is shared by all workers.
+  KeyLookup(boost::asio::any_io_executor executor, L1Cache& l1, SharedKeyCache* shared_cache,
+            KeySource& source);
+  ~KeyLookup();
+
+  boost::asio::awaitable<LookupResult> lookup(const KeyHash& hash);
+
+ private:
+  struct Pending;
+  struct HashOfKeyHash {
+    std::size_t operator()(const KeyHash& h) const noexcept;
+  };
+
+  boost::asio::awaitable<LookupResult> lookup_lower_tiers(const KeyHash& hash);
+
+  boost::asio::any_io_executor executor_;
+  L1Cache& l1_;
+  SharedKeyCache* shared_cache_;
+  KeySource& source_;
+  std::unordered_map<KeyHash, std::shared_ptr<Pending>, HashOfKeyHash> pending_;
+};
+
+}  // namespace keygate::store

@@ -1,0 +1,351 @@
+#include "store/key_repository.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+namespace keygate::store {
+
+namespace asio = boost::asio;
+
+namespace {
+
+#define KEYGATE_MICROS(column) "(extract(epoch FROM " column ") * 1000000)::bigint"
+
+// Exactly what KeyRecord holds, in parse_record's order.
+constexpr const char* record_columns =
+    "id::text, owner_type, owner_id, name, key_hash, scopes, allowed_ips, rate_limit, "
+    "window_seconds, quota, quota_period_seconds, is_active, " KEYGATE_MICROS("expires_at") ", "
+    KEYGATE_MICROS("revoked_at");
+constexpr int record_column_count = 14;
+// record_columns followed by these, in parse_details' order.
+constexpr const char* detail_columns =
+    "key_prefix, description, metadata::text, " KEYGATE_MICROS("created_at") ", "
+    KEYGATE_MICROS("updated_at") ", " KEYGATE_MICROS("last_used_at") ", created_by";
+
+std::string all_columns() { return std::string(record_columns) + ", " + detail_columns; }
+
+const PgStatement& find_by_hash_statement() {
+  static const PgStatement statement{
+      "keygate_find_key_by_hash",
+      std::string("SELECT ") + record_columns + " FROM api_keys WHERE key_hash = $1::bytea"};
+  return statement;
+}
+
+template <typename T>
+RepoResult<T> from_failure(const PgResult& result) {
+  RepoResult<T> out;
+  out.error = result.error();
+  switch (result.status()) {
+    case PgStatus::connection_error:
+    case PgStatus::timeout: out.status = RepoStatus::unavailable; break;
+    case PgStatus::query_error:
+    case PgStatus::ok:
+      // Class 23: integrity constraints; class 22: a value PostgreSQL refuses.
+      if (result.sqlstate().starts_with("23") || result.sqlstate().starts_with("22")) {
+        out.status = RepoStatus::rejected;
+      } else {
+        out.status = RepoStatus::failed;
+        if (result.sqlstate() == "42P01") out.error += " (run: keygate migrate up)";
+      }
+      break;
+  }
+  return out;
+}
+
+template <typename T>
+RepoResult<T> with_status(RepoStatus status, std::string error) {
+  RepoResult<T> out;
+  out.status = status;
+  out.error = std::move(error);
+  return out;
+}
+
+template <typename Int>
+std::optional<Int> to_int(std::string_view text) {
+  Int value{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+TimePoint from_micros(std::int64_t micros) {
+  return TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(micros)));
+}
+
+// Each parse_* returns false on a value that cannot come from our schema.
+bool parse_time(const PgResult& r, int row, int col, std::optional<TimePoint>& out) {
+  out.reset();
+  if (r.is_null(row, col)) return true;
+  auto micros = to_int<std::int64_t>(r.get(row, col));
+  if (!micros) return false;
+  out = from_micros(*micros);
+  return true;
+}
+
+template <typename Int>
+bool parse_optional_int(const PgResult& r, int row, int col, std::optional<Int>& out) {
+  out.reset();
+  if (r.is_null(row, col)) return true;
+  out = to_int<Int>(r.get(row, col));
+  return out.has_value();
+}
+
+std::optional<std::string> optional_text(const PgResult& r, int row, int col) {
+  if (r.is_null(row, col)) return std::nullopt;
+  return std::string(r.get(row, col));
+}
+
+bool parse_record(const PgResult& r, int row, KeyRecord& key) {
+  key.id = std::string(r.get(row, 0));
+  key.owner_type = std::string(r.get(row, 1));
+  key.owner_id = std::string(r.get(row, 2));
+  key.name = std::string(r.get(row, 3));
+  auto hash = parse_pg_bytea(r.get(row, 4));
+  if (!hash || hash->size() != key.key_hash.size()) return false;
+  std::copy(hash->begin(), hash->end(), key.key_hash.begin());
+
+  auto scopes = parse_pg_array(r.get(row, 5));
+  if (!scopes) return false;
+  key.scopes.clear();
+  for (auto& scope : *scopes) {
+    if (scope) key.scopes.push_back(std::move(*scope));
+  }
+  auto ips = parse_pg_array(r.get(row, 6));
+  if (!ips) return false;
+  key.allowed_ips.clear();
+  for (const auto& ip : *ips) {
+    if (!ip) continue;
+    auto network = IpNetwork::parse(*ip);
+    if (!network) return false;
+    key.allowed_ips.push_back(*network);
+  }
+  if (!parse_optional_int(r, row, 7, key.rate_limit) ||
+      !parse_optional_int(r, row, 8, key.window_seconds) ||
+      !parse_optional_int(r, row, 9, key.quota) ||
+      !parse_optional_int(r, row, 10, key.quota_period_seconds)) {
+    return false;
+  }
+  key.is_active = r.get(row, 11) == "t";
+  return parse_time(r, row, 12, key.expires_at) && parse_time(r, row, 13, key.revoked_at);
+}
+
+bool parse_details(const PgResult& r, int row, KeyDetails& key) {
+  if (r.columns() < record_column_count + 7 || !parse_record(r, row, key.record)) return false;
+  constexpr int base = record_column_count;
+  key.key_prefix = std::string(r.get(row, base));
+  key.description = optional_text(r, row, base + 1);
+  key.metadata_json = std::string(r.get(row, base + 2));
+  std::optional<TimePoint> created, updated;
+  if (!parse_time(r, row, base + 3, created) || !parse_time(r, row, base + 4, updated) ||
+      !parse_time(r, row, base + 5, key.last_used_at) || !created || !updated) {
+    return false;
+  }
+  key.created_at = *created;
+  key.updated_at = *updated;
+  key.created_by = optional_text(r, row, base + 6);
+  return true;
+}
+
+template <typename T>
+RepoResult<T> malformed_row(const PgPool& pool) {
+  return with_status<T>(RepoStatus::failed,
+                        "PostgreSQL at " + pool.address() + ": unexpected api_keys row");
+}
+
+std::optional<std::string> optional_number(const auto& value) {
+  if (!value) return std::nullopt;
+  return std::to_string(*value);
+}
+
+}  // namespace
+
+bool looks_like_uuid(std::string_view text) {
+  if (text.size() != 36) return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? text[i] != '-' : !std::isxdigit(static_cast<unsigned char>(text[i]))) return false;
+  }
+  return true;
+}
+
+KeyRepository::KeyRepository(PgPool& pool) : pool_(pool) {}
+
+asio::awaitable<RepoResult<KeyRecord>> KeyRepository::find_by_hash(KeyHash hash) {
+  PgParams params;
+  params.emplace_back(format_pg_bytea(hash.data(), hash.size()));
+  PgQueryMetrics accounting{&metrics().postgres_key_queries, &metrics().postgres_latency};
+  PgResult result = co_await pool_.query_prepared(find_by_hash_statement(), std::move(params), accounting);
+  if (!result.ok()) co_return from_failure<KeyRecord>(result);
+  if (result.rows() == 0) co_return with_status<KeyRecord>(RepoStatus::not_found, "no such key");
+  RepoResult<KeyRecord> out;
+  if (!parse_record(result, 0, out.value)) co_return malformed_row<KeyRecord>(pool_);
+  co_return out;
+}
+
+asio::awaitable<RepoResult<KeyDetails>> KeyRepository::create(NewKey key) {
+  std::vector<std::string> networks;
+  for (const auto& network : key.allowed_ips) networks.push_back(network.to_string());
+  PgParams params;
+  params.emplace_back(key.owner.type);
+  params.emplace_back(key.owner.id);
+  params.emplace_back(key.name);
+  params.emplace_back(key.description);
+  params.emplace_back(key.key_prefix);
+  params.emplace_back(format_pg_bytea(key.key_hash.data(), key.key_hash.size()));
+  params.emplace_back(format_pg_array(key.scopes));
+  params.emplace_back(format_pg_array(networks));
+  params.emplace_back(optional_number(key.rate_limit));
+  params.emplace_back(optional_number(key.window_seconds));
+  params.emplace_back(optional_number(key.quota));
+  params.emplace_back(optional_number(key.quota_period_seconds));
+  params.emplace_back(key.metadata_json);
+  params.emplace_back(key.expires_in ? std::optional(std::to_string(key.expires_in->count())) : std::nullopt);
+  params.emplace_back(key.created_by);
+  const std::string sql =
+      "INSERT INTO api_keys (owner_type, owner_id, name, description, key_prefix, key_hash, "
+      "scopes, allowed_ips, rate_limit, window_seconds, quota, quota_period_seconds, metadata, "
+      "expires_at, created_by) VALUES ($1, $2, $3, $4, $5, $6::bytea, $7::text[], $8::cidr[], "
+      "$9::integer, $10::integer, $11::bigint, $12::integer, $13::jsonb, "
+      "now() + $14::bigint * interval '1 millisecond', $15) RETURNING " + all_columns();
+
+  PgLease lease = co_await pool_.acquire();
+  if (!lease.ok()) co_return from_failure<KeyDetails>(PgResult::failure(lease.status(), lease.error()));
+  PgResult result = co_await lease->query(sql, std::move(params), pool_.options().query_timeout);
+  if (!result.ok()) co_return from_failure<KeyDetails>(result);
+  RepoResult<KeyDetails> out;
+  if (result.rows() != 1 || !parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
+  co_return out;
+}
+
+asio::awaitable<RepoResult<std::vector<KeyDetails>>> KeyRepository::list(std::optional<KeyOwner> owner) {
+  PgParams params;
+  params.emplace_back(owner ? std::optional(owner->type) : std::nullopt);
+  params.emplace_back(owner ? std::optional(owner->id) : std::nullopt);
+  PgResult result = co_await pool_.query(
+      "SELECT " + all_columns() +
+          " FROM api_keys WHERE ($1::text IS NULL OR (owner_type = $1 AND owner_id = $2))"
+          " ORDER BY created_at, id",
+      std::move(params));
+  if (!result.ok()) co_return from_failure<std::vector<KeyDetails>>(result);
+  RepoResult<std::vector<KeyDetails>> out;
+  out.value.resize(static_cast<std::size_t>(result.rows()));
+  for (int row = 0; row < result.rows(); ++row) {
+    if (!parse_details(result, row, out.value[static_cast<std::size_t>(row)])) {
+      co_return malformed_row<std::vector<KeyDetails>>(pool_);
+    }
+  }
+  co_return out;
+}
+
+asio::awaitable<RepoResult<KeyDetails>> KeyRepository::show(std::string id) {
+  if (!looks_like_uuid(id)) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
+  PgParams params;
+  params.emplace_back(id);
+  PgResult result =
+      co_await pool_.query("SELECT " + all_columns() + " FROM api_keys WHERE id = $1::uuid", std::move(params));
+  if (!result.ok()) co_return from_failure<KeyDetails>(result);
+  if (result.rows() == 0) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
+  RepoResult<KeyDetails> out;
+  if (!parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
+  co_return out;
+}
+
+asio::awaitable<RepoResult<RevokedKey>> KeyRepository::revoke(std::string id) {
+  if (!looks_like_uuid(id)) co_return with_status<RevokedKey>(RepoStatus::not_found, "no key with id " + id);
+  PgLease lease = co_await pool_.acquire();
+  if (!lease.ok()) co_return from_failure<RevokedKey>(PgResult::failure(lease.status(), lease.error()));
+  const auto timeout = pool_.options().query_timeout;
+  PgParams params;
+  params.emplace_back(id);
+  PgResult updated = co_await lease->query(
+      "UPDATE api_keys SET revoked_at = now(), is_active = false "
+      "WHERE id = $1::uuid AND revoked_at IS NULL RETURNING " KEYGATE_MICROS("revoked_at"),
+      params, timeout);
+  if (!updated.ok()) co_return from_failure<RevokedKey>(updated);
+  RepoResult<RevokedKey> out;
+  if (updated.rows() == 1) {
+    out.value.revoked_at = from_micros(to_int<std::int64_t>(updated.get(0, 0)).value_or(0));
+    co_return out;
+  }
+  PgResult existing = co_await lease->query(
+      "SELECT " KEYGATE_MICROS("revoked_at") " FROM api_keys WHERE id = $1::uuid", params, timeout);
+  if (!existing.ok()) co_return from_failure<RevokedKey>(existing);
+  if (existing.rows() == 0) co_return with_status<RevokedKey>(RepoStatus::not_found, "no key with id " + id);
+  out.value.already_revoked = true;
+  out.value.revoked_at = from_micros(to_int<std::int64_t>(existing.get(0, 0)).value_or(0));
+  co_return out;
+}
+
+asio::awaitable<RepoResult<RotatedKey>> KeyRepository::rotate(std::string id, std::string new_key_prefix,
+                                                              KeyHash new_key_hash,
+                                                              std::chrono::milliseconds grace) {
+  if (!looks_like_uuid(id)) co_return with_status<RotatedKey>(RepoStatus::not_found, "no key with id " + id);
+  PgLease lease = co_await pool_.acquire();
+  if (!lease.ok()) co_return from_failure<RotatedKey>(PgResult::failure(lease.status(), lease.error()));
+  PgConnection& connection = *lease;
+  const auto timeout = pool_.options().query_timeout;
+  // Leaving early without COMMIT is safe: the pool discards a connection still in a transaction.
+  PgResult begun = co_await connection.execute("BEGIN", timeout);
+  if (!begun.ok()) co_return from_failure<RotatedKey>(begun);
+
+  PgParams id_param;
+  id_param.emplace_back(id);
+  PgResult old = co_await connection.query(
+      "SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = $1::uuid FOR UPDATE", id_param, timeout);
+  if (!old.ok()) co_return from_failure<RotatedKey>(old);
+  if (old.rows() == 0) co_return with_status<RotatedKey>(RepoStatus::not_found, "no key with id " + id);
+  if (old.get(0, 0) == "t") {
+    co_return with_status<RotatedKey>(RepoStatus::rejected, "key " + id + " is revoked; create a new key instead");
+  }
+
+  PgParams insert_params;
+  insert_params.emplace_back(id);
+  insert_params.emplace_back(new_key_prefix);
+  insert_params.emplace_back(format_pg_bytea(new_key_hash.data(), new_key_hash.size()));
+  PgResult inserted = co_await connection.query(
+      "INSERT INTO api_keys (owner_type, owner_id, name, description, key_prefix, key_hash, "
+      "scopes, allowed_ips, rate_limit, window_seconds, quota, quota_period_seconds, metadata, "
+      "expires_at, created_by) "
+      "SELECT owner_type, owner_id, name, description, $2, $3::bytea, scopes, allowed_ips, "
+      "rate_limit, window_seconds, quota, quota_period_seconds, metadata, "
+      "now() + (expires_at - created_at), created_by FROM api_keys WHERE id = $1::uuid "
+      "RETURNING " + all_columns(),
+      std::move(insert_params), timeout);
+  if (!inserted.ok()) co_return from_failure<RotatedKey>(inserted);
+
+  PgParams expire_params;
+  expire_params.emplace_back(id);
+  expire_params.emplace_back(std::to_string(grace.count()));
+  PgResult expired = co_await connection.query(
+      "UPDATE api_keys SET expires_at = least(expires_at, now() + $2::bigint * interval '1 millisecond') "
+      "WHERE id = $1::uuid RETURNING " KEYGATE_MICROS("expires_at"),
+      std::move(expire_params), timeout);
+  if (!expired.ok()) co_return from_failure<RotatedKey>(expired);
+  PgResult committed = co_await connection.execute("COMMIT", timeout);
+  if (!committed.ok()) co_return from_failure<RotatedKey>(committed);
+
+  RepoResult<RotatedKey> out;
+  out.value.previous_id = id;
+  if (inserted.rows() != 1 || !parse_details(inserted, 0, out.value.new_key) ||
+      !parse_time(expired, 0, 0, out.value.previous_expires_at)) {
+    co_return malformed_row<RotatedKey>(pool_);
+  }
+  co_return out;
+}
+
+asio::awaitable<KeySource::Row> PgKeySource::find(const KeyHash& hash) {
+  RepoResult<KeyRecord> found = co_await repository_.find_by_hash(hash);
+  Row row;
+  switch (found.status) {
+    case RepoStatus::ok:
+      row.status = Status::found;
+      row.record = std::make_shared<KeyRecord>(std::move(found.value));
+      break;
+    case RepoStatus::not_found: row.status = Status::not_found; break;
+    default: row.status = Status::unavailable; break;
+  }
+  co_return row;
+}
+
+}  // namespace keygate::store

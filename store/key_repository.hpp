@@ -1,0 +1,119 @@
+#pragma once
+// api_keys in PostgreSQL: the request path's lookup by hash, and the operator's create, list,
+// show, revoke and rotate. Takes ready hashes and parsed values (key generation and hashing
+// live in authz/); never sees a full key.
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/key_lookup.hpp"
+#include "store/key_record.hpp"
+#include "store/pg_pool.hpp"
+
+namespace keygate::store {
+
+enum class RepoStatus {
+  ok,
+  not_found,    // no such key (an id that is not a uuid is simply not found)
+  rejected,     // the change breaks a rule: a constraint, or rotating a revoked key
+  unavailable,  // PostgreSQL unreachable or too slow
+  failed,       // any other SQL error (e.g. the schema is not migrated)
+};
+
+template <typename T>
+struct RepoResult {
+  RepoStatus status = RepoStatus::ok;
+  T value{};
+  std::string error;  // for people; names PostgreSQL, never a key
+  bool ok() const { return status == RepoStatus::ok; }
+};
+
+struct KeyOwner {
+  std::string type;  // "user"
+  std::string id;    // "42"
+};
+
+// What `keys create` stores.
+struct NewKey {
+  KeyOwner owner;
+  std::string name;
+  std::optional<std::string> description;
+  std::string key_prefix;  // the first 12 characters, for display
+  KeyHash key_hash{};
+  std::vector<std::string> scopes;
+  std::vector<IpNetwork> allowed_ips;
+  std::optional<int> rate_limit;  // with window_seconds, or neither
+  std::optional<int> window_seconds;
+  std::optional<std::int64_t> quota;
+  std::optional<int> quota_period_seconds;
+  std::optional<std::chrono::milliseconds> expires_in;  // from creation (server clock)
+  std::string metadata_json = "{}";
+  std::optional<std::string> created_by;
+};
+
+// A whole row, for list/show (KeyRecord plus what only people read).
+struct KeyDetails {
+  KeyRecord record;
+  std::string key_prefix;
+  std::optional<std::string> description;
+  std::string metadata_json;
+  TimePoint created_at;
+  TimePoint updated_at;
+  std::optional<TimePoint> last_used_at;
+  std::optional<std::string> created_by;
+};
+
+struct RevokedKey {
+  bool already_revoked = false;  // revoking twice is not an error
+  TimePoint revoked_at;
+};
+
+struct RotatedKey {
+  KeyDetails new_key;
+  std::string previous_id;
+  std::optional<TimePoint> previous_expires_at;  // now + grace, or earlier if it was earlier
+};
+
+class KeyRepository {
+ public:
+  explicit KeyRepository(PgPool& pool);
+
+  // The request path: one prepared SELECT by key_hash (counted in
+  // metrics().postgres_key_queries and postgres_latency).
+  boost::asio::awaitable<RepoResult<KeyRecord>> find_by_hash(KeyHash hash);
+
+  boost::asio::awaitable<RepoResult<KeyDetails>> create(NewKey key);
+  // Oldest first; every key when `owner` is empty.
+  boost::asio::awaitable<RepoResult<std::vector<KeyDetails>>> list(std::optional<KeyOwner> owner);
+  boost::asio::awaitable<RepoResult<KeyDetails>> show(std::string id);
+  // Sets revoked_at = now() and is_active = false unless already revoked.
+  boost::asio::awaitable<RepoResult<RevokedKey>> revoke(std::string id);
+  // One transaction: a new key copying owner, name, description, scopes, limits, allowed IPs,
+  // quota and metadata (and the old key's lifetime, counted from now), and the old key's
+  // expires_at = least(expires_at, now() + grace). A revoked key cannot be rotated.
+  boost::asio::awaitable<RepoResult<RotatedKey>> rotate(std::string id, std::string new_key_prefix,
+                                                        KeyHash new_key_hash,
+                                                        std::chrono::milliseconds grace);
+
+ private:
+  PgPool& pool_;
+};
+
+// KeyLookup's source of truth backed by a KeyRepository (on the same worker's executor).
+class PgKeySource final : public KeySource {
+ public:
+  explicit PgKeySource(KeyRepository& repository) : repository_(repository) {}
+  boost::asio::awaitable<Row> find(const KeyHash& hash) override;
+
+ private:
+  KeyRepository& repository_;
+};
+
+// "0b6c2a4e-...": the canonical text form PostgreSQL prints (any hex case).
+bool looks_like_uuid(std::string_view text);
+
+}  // namespace keygate::store

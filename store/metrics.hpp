@@ -1,0 +1,66 @@
+#pragma once
+// Process-wide counters and histograms, rendered by the admin listener as Prometheus text.
+// Relaxed atomics: each update is one uncontended-enough add on the request path.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace keygate::store {
+
+using Counter = std::atomic<std::uint64_t>;
+using Gauge = std::atomic<std::int64_t>;
+
+// Latency histogram with fixed bucket bounds in microseconds (Prometheus "le" in seconds).
+class LatencyHistogram {
+ public:
+  static constexpr std::array<std::uint64_t, 12> bounds_us{
+      50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 500000, 2000000};
+  void observe_us(std::uint64_t us);
+  // Appends the _bucket/_sum/_count lines for `name` (with an optional label set like
+  // `tier="redis"`).
+  void render(std::string& out, const std::string& name, const std::string& labels) const;
+
+ private:
+  std::array<Counter, bounds_us.size() + 1> buckets_{};  // last: +Inf
+  Counter sum_us_{0};
+  Counter count_{0};
+};
+
+enum class LookupTier { l1 = 0, redis = 1, postgres = 2 };
+enum class LookupOutcome { hit = 0, miss = 1, error = 2 };
+
+struct Metrics {
+  // Requests by decision code (index: authz::DenyReason as int; 0 = allowed) and by HTTP class.
+  std::array<Counter, 16> requests_by_decision{};
+  std::array<Counter, 6> responses_by_status_class{};  // index: status / 100 (1xx..5xx)
+  // Key lookups by tier and outcome.
+  std::array<std::array<Counter, 3>, 3> lookups{};  // [tier][outcome]
+  Counter postgres_key_queries{0};  // SELECTs by key_hash actually sent to PostgreSQL
+  LatencyHistogram redis_latency;
+  LatencyHistogram postgres_latency;
+  LatencyHistogram upstream_latency;
+  Counter upstream_errors_connect{0};
+  Counter upstream_errors_timeout{0};
+  Counter upstream_errors_other{0};
+  Gauge open_connections{0};
+  Gauge open_upstream_connections{0};
+  Counter invalidations{0};  // L1 entries dropped on revocation notices
+  Counter redis_reconnects{0};
+  Counter postgres_reconnects{0};
+  // Rate limiting and usage (issues #4, #5) add their counters here.
+  Counter ratelimit_decided_without_redis{0};  // Redis down: decided by on_redis_error
+  Counter ratelimit_redis_calls{0};             // rate-limit scripts sent to Redis
+  Counter ratelimit_near_cache_hits{0};         // 429s answered from the over-limit cache
+  Counter usage_queued{0}, usage_written{0}, usage_spilled{0}, usage_replayed{0}, usage_dropped{0};
+  Gauge usage_queue_depth{0};
+
+  void count_lookup(LookupTier tier, LookupOutcome outcome) {
+    lookups[static_cast<int>(tier)][static_cast<int>(outcome)].fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+// The process's metrics. One instance; tests may read it directly.
+Metrics& metrics();
+
+}  // namespace keygate::store

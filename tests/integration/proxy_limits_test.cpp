@@ -1,0 +1,216 @@
+// proxy::Server limits, timeouts, upstream failures and request-smuggling shapes. Each case
+// asserts what the client got and that the upstream saw nothing it should not have.
+#include "proxy_harness.hpp"
+
+using namespace keygate::test;
+
+namespace {
+
+bool is_error(const std::optional<Reply>& reply, int status, const std::string& code) {
+  return reply && reply->status == status &&
+         reply->body.find("\"error\":\"" + code + "\"") != std::string::npos &&
+         reply->header("content-type") == "application/json";
+}
+
+// A loopback port with nothing listening on it.
+std::uint16_t closed_port() {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return acceptor.local_endpoint().port();
+}
+
+}  // namespace
+
+// ---- smuggling shapes ---------------------------------------------------------------------
+
+TEST_CASE("request-smuggling shapes are refused with 400 and the connection closes") {
+  TestUpstream upstream;
+  ProxyUnderTest proxy(test_options(upstream.port));
+  const std::string start = "POST /s HTTP/1.1\r\nHost: app\r\n" + bearer(good_key);
+  const std::vector<std::pair<const char*, std::string>> shapes = {
+      {"Content-Length with Transfer-Encoding",
+       "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+      {"Transfer-Encoding with Content-Length",
+       "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"},
+      {"differing Content-Length", "Content-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef"},
+      {"Content-Length list that differs", "Content-Length: 5, 6\r\n\r\nabcdef"},
+      {"Transfer-Encoding not chunked", "Transfer-Encoding: gzip\r\n\r\nabc"},
+      {"Transfer-Encoding chunked not final", "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"},
+      {"Transfer-Encoding with another coding", "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"},
+      {"Transfer-Encoding twice", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                  "0\r\n\r\n"},
+      {"Transfer-Encoding gzip then Content-Length",
+       "Transfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc"},
+      {"obs-fold", "X-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n"},
+      {"obs-fold in Transfer-Encoding", "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n"},
+      {"bad chunk size", "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"},
+      {"chunk longer than its size", "Transfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n"},
+      {"bad Content-Length", "Content-Length: -1\r\n\r\n"},
+      {"space before the colon", "Content-Length : 0\r\n\r\n"},
+  };
+  for (const auto& [name, rest] : shapes) {
+    CAPTURE(name);
+    RawClient client(proxy.port);
+    REQUIRE(client.send(start + rest));
+    const auto reply = client.read_reply();
+    CHECK(is_error(reply, 400, "bad_request"));
+    if (reply) CHECK(reply->header("connection") == "close");
+    CHECK(client.closed_by_peer());
+  }
+  // A chunk body error can only show once forwarding began: the upstream never sees a
+  // complete request, and nothing else reached it.
+  for (const auto& request : upstream.received()) {
+    CHECK(request.body_bytes == 0);
+  }
+  CHECK(upstream.received().size() <= 2);
+}
+
+TEST_CASE("repeated identical Content-Length values are forwarded as one") {
+  TestUpstream upstream;
+  ProxyUnderTest proxy(test_options(upstream.port));
+  const auto reply = round_trip(proxy.port, "POST /cl HTTP/1.1\r\nHost: app\r\n" +
+                                                bearer(good_key) +
+                                                "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc");
+  REQUIRE(reply);
+  CHECK(reply->status == 200);
+  REQUIRE(upstream.received().size() == 1);
+  int lengths = 0;
+  for (const auto& [name, value] : upstream.received()[0].headers) {
+    if (name == "content-length") ++lengths;
+  }
+  CHECK(lengths == 1);
+  CHECK(upstream.received()[0].body_bytes == 3);
+}
+
+TEST_CASE("a target that does not normalize is a 400 and is not authorized") {
+  TestUpstream upstream;
+  ProxyUnderTest proxy(test_options(upstream.port));
+  for (const char* target : {"/a%2fb", "/bad%zz", "*", "http://evil/x"}) {
+    CAPTURE(target);
+    CHECK(is_error(round_trip(proxy.port, get(target, bearer(good_key))), 400, "bad_request"));
+  }
+  CHECK(proxy.auth->snapshot().empty());
+  CHECK(upstream.received().empty());
+}
+
+// ---- limits -------------------------------------------------------------------------------
+
+TEST_CASE("a header over max_header_bytes is a 431") {
+  TestUpstream upstream;
+  auto options = test_options(upstream.port);
+  options.max_header_bytes = 2048;
+  ProxyUnderTest proxy(options);
+  RawClient client(proxy.port);
+  REQUIRE(client.send(get("/h", bearer(good_key) + "X-Big: " + std::string(4096, 'a') + "\r\n")));
+  CHECK(is_error(client.read_reply(), 431, "header_too_large"));
+  CHECK(client.closed_by_peer());
+  CHECK(upstream.received().empty());
+}
+
+TEST_CASE("a Content-Length over max_body_bytes is a 413 before any body is read") {
+  TestUpstream upstream;
+  auto options = test_options(upstream.port);
+  options.max_body_bytes = 1000;
+  ProxyUnderTest proxy(options);
+  RawClient client(proxy.port);
+  REQUIRE(client.send("POST /b HTTP/1.1\r\nHost: app\r\n" + bearer(good_key) +
+                      "Content-Length: 1001\r\n\r\n"));
+  CHECK(is_error(client.read_reply(), 413, "body_too_large"));
+  CHECK(client.closed_by_peer());
+  CHECK(proxy.auth->snapshot().empty());
+  CHECK(upstream.received().empty());
+}
+
+TEST_CASE("a chunked body growing over max_body_bytes is a 413 while streaming") {
+  TestUpstream upstream;
+  auto options = test_options(upstream.port);
+  options.max_body_bytes = 1000;
+  ProxyUnderTest proxy(options);
+  RawClient client(proxy.port);
+  REQUIRE(client.send("POST /b HTTP/1.1\r\nHost: app\r\n" + bearer(good_key) +
+                      "Transfer-Encoding: chunked\r\n\r\n"));
+  const std::string chunk = "200\r\n" + std::string(512, 'z') + "\r\n";
+  client.send(chunk + chunk + chunk);
+  CHECK(is_error(client.read_reply(), 413, "body_too_large"));
+  CHECK(client.closed_by_peer());
+  for (const auto& request : upstream.received()) CHECK(request.body_bytes < 1001);
+}
+
+TEST_CASE("a header not complete within header_timeout is a 408 and the connection closes") {
+  TestUpstream upstream;
+  auto options = test_options(upstream.port);
+  options.header_timeout = 300ms;
+  ProxyUnderTest proxy(options);
+  RawClient client(proxy.port);
+  REQUIRE(client.send("GET /slowloris HTTP/1.1\r\nHost: app\r\n"));
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(is_error(client.read_reply(3s), 408, "request_timeout"));
+  CHECK(std::chrono::steady_clock::now() - started < 2s);
+  CHECK(client.closed_by_peer());
+}
+
+TEST_CASE("an idle keep-alive connection is closed after idle_timeout, silently") {
+  TestUpstream upstream;
+  auto options = test_options(upstream.port);
+  options.idle_timeout = 300ms;
+  ProxyUnderTest proxy(options);
+  RawClient client(proxy.port);
+  REQUIRE(client.send(get("/i", bearer(good_key))));
+  CHECK(client.read_reply()->status == 200);
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(client.read_some(3s).empty());  // closed with nothing sent
+  CHECK(std::chrono::steady_clock::now() - started < 2s);
+}
+
+TEST_CASE("connections over max_connections are closed at once") {
+  TestUpstream upstream;
+  auto options = test_options(upstream.port);
+  options.max_connections = 2;
+  ProxyUnderTest proxy(options);
+  RawClient first(proxy.port);
+  RawClient second(proxy.port);
+  REQUIRE(first.send(get("/1", bearer(good_key))));
+  REQUIRE(second.send(get("/2", bearer(good_key))));
+  CHECK(first.read_reply()->status == 200);
+  CHECK(second.read_reply()->status == 200);
+  RawClient third(proxy.port);
+  CHECK(third.closed_by_peer());
+  REQUIRE(first.send(get("/3", bearer(good_key))));
+  CHECK(first.read_reply()->status == 200);
+}
+
+// ---- upstream failures --------------------------------------------------------------------
+
+TEST_CASE("an upstream that refuses connections is a 502 upstream_unavailable") {
+  auto options = test_options(closed_port());
+  ProxyUnderTest proxy(options);
+  const auto before = count(keygate::store::metrics().upstream_errors_connect);
+  RawClient client(proxy.port);
+  REQUIRE(client.send(get("/x", bearer(good_key))));
+  CHECK(is_error(client.read_reply(), 502, "upstream_unavailable"));
+  CHECK(count(keygate::store::metrics().upstream_errors_connect) == before + 1);
+  // The client's connection survives an upstream failure.
+  REQUIRE(client.send(get("/x", bearer(good_key))));
+  CHECK(is_error(client.read_reply(), 502, "upstream_unavailable"));
+}
+
+TEST_CASE("an upstream that answers too slowly is a 504 upstream_timeout") {
+  TestUpstream upstream;
+  upstream.slow_ms = 3000;
+  auto options = test_options(upstream.port);
+  options.upstream_response_timeout = 300ms;
+  ProxyUnderTest proxy(options);
+  const auto before = count(keygate::store::metrics().upstream_errors_timeout);
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(is_error(round_trip(proxy.port, get("/slow", bearer(good_key))), 504, "upstream_timeout"));
+  CHECK(std::chrono::steady_clock::now() - started < 2s);
+  CHECK(count(keygate::store::metrics().upstream_errors_timeout) == before + 1);
+}
+
+TEST_CASE("an upstream that closes without answering is a 502 (after one retry if pooled)") {
+  TestUpstream upstream;
+  ProxyUnderTest proxy(test_options(upstream.port));
+  CHECK(is_error(round_trip(proxy.port, get("/drop", bearer(good_key))), 502,
+                 "upstream_unavailable"));
+  CHECK(upstream.received().size() == 1);  // a fresh connection is not retried
+}

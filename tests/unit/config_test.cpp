@@ -1,0 +1,510 @@
+// app/config: YAML text -> Config, ${VAR} expansion, KEYGATE_* overrides, and the exact
+// one-line message (file:line: option: problem) of every kind of mistake.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "app/config.hpp"
+
+namespace {
+
+using keygate::app::Config;
+using keygate::app::ConfigError;
+using keygate::app::default_config;
+using keygate::app::load_config_file;
+using keygate::app::parse_config;
+using Environment = std::map<std::string, std::string>;
+using namespace std::chrono_literals;
+
+Config parse(const std::string& yaml, const Environment& environment = {}) {
+  return parse_config(yaml, "config.yaml", environment);
+}
+
+// The message of the ConfigError that parsing `yaml` throws, or a marker when it throws none.
+std::string error_of(const std::string& yaml, const Environment& environment = {}) {
+  try {
+    parse(yaml, environment);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+const std::filesystem::path source_dir =
+    std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+
+// Every field of Config, so the shipped file cannot drift from the defaults in config.hpp.
+void check_same(const Config& a, const Config& b) {
+  CHECK(a.mode == b.mode);
+  CHECK(a.listen.host == b.listen.host);
+  CHECK(a.listen.port == b.listen.port);
+  CHECK(a.upstream.scheme == b.upstream.scheme);
+  CHECK(a.upstream.host == b.upstream.host);
+  CHECK(a.upstream.port == b.upstream.port);
+  CHECK(a.admin_listen.host == b.admin_listen.host);
+  CHECK(a.admin_listen.port == b.admin_listen.port);
+  CHECK(a.threads == b.threads);
+  CHECK(a.postgres.dsn == b.postgres.dsn);
+  CHECK(a.postgres.pool_size == b.postgres.pool_size);
+  CHECK(a.postgres.connect_timeout == b.postgres.connect_timeout);
+  CHECK(a.postgres.query_timeout == b.postgres.query_timeout);
+  CHECK(a.redis.url == b.redis.url);
+  CHECK(a.redis.connect_timeout == b.redis.connect_timeout);
+  CHECK(a.redis.command_timeout == b.redis.command_timeout);
+  CHECK(a.keys.headers == b.keys.headers);
+  CHECK(a.keys.query_parameter == b.keys.query_parameter);
+  CHECK(a.keys.prefix == b.keys.prefix);
+  CHECK(a.keys.pepper == b.keys.pepper);
+  CHECK(a.keys.hide_credentials == b.keys.hide_credentials);
+  CHECK(a.cache.ttl == b.cache.ttl);
+  CHECK(a.cache.negative_ttl == b.cache.negative_ttl);
+  CHECK(a.cache.max_entries == b.cache.max_entries);
+  CHECK(a.cache.redis_ttl == b.cache.redis_ttl);
+  CHECK(a.rate_limit.default_limit.limit == b.rate_limit.default_limit.limit);
+  CHECK(a.rate_limit.default_limit.window_seconds == b.rate_limit.default_limit.window_seconds);
+  CHECK(a.rate_limit.on_redis_error == b.rate_limit.on_redis_error);
+  CHECK(a.rate_limit.replicas == b.rate_limit.replicas);
+  CHECK(a.limits.max_header_bytes == b.limits.max_header_bytes);
+  CHECK(a.limits.max_body_bytes == b.limits.max_body_bytes);
+  CHECK(a.limits.header_timeout == b.limits.header_timeout);
+  CHECK(a.limits.idle_timeout == b.limits.idle_timeout);
+  CHECK(a.limits.upstream_connect_timeout == b.limits.upstream_connect_timeout);
+  CHECK(a.limits.upstream_response_timeout == b.limits.upstream_response_timeout);
+  CHECK(a.limits.max_connections == b.limits.max_connections);
+  CHECK(a.limits.upstream_pool_size == b.limits.upstream_pool_size);
+  CHECK(a.trusted_proxies == b.trusted_proxies);
+  CHECK(a.routes.size() == b.routes.size());
+  CHECK(a.usage.enabled == b.usage.enabled);
+  CHECK(a.usage.batch_size == b.usage.batch_size);
+  CHECK(a.usage.flush_interval == b.usage.flush_interval);
+  CHECK(a.usage.queue_size == b.usage.queue_size);
+  CHECK(a.usage.spill_path == b.usage.spill_path);
+  CHECK(a.usage.last_used_interval == b.usage.last_used_interval);
+  CHECK(a.usage.retention_days == b.usage.retention_days);
+  CHECK(a.shutdown_timeout == b.shutdown_timeout);
+}
+
+}  // namespace
+
+TEST_SUITE("config") {
+
+TEST_CASE("the shipped config.yaml loads and holds exactly the defaults") {
+  const auto path = source_dir / "config.yaml";
+  const Config shipped = load_config_file(path.string(), {});
+  CHECK(shipped.source == path.string());
+  check_same(shipped, default_config({}));
+  CHECK(shipped.routes.empty());
+}
+
+TEST_CASE("without a file the defaults of config.hpp apply") {
+  const Config config = default_config({});
+  CHECK(config.source == "(defaults)");
+  check_same(config, Config{});
+}
+
+TEST_CASE("an empty file or a file of comments means all defaults") {
+  check_same(parse(""), Config{});
+  check_same(parse("# nothing here\n"), Config{});
+  CHECK(parse("").source == "config.yaml");
+}
+
+TEST_CASE("every option maps to its field") {
+  const Config c = parse(R"(mode: authz
+listen: "[::]:8443"
+upstream: https://api.internal
+admin_listen: 127.0.0.1:9000
+threads: 8
+postgres:
+  dsn: host=db dbname=keygate
+  pool_size: 64
+  connect_timeout: 500ms
+  query_timeout: 1m
+redis:
+  url: redis://cache:6380/2
+  connect_timeout: 2s
+  command_timeout: 100ms
+keys:
+  headers: [X-Api-Key, Authorization]
+  query_parameter: api_key
+  prefix: acme_test
+  pepper: s3cret
+  hide_credentials: false
+cache:
+  ttl: 0s
+  negative_ttl: 0s
+  max_entries: 10
+  redis_ttl: 1h
+rate_limit:
+  default: 10/1m
+  on_redis_error: deny
+  replicas: 3
+limits:
+  max_header_bytes: 8192
+  max_body_bytes: 0
+  header_timeout: 5s
+  idle_timeout: 30s
+  upstream_connect_timeout: 1s
+  upstream_response_timeout: 10s
+  max_connections: 100
+  upstream_pool_size: 0
+trusted_proxies: [10.0.0.0/8, "::1"]
+routes:
+  - { path: /public/*, public: true }
+  - { path: /inventory/*, methods: [get, Head], scopes: [inventory:read], rate_limit: 5/1s }
+usage:
+  enabled: no
+  batch_size: 10
+  flush_interval: 250ms
+  queue_size: 20
+  spill_path: /var/lib/keygate/spill
+  last_used_interval: 5m
+  retention_days: 7
+shutdown_timeout: 1s
+)");
+  CHECK(c.mode == "authz");
+  CHECK(c.listen.host == "::");
+  CHECK(c.listen.port == 8443);
+  CHECK(c.upstream.scheme == "https");
+  CHECK(c.upstream.host == "api.internal");
+  CHECK(c.upstream.port == 443);
+  CHECK(c.admin_listen.port == 9000);
+  CHECK(c.threads == 8);
+  CHECK(c.postgres.dsn == "host=db dbname=keygate");
+  CHECK(c.postgres.pool_size == 64);
+  CHECK(c.postgres.connect_timeout == 500ms);
+  CHECK(c.postgres.query_timeout == 60s);
+  CHECK(c.redis.url == "redis://cache:6380/2");
+  CHECK(c.redis.connect_timeout == 2s);
+  CHECK(c.redis.command_timeout == 100ms);
+  CHECK(c.keys.headers == std::vector<std::string>{"x-api-key", "authorization"});
+  CHECK(c.keys.query_parameter == "api_key");
+  CHECK(c.keys.prefix == "acme_test");
+  CHECK(c.keys.pepper == "s3cret");
+  CHECK_FALSE(c.keys.hide_credentials);
+  CHECK(c.cache.ttl == 0ms);
+  CHECK(c.cache.negative_ttl == 0ms);
+  CHECK(c.cache.max_entries == 10);
+  CHECK(c.cache.redis_ttl == 1h);
+  CHECK(c.rate_limit.default_limit.limit == 10);
+  CHECK(c.rate_limit.default_limit.window_seconds == 60);
+  CHECK(c.rate_limit.on_redis_error == "deny");
+  CHECK(c.rate_limit.replicas == 3);
+  CHECK(c.limits.max_header_bytes == 8192);
+  CHECK(c.limits.max_body_bytes == 0);
+  CHECK(c.limits.header_timeout == 5s);
+  CHECK(c.limits.idle_timeout == 30s);
+  CHECK(c.limits.upstream_connect_timeout == 1s);
+  CHECK(c.limits.upstream_response_timeout == 10s);
+  CHECK(c.limits.max_connections == 100);
+  CHECK(c.limits.upstream_pool_size == 0);
+  CHECK(c.trusted_proxies == std::vector<std::string>{"10.0.0.0/8", "::1/128"});
+  REQUIRE(c.routes.size() == 2);
+  CHECK(c.routes[0].path == "/public/*");
+  CHECK(c.routes[0].is_public);
+  CHECK(c.routes[0].methods.empty());
+  CHECK(c.routes[0].scopes.empty());
+  CHECK_FALSE(c.routes[0].rate_limit.has_value());
+  CHECK(c.routes[1].path == "/inventory/*");
+  CHECK_FALSE(c.routes[1].is_public);
+  CHECK(c.routes[1].methods == std::vector<std::string>{"GET", "HEAD"});
+  CHECK(c.routes[1].scopes == std::vector<std::string>{"inventory:read"});
+  REQUIRE(c.routes[1].rate_limit.has_value());
+  CHECK(c.routes[1].rate_limit->limit == 5);
+  CHECK(c.routes[1].rate_limit->window_seconds == 1);
+  CHECK_FALSE(c.usage.enabled);
+  CHECK(c.usage.batch_size == 10);
+  CHECK(c.usage.flush_interval == 250ms);
+  CHECK(c.usage.queue_size == 20);
+  CHECK(c.usage.spill_path == "/var/lib/keygate/spill");
+  CHECK(c.usage.last_used_interval == 5min);
+  CHECK(c.usage.retention_days == 7);
+  CHECK(c.shutdown_timeout == 1s);
+}
+
+TEST_CASE("the design's example routes parse as written there") {
+  const Config c = parse(R"(routes:
+  - { path: /public/*, public: true }
+  - { path: /inventory/*, methods: [GET], scopes: [inventory:read] }
+  - { path: /inventory/*, methods: [POST, PUT, DELETE], scopes: [inventory:write] }
+)");
+  REQUIRE(c.routes.size() == 3);
+  CHECK(c.routes[2].methods == std::vector<std::string>{"POST", "PUT", "DELETE"});
+  CHECK(c.routes[2].scopes == std::vector<std::string>{"inventory:write"});
+}
+
+TEST_CASE("listen and upstream accept the documented forms") {
+  CHECK(parse("listen: localhost:80\n").listen.host == "localhost");
+  CHECK(parse("upstream: http://[::1]:9000/\n").upstream.host == "::1");
+  CHECK(parse("upstream: HTTP://example.com\n").upstream.scheme == "http");
+  CHECK(parse("upstream: http://example.com\n").upstream.port == 80);
+  CHECK(parse("threads: auto\n").threads == 0);
+  CHECK(parse("threads: 256\n").threads == 256);
+}
+
+TEST_CASE("an unknown option is an error, with a suggestion when one is close") {
+  CHECK(error_of("cache:\n  ttl: 5s\n  tll: 5s\n") ==
+        "config.yaml:3: cache.tll: unknown option (did you mean cache.ttl?)");
+  CHECK(error_of("mode: proxy\npostgres:\n  pool_sise: 4\n") ==
+        "config.yaml:3: postgres.pool_sise: unknown option (did you mean postgres.pool_size?)");
+  CHECK(error_of("lisen: 0.0.0.0:80\n") == "config.yaml:1: lisen: unknown option (did you mean listen?)");
+  CHECK(error_of("colour: red\n") == "config.yaml:1: colour: unknown option");
+  CHECK(error_of("routes:\n  - path: /a\n    scope: [x]\n") ==
+        "config.yaml:3: routes[0].scope: unknown option (did you mean routes[0].scopes?)");
+}
+
+TEST_CASE("an option given twice is an error naming the first line") {
+  CHECK(error_of("cache:\n  ttl: 5s\n  ttl: 6s\n") ==
+        "config.yaml:3: cache.ttl: given twice (first on line 2)");
+}
+
+TEST_CASE("durations and rate limits are checked") {
+  CHECK(error_of("mode: proxy\ncache:\n  ttl: soon\n") ==
+        "config.yaml:3: cache.ttl: expected a duration like 30s, got \"soon\"");
+  CHECK(error_of("cache:\n  redis_ttl: 0s\n") ==
+        "config.yaml:2: cache.redis_ttl: must be longer than 0s, got \"0s\"");
+  CHECK(error_of("cache:\n  ttl:\n") == "config.yaml:2: cache.ttl: expected a duration like 30s, got nothing");
+  CHECK(error_of("shutdown_timeout: 5\n") ==
+        "config.yaml:1: shutdown_timeout: expected a duration like 30s, got \"5\"");
+  CHECK(error_of("rate_limit:\n  default: 100 per minute\n") ==
+        "config.yaml:2: rate_limit.default: expected a rate limit like 100/60s, got \"100 per minute\"");
+  CHECK(error_of("rate_limit:\n  default: 0/60s\n") ==
+        "config.yaml:2: rate_limit.default: expected a rate limit like 100/60s, got \"0/60s\"");
+}
+
+TEST_CASE("numbers must be whole and in range") {
+  CHECK(error_of("postgres:\n  pool_size: 65\n") ==
+        "config.yaml:2: postgres.pool_size: expected a whole number from 1 to 64, got \"65\"");
+  CHECK(error_of("postgres:\n  pool_size: 0\n") ==
+        "config.yaml:2: postgres.pool_size: expected a whole number from 1 to 64, got \"0\"");
+  CHECK(error_of("postgres:\n  pool_size: 2.5\n") ==
+        "config.yaml:2: postgres.pool_size: expected a whole number from 1 to 64, got \"2.5\"");
+  CHECK(error_of("cache:\n  max_entries: 0\n") ==
+        "config.yaml:2: cache.max_entries: expected a whole number of at least 1, got \"0\"");
+  CHECK(error_of("usage:\n  batch_size: -5\n") ==
+        "config.yaml:2: usage.batch_size: expected a whole number of at least 1, got \"-5\"");
+  CHECK(error_of("rate_limit:\n  replicas: 99999999999\n") ==
+        "config.yaml:2: rate_limit.replicas: expected a whole number of at least 1, got \"99999999999\"");
+  CHECK(error_of("threads: 0\n") ==
+        "config.yaml:1: threads: expected auto or a whole number from 1 to 256, got \"0\"");
+  CHECK(error_of("threads: 257\n") ==
+        "config.yaml:1: threads: expected auto or a whole number from 1 to 256, got \"257\"");
+}
+
+TEST_CASE("addresses are checked") {
+  CHECK(error_of("listen: 0.0.0.0:0\n") == "config.yaml:1: listen: expected a port from 1 to 65535, got \"0\"");
+  CHECK(error_of("listen: 0.0.0.0:65536\n") ==
+        "config.yaml:1: listen: expected a port from 1 to 65535, got \"65536\"");
+  CHECK(error_of("listen: 8080\n") ==
+        "config.yaml:1: listen: expected host:port like 0.0.0.0:8080 or [::]:8080, got \"8080\"");
+  CHECK(error_of("admin_listen: \"::1:9901\"\n") ==
+        "config.yaml:1: admin_listen: IPv6 addresses need brackets, like [::1]:8080, got \"::1:9901\"");
+  CHECK(error_of("upstream: ftp://files:21\n") ==
+        "config.yaml:1: upstream: expected scheme http or https, got \"ftp\"");
+  CHECK(error_of("upstream: 127.0.0.1:9000\n") ==
+        "config.yaml:1: upstream: expected http://host:port or https://host:port, got \"127.0.0.1:9000\"");
+  CHECK(error_of("upstream: http://svc:9000/api\n") ==
+        "config.yaml:1: upstream: must not have a path or query (requests keep their own), got "
+        "\"http://svc:9000/api\"");
+  CHECK(error_of("trusted_proxies: [10.0.0.0/8, 10.0.0.1/8]\n") ==
+        "config.yaml:1: trusted_proxies[1]: expected an address or CIDR network like 10.0.0.0/8, got "
+        "\"10.0.0.1/8\"");
+}
+
+TEST_CASE("store settings are checked without echoing secrets") {
+  CHECK(error_of("postgres:\n  dsn: \"\"\n") == "config.yaml:2: postgres.dsn: must not be empty");
+  CHECK(error_of("redis:\n  url: http://cache:6379\n") ==
+        "config.yaml:2: redis.url: expected redis://[[user]:password@]host[:port][/db], got "
+        "\"http://cache:6379\"");
+  CHECK(error_of("redis:\n  url: redis://:hunter2@cache:99999\n") ==
+        "config.yaml:2: redis.url: port must be a number from 1 to 65535, got \"redis://***@cache:99999\"");
+  CHECK(error_of("redis:\n  url: redis://:hunter2@cache/x\n") ==
+        "config.yaml:2: redis.url: database must be a number, as in redis://host:6379/0, got "
+        "\"redis://***@cache/x\"");
+  CHECK(error_of("redis:\n  url: rediss://cache\n") ==
+        "config.yaml:2: redis.url: TLS (rediss://) is not supported, got \"rediss://cache\"");
+  CHECK(error_of("keys:\n  pepper: [a, b]\n") == "config.yaml:2: keys.pepper: expected a single value, got a list");
+}
+
+TEST_CASE("choices are checked") {
+  CHECK(error_of("mode: sidecar\n") == "config.yaml:1: mode: expected proxy or authz, got \"sidecar\"");
+  CHECK(error_of("rate_limit:\n  on_redis_error: ignore\n") ==
+        "config.yaml:2: rate_limit.on_redis_error: expected local, deny or allow, got \"ignore\"");
+  CHECK(error_of("keys:\n  hide_credentials: maybe\n") ==
+        "config.yaml:2: keys.hide_credentials: expected true or false, got \"maybe\"");
+}
+
+TEST_CASE("key settings are checked and header names lower-cased") {
+  const std::string prefix_rule =
+      "expected a lower-case word like kg_live (a-z first, then a-z 0-9 _, at most 32, not ending in _)";
+  CHECK(error_of("keys:\n  prefix: Kg\n") == "config.yaml:2: keys.prefix: " + prefix_rule + ", got \"Kg\"");
+  CHECK(error_of("keys:\n  prefix: kg_\n") == "config.yaml:2: keys.prefix: " + prefix_rule + ", got \"kg_\"");
+  CHECK(error_of("keys:\n  prefix: 1kg\n") == "config.yaml:2: keys.prefix: " + prefix_rule + ", got \"1kg\"");
+  CHECK(error_of("keys:\n  prefix: " + std::string(33, 'k') + "\n") ==
+        "config.yaml:2: keys.prefix: " + prefix_rule + ", got \"" + std::string(33, 'k') + "\"");
+  CHECK(parse("keys:\n  prefix: " + std::string(32, 'k') + "\n").keys.prefix == std::string(32, 'k'));
+  CHECK(error_of("keys:\n  headers:\n    - x-api-key\n    - \"bad header\"\n") ==
+        "config.yaml:4: keys.headers[1]: expected an HTTP header name like x-api-key, got \"bad header\"");
+  CHECK(error_of("keys:\n  headers: x-api-key\n") ==
+        "config.yaml:2: keys.headers: expected a list like [a, b], got \"x-api-key\"");
+  CHECK(error_of("keys:\n  headers: []\n") ==
+        "config.yaml:2: keys.headers: no header (and no keys.query_parameter) to take keys from; list at "
+        "least one");
+  CHECK(parse("keys:\n  headers: []\n  query_parameter: key\n").keys.headers.empty());
+}
+
+TEST_CASE("routes are checked and methods upper-cased") {
+  CHECK(error_of("routes:\n  - methods: [GET]\n") ==
+        "config.yaml:2: routes[0].path: missing: every route needs a path like /inventory/*");
+  CHECK(error_of("routes:\n  - { path: /a }\n  - { path: inventory/* }\n") ==
+        "config.yaml:3: routes[1].path: expected a path starting with '/', got \"inventory/*\"");
+  CHECK(error_of("routes:\n  - path: /public/*\n    public: true\n    scopes: [read]\n") ==
+        "config.yaml:4: routes[0].scopes: a public route takes no key, so it cannot require scopes");
+  CHECK(error_of("routes:\n  - { path: /a, methods: [GET, \"PO ST\"] }\n") ==
+        "config.yaml:2: routes[0].methods[1]: expected an HTTP method like GET, got \"PO ST\"");
+  CHECK(error_of("routes:\n  - /inventory/*\n") ==
+        "config.yaml:2: routes[0]: expected a mapping like { path: /inventory/*, scopes: [inventory:read] }, "
+        "got \"/inventory/*\"");
+  CHECK(parse("routes:\n  - { path: \"/v?/items\" }\n").routes[0].path == "/v?/items");
+  CHECK(error_of("routes:\n  - { path: \"/a b\" }\n") ==
+        "config.yaml:2: routes[0].path: expected a path without spaces or '#', got \"/a b\"");
+  CHECK(error_of("routes: {path: /a}\n") == "config.yaml:1: routes: expected a list like [a, b], got a mapping");
+}
+
+TEST_CASE("the shape of the file is checked") {
+  CHECK(error_of("- listen\n- upstream\n") ==
+        "config.yaml:1: expected a mapping of options (like listen: 0.0.0.0:8080), got a list");
+  CHECK(error_of("just words\n") ==
+        "config.yaml:1: expected a mapping of options (like listen: 0.0.0.0:8080), got a single value");
+  CHECK(error_of("mode: proxy\n---\nmode: authz\n") == "config.yaml:3: only one YAML document is allowed");
+  CHECK(error_of("mode: proxy\ncache: 30s\n") ==
+        "config.yaml:2: cache: expected a mapping of options, got a single value");
+  // A DSN where the section belongs: its password is not echoed.
+  CHECK(error_of("postgres: postgresql://u:pw@db/kg\n") ==
+        "config.yaml:1: postgres: expected a mapping of options, got a single value");
+  CHECK(error_of("mode: proxy\nroutes: [a,\nlisten: x\n") ==
+        "config.yaml:4: invalid YAML: end of sequence flow not found");
+  CHECK(error_of("mode: proxy\n  listen: x\n") == "config.yaml:2: invalid YAML: illegal map value");
+}
+
+TEST_CASE("a file that cannot be read is named with the reason") {
+  try {
+    load_config_file("/nonexistent/keygate.yaml", {});
+    FAIL("expected a ConfigError");
+  } catch (const ConfigError& e) {
+    CHECK(std::string(e.what()) ==
+          "cannot read config file /nonexistent/keygate.yaml: No such file or directory");
+  }
+  try {
+    load_config_file(source_dir.string(), {});
+    FAIL("expected a ConfigError");
+  } catch (const ConfigError& e) {
+    CHECK(std::string(e.what()) == "cannot read config file " + source_dir.string() + ": Is a directory");
+  }
+}
+
+TEST_CASE("${VAR} and ${VAR:-default} are expanded from the environment") {
+  const Environment environment{{"PG_PASSWORD", "s3cret"}, {"POOL", "8"}, {"EMPTY", ""}};
+  const Config c = parse(R"(postgres:
+  dsn: postgresql://keygate:${PG_PASSWORD}@db/keygate
+  pool_size: ${POOL:-2}
+redis:
+  url: redis://${REDIS_HOST:-localhost}:${REDIS_PORT:-6379}
+keys:
+  pepper: ${EMPTY:-fallback}
+  headers: ["${HEADER:-x-api-key}"]
+)",
+                         environment);
+  CHECK(c.postgres.dsn == "postgresql://keygate:s3cret@db/keygate");
+  CHECK(c.postgres.pool_size == 8);
+  CHECK(c.redis.url == "redis://localhost:6379");
+  CHECK(c.keys.pepper == "fallback");
+  CHECK(c.keys.headers == std::vector<std::string>{"x-api-key"});
+}
+
+TEST_CASE("$${ is a literal ${ and the result is validated like any value") {
+  CHECK(parse("keys:\n  pepper: a$${b}\n").keys.pepper == "a${b}");
+  CHECK(parse("keys:\n  pepper: ${EMPTY}\n", {{"EMPTY", ""}}).keys.pepper.empty());
+  CHECK(error_of("postgres:\n  pool_size: ${POOL}\n", {{"POOL", "100"}}) ==
+        "config.yaml:2: postgres.pool_size: expected a whole number from 1 to 64, got \"100\"");
+}
+
+TEST_CASE("an unset variable or a malformed reference is an error naming it and the line") {
+  CHECK(error_of("mode: proxy\nkeys:\n  pepper: ${KEYGATE_TEST_UNSET}\n") ==
+        "config.yaml:3: keys.pepper: environment variable KEYGATE_TEST_UNSET is not set (write "
+        "${KEYGATE_TEST_UNSET:-default} to give a default)");
+  CHECK(error_of("keys:\n  pepper: ${OPEN\n") ==
+        "config.yaml:2: keys.pepper: unterminated ${ (expected ${NAME} or ${NAME:-default})");
+  CHECK(error_of("keys:\n  pepper: ${1X}\n") ==
+        "config.yaml:2: keys.pepper: ${1X} is not a variable reference (expected ${NAME} or "
+        "${NAME:-default})");
+}
+
+TEST_CASE("KEYGATE_* variables win over the file") {
+  const Environment environment{
+      {"KEYGATE_MODE", "authz"},
+      {"KEYGATE_LISTEN", "127.0.0.1:7000"},
+      {"KEYGATE_UPSTREAM", "https://backend:8443"},
+      {"KEYGATE_ADMIN_LISTEN", "[::1]:7001"},
+      {"KEYGATE_THREADS", "2"},
+      {"KEYGATE_POSTGRES_DSN", "host=pg"},
+      {"KEYGATE_REDIS_URL", "redis://redis:6000"},
+      {"KEYGATE_PEPPER", "from-env"},
+  };
+  const Config c = parse(R"(mode: proxy
+listen: 0.0.0.0:80
+upstream: http://svc:9000
+admin_listen: 0.0.0.0:81
+threads: 16
+postgres: { dsn: host=file }
+redis: { url: "redis://file:1" }
+keys: { pepper: from-file }
+)",
+                         environment);
+  CHECK(c.mode == "authz");
+  CHECK(c.listen.host == "127.0.0.1");
+  CHECK(c.listen.port == 7000);
+  CHECK(c.upstream.scheme == "https");
+  CHECK(c.upstream.host == "backend");
+  CHECK(c.upstream.port == 8443);
+  CHECK(c.admin_listen.host == "::1");
+  CHECK(c.admin_listen.port == 7001);
+  CHECK(c.threads == 2);
+  CHECK(c.postgres.dsn == "host=pg");
+  CHECK(c.redis.url == "redis://redis:6000");
+  CHECK(c.keys.pepper == "from-env");
+
+  const Config defaults = default_config(environment);
+  CHECK(defaults.mode == "authz");
+  CHECK(defaults.postgres.dsn == "host=pg");
+  CHECK(defaults.keys.pepper == "from-env");
+}
+
+TEST_CASE("an empty KEYGATE_* variable is ignored") {
+  const Config c = parse("keys:\n  pepper: from-file\n", {{"KEYGATE_PEPPER", ""}, {"KEYGATE_LISTEN", ""}});
+  CHECK(c.keys.pepper == "from-file");
+  CHECK(c.listen.port == 8080);
+}
+
+TEST_CASE("a bad KEYGATE_* value is an error naming the variable") {
+  CHECK(error_of("", {{"KEYGATE_THREADS", "many"}}) ==
+        "KEYGATE_THREADS: threads: expected auto or a whole number from 1 to 256, got \"many\"");
+  CHECK(error_of("", {{"KEYGATE_LISTEN", "8080"}}) ==
+        "KEYGATE_LISTEN: listen: expected host:port like 0.0.0.0:8080 or [::]:8080, got \"8080\"");
+  CHECK(error_of("", {{"KEYGATE_MODE", "edge"}}) == "KEYGATE_MODE: mode: expected proxy or authz, got \"edge\"");
+  CHECK(error_of("", {{"KEYGATE_REDIS_URL", "redis://:pw@host:0"}}) ==
+        "KEYGATE_REDIS_URL: redis.url: port must be a number from 1 to 65535, got \"redis://***@host:0\"");
+  CHECK_THROWS_WITH_AS(default_config({{"KEYGATE_UPSTREAM", "svc:80"}}),
+                       "KEYGATE_UPSTREAM: upstream: expected http://host:port or https://host:port, got \"svc:80\"",
+                       ConfigError);
+}
+
+TEST_CASE("process_environment reads the real environment") {
+  ::setenv("KEYGATE_CONFIG_TEST_VAR", "a=b", 1);
+  const auto environment = keygate::app::process_environment();
+  ::unsetenv("KEYGATE_CONFIG_TEST_VAR");
+  REQUIRE(environment.count("KEYGATE_CONFIG_TEST_VAR") == 1);
+  CHECK(environment.at("KEYGATE_CONFIG_TEST_VAR") == "a=b");
+}
+
+}  // TEST_SUITE

@@ -1,0 +1,258 @@
+// The per-worker rate limiter: policy choice, near cache, and the on_redis_error modes, with an
+// in-memory counter in place of Redis (the Redis script itself is tested in
+// tests/integration/rate_limit_*_test.cpp) and an injected clock.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <string>
+
+#include "authz/rate_limiter.hpp"
+#include "store/metrics.hpp"
+#include "store/redis_rate_counter.hpp"
+#include "support/run_coro.hpp"
+
+using namespace keygate;
+using namespace keygate::authz;
+
+namespace {
+
+// Applies the pure arithmetic to in-memory counts, as the Lua script does in Redis; can be
+// made unavailable or failing.
+class FakeCounter final : public store::RateCounter {
+ public:
+  bool up = true;       // available()
+  bool failing = false;  // hit() answers unavailable
+  int calls = 0;
+
+  bool available() const override { return up; }
+  boost::asio::awaitable<store::WindowHitResult> hit(const store::WindowHit& request) override {
+    ++calls;
+    store::WindowHitResult out;
+    if (failing) co_return out;
+    SlidingWindow w;
+    w.limit = request.limit;
+    w.window_ticks = request.window_ticks;
+    w.tick_ms = request.tick_ms;
+    const WindowDecision d = windows_.hit(std::string(request.counter), w, request.now_ticks * request.tick_ms);
+    out.status = store::WindowHitResult::Status::ok;
+    out.allowed = d.allowed;
+    out.previous = d.counts.previous;
+    out.current = d.counts.current;
+    co_return out;
+  }
+
+ private:
+  LocalSlidingWindows windows_;
+};
+
+struct Clock {
+  std::int64_t ms = 1'700'000'000'000;  // a window boundary for 10 s and 60 s windows
+  RateLimiter::Now source() {
+    return [this] { return store::TimePoint(std::chrono::milliseconds(ms)); };
+  }
+};
+
+store::KeyRecord key_with(std::string id, std::optional<int> limit = std::nullopt,
+                          std::optional<int> window = std::nullopt) {
+  store::KeyRecord key;
+  key.id = std::move(id);
+  key.rate_limit = limit;
+  key.window_seconds = window;
+  return key;
+}
+
+RateOutcome check(RateLimiter& limiter, const store::KeyRecord& key, const Route* route = nullptr) {
+  return test::run_coro(limiter.check(key, route));
+}
+
+std::uint64_t near_hits() { return store::metrics().ratelimit_near_cache_hits.load(); }
+std::uint64_t without_redis() { return store::metrics().ratelimit_decided_without_redis.load(); }
+
+}  // namespace
+
+TEST_CASE("policy: the route's limit, else the key's, else the default") {
+  const RateLimitSpec fallback{100, 60};
+  Route plain;
+  Route limited;
+  limited.rate_limit = RateLimitSpec{5, 1};
+
+  CHECK(choose_policy(key_with("a"), nullptr, fallback) ==
+        RateLimitPolicy{100, 60, RateLimitPolicy::Source::default_limit});
+  CHECK(choose_policy(key_with("a", 10, 30), &plain, fallback) ==
+        RateLimitPolicy{10, 30, RateLimitPolicy::Source::key});
+  CHECK(choose_policy(key_with("a", 10), nullptr, fallback) ==
+        RateLimitPolicy{10, 60, RateLimitPolicy::Source::key});
+  CHECK(choose_policy(key_with("a", 10, 30), &limited, fallback) ==
+        RateLimitPolicy{5, 1, RateLimitPolicy::Source::route});
+  CHECK(choose_policy(key_with("a", 0, 30), nullptr, fallback).source ==
+        RateLimitPolicy::Source::default_limit);
+}
+
+TEST_CASE("counter names: hash-tagged key id, window, and a stable tag per limited route") {
+  Route get_route;
+  get_route.pattern = "/inventory/*";
+  get_route.methods = {"GET"};
+  get_route.rate_limit = RateLimitSpec{5, 1};
+  Route post_route = get_route;
+  post_route.methods = {"POST"};
+  const auto key = key_with("3f1c", 10, 30);
+
+  CHECK(counter_name(key, nullptr, choose_policy(key, nullptr, {100, 60})) == "kg:rl:{3f1c}:30s");
+  const std::string get_name = counter_name(key, &get_route, choose_policy(key, &get_route, {100, 60}));
+  const std::string post_name = counter_name(key, &post_route, choose_policy(key, &post_route, {100, 60}));
+  CHECK(get_name.rfind("kg:rl:{3f1c}:r", 0) == 0);
+  CHECK(get_name.size() == std::string("kg:rl:{3f1c}:r0123456789abcdef:1s").size());
+  CHECK(get_name != post_name);
+  CHECK(get_name == counter_name(key, &get_route, choose_policy(key, &get_route, {100, 60})));
+}
+
+TEST_CASE("allowed requests carry the RateLimit-* values; the one over the limit gets 429") {
+  FakeCounter redis;
+  Clock clock;
+  RateLimiter limiter({}, &redis, clock.source());
+  const auto key = key_with("k-headers", 3, 10);
+
+  RateOutcome first = check(limiter, key);
+  CHECK(first.verdict == RateVerdict::allowed);
+  CHECK(first.source == RateOutcome::Source::redis);
+  CHECK(first.status.applies);
+  CHECK(first.status.limit == 3);
+  CHECK(first.status.remaining == 2);
+  CHECK(first.status.reset_seconds == 20);  // this window's request is forgotten after the next
+  CHECK(first.status.retry_after_seconds == 0);
+  check(limiter, key);
+  CHECK(check(limiter, key).status.remaining == 0);
+
+  clock.ms += 1'000;
+  const RateOutcome over = check(limiter, key);
+  CHECK(over.verdict == RateVerdict::rate_limited);
+  CHECK(over.status.remaining == 0);
+  // Next window (in 9 s) with p = 3: allowed once e >= W/3 = 3.334 s -> 12.334 s -> 13 s.
+  CHECK(over.status.retry_after_seconds == 13);
+  CHECK(redis.calls == 4);
+}
+
+TEST_CASE("near cache: over the limit, the worker answers 429 without Redis until retry time") {
+  FakeCounter redis;
+  Clock clock;
+  RateLimiter limiter({}, &redis, clock.source());
+  const auto key = key_with("k-near", 2, 10);
+  check(limiter, key);
+  check(limiter, key);
+  REQUIRE(check(limiter, key).verdict == RateVerdict::rate_limited);
+  REQUIRE(redis.calls == 3);
+
+  const std::uint64_t hits_before = near_hits();
+  for (int i = 0; i < 1000; ++i) {
+    clock.ms += 1;
+    const RateOutcome o = check(limiter, key);
+    REQUIRE(o.verdict == RateVerdict::rate_limited);
+    CHECK(o.source == RateOutcome::Source::near_cache);
+    CHECK(o.status.retry_after_seconds >= 1);
+  }
+  CHECK(redis.calls == 3);
+  CHECK(near_hits() - hits_before == 1000);
+  CHECK(limiter.near_cache_size() == 1);
+
+  // Another key is not affected.
+  CHECK(check(limiter, key_with("k-near-other", 2, 10)).verdict == RateVerdict::allowed);
+
+  // Retry time: next window (t0 + 10 s) with p = 2 -> allowed once e >= W/2 = 5 s.
+  clock.ms = 1'700'000'000'000 + 15'000 - 1;
+  CHECK(check(limiter, key).source == RateOutcome::Source::near_cache);
+  clock.ms += 1;
+  const RateOutcome again = check(limiter, key);
+  CHECK(again.verdict == RateVerdict::allowed);
+  CHECK(again.source == RateOutcome::Source::redis);
+}
+
+TEST_CASE("Redis failing, mode local: per-process windows with the limit divided by replicas") {
+  FakeCounter redis;
+  redis.failing = true;
+  Clock clock;
+  RateLimiterOptions options;
+  options.replicas = 4;
+  RateLimiter limiter(options, &redis, clock.source());
+  const auto key = key_with("k-local", 40, 10);
+
+  const std::uint64_t before = without_redis();
+  int allowed = 0;
+  for (int i = 0; i < 100; ++i) {
+    const RateOutcome o = check(limiter, key);
+    CHECK(o.source == RateOutcome::Source::without_redis);
+    CHECK(o.status.limit == 40);
+    allowed += o.verdict == RateVerdict::allowed ? 1 : 0;
+  }
+  CHECK(allowed == 10);
+  CHECK(without_redis() - before == 100);
+  CHECK(redis.calls == 1);  // after a failure Redis is skipped for redis_retry_interval
+
+  // Redis is back: the first request after the interval goes to Redis and stays there.
+  redis.failing = false;
+  clock.ms += 1'000;
+  const RateOutcome back = check(limiter, key);
+  CHECK(back.source == RateOutcome::Source::redis);
+  CHECK(back.verdict == RateVerdict::allowed);
+  CHECK(check(limiter, key).source == RateOutcome::Source::redis);
+  CHECK(redis.calls == 3);
+  CHECK(without_redis() - before == 100);
+}
+
+TEST_CASE("Redis disconnected: no call at all, decided locally") {
+  FakeCounter redis;
+  redis.up = false;
+  Clock clock;
+  RateLimiter limiter({}, &redis, clock.source());
+  const std::uint64_t before = without_redis();
+  CHECK(check(limiter, key_with("k-down", 1, 10)).verdict == RateVerdict::allowed);
+  CHECK(check(limiter, key_with("k-down", 1, 10)).verdict == RateVerdict::rate_limited);
+  CHECK(redis.calls == 0);
+  CHECK(without_redis() - before == 2);
+  redis.up = true;
+  CHECK(check(limiter, key_with("k-down-2", 1, 10)).source == RateOutcome::Source::redis);
+}
+
+TEST_CASE("no Redis configured: every request is decided locally") {
+  Clock clock;
+  RateLimiter limiter({}, nullptr, clock.source());
+  CHECK(check(limiter, key_with("k-none", 1, 10)).source == RateOutcome::Source::without_redis);
+}
+
+TEST_CASE("Redis failing, mode deny: unavailable (503), counted") {
+  FakeCounter redis;
+  redis.failing = true;
+  Clock clock;
+  RateLimiterOptions options;
+  options.on_redis_error = OnRedisError::deny;
+  RateLimiter limiter(options, &redis, clock.source());
+  const std::uint64_t before = without_redis();
+  const RateOutcome o = check(limiter, key_with("k-deny", 5, 10));
+  CHECK(o.verdict == RateVerdict::unavailable);
+  CHECK(o.status.applies);
+  CHECK(o.status.retry_after_seconds == 1);
+  CHECK(without_redis() - before == 1);
+}
+
+TEST_CASE("Redis failing, mode allow: every request passes, counted") {
+  FakeCounter redis;
+  redis.failing = true;
+  Clock clock;
+  RateLimiterOptions options;
+  options.on_redis_error = OnRedisError::allow;
+  RateLimiter limiter(options, &redis, clock.source());
+  const std::uint64_t before = without_redis();
+  for (int i = 0; i < 50; ++i) {
+    const RateOutcome o = check(limiter, key_with("k-allow", 1, 10));
+    CHECK(o.verdict == RateVerdict::allowed);
+    CHECK(o.status.remaining == 1);
+  }
+  CHECK(without_redis() - before == 50);
+}
+
+TEST_CASE("parse_on_redis_error accepts the three modes only") {
+  CHECK(parse_on_redis_error("local") == OnRedisError::local);
+  CHECK(parse_on_redis_error("deny") == OnRedisError::deny);
+  CHECK(parse_on_redis_error("allow") == OnRedisError::allow);
+  CHECK_FALSE(parse_on_redis_error("Local").has_value());
+  CHECK_FALSE(parse_on_redis_error("").has_value());
+}
