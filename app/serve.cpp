@@ -21,6 +21,8 @@
 #include "store/redis_client.hpp"
 #include "store/redis_key_cache.hpp"
 #include "store/redis_rate_counter.hpp"
+#include "store/usage_queue.hpp"
+#include "store/usage_writer.hpp"
 
 namespace keygate::app {
 namespace asio = boost::asio;
@@ -130,6 +132,26 @@ int run_serve(const Config& config, Args args) {
   pg_opts.connect_timeout = config.postgres.connect_timeout;
   pg_opts.query_timeout = config.postgres.query_timeout;
 
+  // The usage log: one queue shard per worker, one writer thread (declared before the server,
+  // which calls into the queue until it stops).
+  std::unique_ptr<store::UsageQueue> usage_queue;
+  std::unique_ptr<store::UsageWriter> usage_writer;
+  if (config.usage.enabled) {
+    usage_queue = std::make_unique<store::UsageQueue>(threads, config.usage.queue_size);
+    store::UsageWriterOptions usage_opts;
+    usage_opts.dsn = config.postgres.dsn;
+    usage_opts.connect_timeout = config.postgres.connect_timeout;
+    usage_opts.query_timeout = std::max(config.postgres.query_timeout, std::chrono::milliseconds(5000));
+    usage_opts.batch_size = config.usage.batch_size;
+    usage_opts.flush_interval = config.usage.flush_interval;
+    usage_opts.queue_size = config.usage.queue_size;
+    usage_opts.spill_path = config.usage.spill_path;
+    usage_opts.last_used_interval = config.usage.last_used_interval;
+    usage_opts.retention_days = config.usage.retention_days;
+    usage_writer = std::make_unique<store::UsageWriter>(std::move(usage_opts), *usage_queue);
+    usage_writer->start();
+  }
+
   store::L1Cache l1({config.cache.max_entries, config.cache.ttl, config.cache.negative_ttl});
   const auto settings = authorizer_settings(config);
   const authz::RateLimiterOptions limiter_opts = rate_limiter_options(config);
@@ -151,6 +173,21 @@ int run_serve(const Config& config, Args args) {
     w->limiter = std::make_unique<authz::RateLimiter>(limiter_opts, w->rate_counter.get());
     proxy::WorkerServices services;
     services.authorizer = std::make_unique<authz::KeyAuthorizer>(settings, *w->lookup, *w->limiter);
+    if (usage_queue) {
+      // The logging phase: one event per request whose key was identified, passed or not.
+      services.on_completed = [queue = usage_queue.get(), index](const proxy::CompletedRequest& done) {
+        if (done.auth == nullptr || !done.auth->key) return;
+        store::UsageFacts facts;
+        facts.key_id = done.auth->key->id;
+        facts.method = done.method;
+        facts.endpoint = done.path;
+        facts.user_agent = done.user_agent;
+        facts.client_ip = done.client_ip;
+        facts.status = done.status;
+        facts.duration = done.duration;
+        queue->record(index, facts);
+      };
+    }
     workers[index] = std::move(w);
     return services;
   };
@@ -181,6 +218,7 @@ int run_serve(const Config& config, Args args) {
            "\",\"admin\":\"" + config.admin_listen.host + ":" + std::to_string(server.admin_port()) +
            "\",\"threads\":" + std::to_string(threads) + "}");
   server.run();
+  if (usage_writer) usage_writer->stop_and_drain(config.shutdown_timeout);
 
   // Shut down in order: stop background loops, let them finish on their own contexts, then
   // destroy the stores while their io_contexts still exist.

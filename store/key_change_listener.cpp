@@ -58,17 +58,43 @@ void KeyChangeListener::start() {
        on_change = on_change_, on_resync = on_resync_]() -> asio::awaitable<void> {
         std::chrono::milliseconds backoff{100};
         asio::steady_timer pause(executor);
+        // PostgreSQL's clock at the last moment we know we were listening: after a reconnect,
+        // every key changed since then (notices we missed) is handed to on_change.
+        std::string last_alive;
         while (!state->stopped.load()) {
           PgConnection connection(executor);
           PgResult opened = co_await connection.connect(dsn, timeout);
           if (opened.ok()) {
             opened = co_await connection.execute(std::string("LISTEN ") + key_changed_channel, timeout);
           }
+          if (opened.ok() && !last_alive.empty()) {
+            // Changes committed while we were away; 2 s of margin for commits in flight then.
+            PgParams since{last_alive};
+            PgResult missed = co_await connection.query(
+                "SELECT encode(key_hash, 'hex') FROM api_keys "
+                "WHERE updated_at >= $1::timestamptz - interval '2 seconds'",
+                std::move(since), timeout);
+            if (missed.ok()) {
+              for (int row = 0; row < missed.rows(); ++row) {
+                if (auto hash = hash_from_notice(missed.get(row, 0))) on_change(*hash);
+              }
+            } else {
+              opened = std::move(missed);
+            }
+          }
           if (opened.ok()) {
             state->listening.store(true);
             backoff = std::chrono::milliseconds(100);
-            on_resync();  // whatever changed while we were not listening is unknown
+            // After a reconnect L1 may hold anything read while we were not listening. (Not on
+            // the first connect: that would only throw away what requests cached meanwhile.)
+            if (!last_alive.empty()) on_resync();
             while (!state->stopped.load()) {
+              // Re-LISTENing is a no-op that keeps pg_stat_activity saying what this
+              // connection is for; now() is PostgreSQL's clock for the catch-up query.
+              PgResult clock = co_await connection.execute(
+                  std::string("LISTEN ") + key_changed_channel + "; SELECT now()::text", timeout);
+              if (!clock.ok()) break;
+              last_alive = std::string(clock.get(0, 0));
               PgNotificationResult next =
                   co_await connection.wait_notification(std::chrono::milliseconds(1000));
               if (next.status != PgStatus::ok) break;

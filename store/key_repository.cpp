@@ -174,7 +174,9 @@ KeyRepository::KeyRepository(PgPool& pool) : pool_(pool) {}
 asio::awaitable<RepoResult<KeyRecord>> KeyRepository::find_by_hash(KeyHash hash) {
   PgParams params;
   params.emplace_back(format_pg_bytea(hash.data(), hash.size()));
-  PgQueryMetrics accounting{&metrics().postgres_key_queries, &metrics().postgres_latency};
+  PgQueryMetrics accounting;
+  accounting.sent = &metrics().postgres_key_queries;
+  accounting.latency = &metrics().postgres_latency;
   PgResult result = co_await pool_.query_prepared(find_by_hash_statement(), std::move(params), accounting);
   if (!result.ok()) co_return from_failure<KeyRecord>(result);
   if (result.rows() == 0) co_return with_status<KeyRecord>(RepoStatus::not_found, "no such key");
@@ -277,18 +279,15 @@ asio::awaitable<RepoResult<RevokedKey>> KeyRepository::revoke(std::string id) {
   co_return out;
 }
 
-asio::awaitable<RepoResult<RotatedKey>> KeyRepository::rotate(std::string id, std::string new_key_prefix,
-                                                              KeyHash new_key_hash,
-                                                              std::chrono::milliseconds grace) {
-  if (!looks_like_uuid(id)) co_return with_status<RotatedKey>(RepoStatus::not_found, "no key with id " + id);
-  PgLease lease = co_await pool_.acquire();
-  if (!lease.ok()) co_return from_failure<RotatedKey>(PgResult::failure(lease.status(), lease.error()));
-  PgConnection& connection = *lease;
-  const auto timeout = pool_.options().query_timeout;
-  // Leaving early without COMMIT is safe: the pool discards a connection still in a transaction.
-  PgResult begun = co_await connection.execute("BEGIN", timeout);
-  if (!begun.ok()) co_return from_failure<RotatedKey>(begun);
+namespace {
 
+// rotate()'s statements, inside the transaction the caller opened (and ends).
+asio::awaitable<RepoResult<RotatedKey>> rotate_in_transaction(PgConnection& connection, const PgPool& pool,
+                                                              const std::string& id,
+                                                              const std::string& new_key_prefix,
+                                                              const KeyHash& new_key_hash,
+                                                              std::chrono::milliseconds grace) {
+  const auto timeout = pool.options().query_timeout;
   PgParams id_param;
   id_param.emplace_back(id);
   PgResult old = co_await connection.query(
@@ -322,15 +321,32 @@ asio::awaitable<RepoResult<RotatedKey>> KeyRepository::rotate(std::string id, st
       "WHERE id = $1::uuid RETURNING " KEYGATE_MICROS("expires_at"),
       std::move(expire_params), timeout);
   if (!expired.ok()) co_return from_failure<RotatedKey>(expired);
-  PgResult committed = co_await connection.execute("COMMIT", timeout);
-  if (!committed.ok()) co_return from_failure<RotatedKey>(committed);
 
   RepoResult<RotatedKey> out;
   out.value.previous_id = id;
   if (inserted.rows() != 1 || !parse_details(inserted, 0, out.value.new_key) ||
       !parse_time(expired, 0, 0, out.value.previous_expires_at)) {
-    co_return malformed_row<RotatedKey>(pool_);
+    co_return malformed_row<RotatedKey>(pool);
   }
+  co_return out;
+}
+
+}  // namespace
+
+asio::awaitable<RepoResult<RotatedKey>> KeyRepository::rotate(std::string id, std::string new_key_prefix,
+                                                              KeyHash new_key_hash,
+                                                              std::chrono::milliseconds grace) {
+  if (!looks_like_uuid(id)) co_return with_status<RotatedKey>(RepoStatus::not_found, "no key with id " + id);
+  PgLease lease = co_await pool_.acquire();
+  if (!lease.ok()) co_return from_failure<RotatedKey>(PgResult::failure(lease.status(), lease.error()));
+  const auto timeout = pool_.options().query_timeout;
+  PgResult begun = co_await lease->execute("BEGIN", timeout);
+  if (!begun.ok()) co_return from_failure<RotatedKey>(begun);
+  RepoResult<RotatedKey> out =
+      co_await rotate_in_transaction(*lease, pool_, id, new_key_prefix, new_key_hash, grace);
+  // On a broken connection ROLLBACK fails too; the pool then discards the connection.
+  PgResult ended = co_await lease->execute(out.ok() ? "COMMIT" : "ROLLBACK", timeout);
+  if (out.ok() && !ended.ok()) co_return from_failure<RotatedKey>(ended);
   co_return out;
 }
 

@@ -44,8 +44,12 @@ void L1Cache::insert(const KeyHash& hash, Entry entry, std::uint64_t epoch_at_st
                      SteadyClock::time_point now) {
   Shard& shard = shard_for(hash);
   std::lock_guard lock(shard.mutex);
-  // Checked under the shard lock: invalidate() bumps the epoch before taking it.
-  if (epoch_.load(std::memory_order_acquire) != epoch_at_start) return;
+  // Checked under the shard lock: invalidate() takes its sequence number before taking it.
+  if (all_invalidated_at_.load(std::memory_order_acquire) > epoch_at_start) return;
+  if (auto it = shard.invalidated.find(hash);
+      it != shard.invalidated.end() && it->second.sequence > epoch_at_start) {
+    return;
+  }
   if (shard.entries.size() >= max_per_shard_ && !shard.entries.contains(hash)) {
     std::erase_if(shard.entries, [now](const auto& item) { return item.second.expires <= now; });
     // Still full of live entries: drop an arbitrary one. Hashes are random, so this is a
@@ -56,14 +60,22 @@ void L1Cache::insert(const KeyHash& hash, Entry entry, std::uint64_t epoch_at_st
 }
 
 void L1Cache::invalidate(const KeyHash& hash) {
-  epoch_.fetch_add(1, std::memory_order_acq_rel);
+  const std::uint64_t sequence = sequence_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  const auto now = SteadyClock::now();
   Shard& shard = shard_for(hash);
   std::lock_guard lock(shard.mutex);
   shard.entries.erase(hash);
+  if (shard.invalidated.size() >= 256) {
+    // Lookups are bounded by store timeouts of seconds; a minute is far beyond any of them.
+    std::erase_if(shard.invalidated,
+                  [now](const auto& item) { return now - item.second.at > std::chrono::minutes(1); });
+  }
+  shard.invalidated.insert_or_assign(hash, Invalidation{sequence, now});
 }
 
 void L1Cache::invalidate_all() {
-  epoch_.fetch_add(1, std::memory_order_acq_rel);
+  const std::uint64_t sequence = sequence_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  all_invalidated_at_.store(sequence, std::memory_order_release);
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
     shard.entries.clear();

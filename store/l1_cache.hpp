@@ -2,8 +2,9 @@
 // L1: the in-process cache of key records by hash, shared by every worker thread.
 // Positive entries live `ttl`, negative ones (hash known not to exist) `negative_ttl`; the size
 // is bounded. Sharded with one mutex per shard, so worker threads rarely meet on a lock.
-// Invalidation (a revocation notice) bumps an epoch: a lookup that started before it may not
-// put what it read, so a record read just before a revocation can never be cached after it.
+// Invalidation (a revocation notice) is remembered per hash with a sequence number: a lookup
+// of that hash that started before it may not put what it read, so a record read just before
+// its revocation can never be cached after it. Other keys' lookups are not affected.
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -35,8 +36,8 @@ class L1Cache {
 
   Found find(const KeyHash& hash, SteadyClock::time_point now) const;
   // The epoch to pass to put/put_absent: read it before starting a lookup in the lower tiers.
-  std::uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
-  // Stores `record` unless an invalidation happened since `epoch_at_start`.
+  std::uint64_t epoch() const { return sequence_.load(std::memory_order_acquire); }
+  // Stores `record` unless this hash (or everything) was invalidated since `epoch_at_start`.
   void put(const KeyHash& hash, KeyRecordPtr record, std::uint64_t epoch_at_start,
            SteadyClock::time_point now);
   void put_absent(const KeyHash& hash, std::uint64_t epoch_at_start, SteadyClock::time_point now);
@@ -54,9 +55,15 @@ class L1Cache {
     KeyRecordPtr record;  // null: known absent
     SteadyClock::time_point expires;
   };
+  struct Invalidation {
+    std::uint64_t sequence;
+    SteadyClock::time_point at;
+  };
   struct Shard {
     mutable std::mutex mutex;
     std::unordered_map<KeyHash, Entry, HashOfKeyHash> entries;
+    // Recent invalidations, kept long enough to outlast any lookup in flight.
+    std::unordered_map<KeyHash, Invalidation, HashOfKeyHash> invalidated;
   };
   static constexpr std::size_t shard_count = 32;
 
@@ -67,7 +74,8 @@ class L1Cache {
   Options options_;
   std::size_t max_per_shard_;
   mutable std::array<Shard, shard_count> shards_;
-  std::atomic<std::uint64_t> epoch_{0};
+  std::atomic<std::uint64_t> sequence_{0};
+  std::atomic<std::uint64_t> all_invalidated_at_{0};
 };
 
 }  // namespace keygate::store

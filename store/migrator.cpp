@@ -34,6 +34,16 @@ MigrationRun failed(const PgResult& result, const std::string& context = {}) {
   return run;
 }
 
+// Built outside coroutines: g++ 12 mis-builds braced temporaries inside coroutine bodies.
+MigrationState state_of(const Migration& m, bool applied, std::optional<TimePoint> applied_at) {
+  MigrationState state;
+  state.version = m.version;
+  state.name = m.name;
+  state.applied = applied;
+  state.applied_at = applied_at;
+  return state;
+}
+
 std::string label(std::int64_t version, const std::string& name) {
   std::string digits = std::to_string(version);
   if (digits.size() < 4) digits.insert(0, 4 - digits.size(), '0');
@@ -178,7 +188,7 @@ asio::awaitable<MigrationRun> Migrator::up() {
         run.changed = std::move(changed);
         break;
       }
-      run.changed.push_back({m.version, m.name, true, Clock::now(), true});
+      run.changed.push_back(state_of(m, true, Clock::now()));
     }
   }
   co_await unlock();
@@ -215,7 +225,7 @@ asio::awaitable<MigrationRun> Migrator::down(bool all) {
         run.changed = std::move(changed);
         break;
       }
-      run.changed.push_back({known->version, known->name, false, std::nullopt, true});
+      run.changed.push_back(state_of(*known, false, std::nullopt));
     }
   }
   co_await unlock();
@@ -228,7 +238,7 @@ asio::awaitable<MigrationRun> Migrator::status() {
   if (!read.ok()) co_return failed(read);
   MigrationRun run;
   for (const Migration& m : migrations_) {
-    MigrationState state{m.version, m.name, false, std::nullopt, true};
+    MigrationState state = state_of(m, false, std::nullopt);
     for (const auto& a : applied) {
       if (a.version == m.version) {
         state.applied = true;

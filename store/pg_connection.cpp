@@ -242,10 +242,10 @@ PgResult query_failure(PgConnection::Impl& s, PGresult* result) {
   const char* primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
   const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
   std::string message = primary ? primary : one_line(PQresultErrorMessage(result));
-  PQclear(result);
+  std::string sqlstate = state ? state : "";
+  PQclear(result);  // owns the two strings above
   return PgResult::failure(PgStatus::query_error,
-                           scrub(s, "PostgreSQL at " + s.address + ": " + message),
-                           state ? state : "");
+                           scrub(s, "PostgreSQL at " + s.address + ": " + message), std::move(sqlstate));
 }
 
 // Reads the results of the command in flight until libpq has none left (or COPY IN starts,
@@ -300,6 +300,14 @@ std::vector<const char*> param_pointers(const PgParams& params) {
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
   return values;
+}
+
+// Built outside the coroutine: g++ 12 mis-builds braced temporaries inside coroutine bodies.
+PgNotificationResult notification_failure(std::string error) {
+  PgNotificationResult result;
+  result.status = PgStatus::connection_error;
+  result.error = std::move(error);
+  return result;
 }
 
 std::optional<PgResult> not_connected(PgConnection::Impl& s) {
@@ -485,21 +493,21 @@ asio::awaitable<PgNotificationResult> PgConnection::wait_notification(
   };
   if (!s.notifications.empty()) co_return take();
   if (auto failed = not_connected(s)) {
-    co_return PgNotificationResult{PgStatus::connection_error, std::nullopt, failed->error()};
+    co_return notification_failure(failed->error());
   }
   const Deadline deadline = SteadyClock::now() + timeout;
   for (;;) {
     if (PQconsumeInput(s.conn) == 0) {
       auto failed = connection_failure(s, libpq_error(s));
-      co_return PgNotificationResult{PgStatus::connection_error, std::nullopt, failed.error()};
+      co_return notification_failure(failed.error());
     }
     stash_notifications(s);
     if (!s.notifications.empty()) co_return take();
     const Readiness r = co_await wait_socket(s, asio::posix::descriptor_base::wait_read, deadline);
-    if (r == Readiness::timeout) co_return PgNotificationResult{};  // quiet, connection kept
+    if (r == Readiness::timeout) co_return PgNotificationResult();  // quiet, connection kept
     if (r != Readiness::ready) {
       auto failed = connection_failure(s, "socket wait failed");
-      co_return PgNotificationResult{PgStatus::connection_error, std::nullopt, failed.error()};
+      co_return notification_failure(failed.error());
     }
   }
 }

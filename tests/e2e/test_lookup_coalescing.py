@@ -92,6 +92,27 @@ class LookupCoalescingTest(harness.KeygateTestCase):
         self.assertLessEqual(after - before, THREADS,
                              f"{after - before:.0f} PostgreSQL lookups for one unknown key with {THREADS} workers")
 
+    def l1_hits(self):
+        return harness.metric_value(self.kg.metrics(), "keygate_key_lookups_total", tier="l1", outcome="hit") or 0
+
+    def test_key_looked_up_while_other_keys_change_is_cached(self):
+        """Change notices for OTHER keys arriving while a key is being looked up must not keep
+        that key out of the L1 cache (else it is not "cached" when the stores go down).
+        Each round: create a key, delete four others (four notices), use the key once, then
+        once more: the second use must be an L1 hit."""
+        lost = []
+        for round_ in range(10):
+            key = self.create_key()
+            others = [self.create_key() for _ in range(4)]
+            self.sql("DELETE FROM api_keys WHERE id IN (%s)" % ",".join(f"'{k['id']}'" for k in others))
+            self.assertEqual(self.kg.get("/things/1", key=key["key"]).status, 200)
+            before = self.l1_hits()
+            self.assertEqual(self.kg.get("/things/1", key=key["key"]).status, 200)
+            if self.l1_hits() == before:
+                lost.append(round_)
+        self.assertEqual(lost, [], f"in {len(lost)} of 10 rounds the key looked up during other keys' "
+                                   "change notices was not kept in the L1 cache")
+
 
 if __name__ == "__main__":
     unittest.main()

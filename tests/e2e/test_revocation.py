@@ -32,12 +32,14 @@ class RevocationTest(harness.KeygateTestCase):
         results = {}
 
         def poll(kg):
-            last = None
+            # A request counts at the moment it is sent: one sent within DEADLINE of the
+            # change must be refused (how long the client then takes to read the answer on
+            # a loaded machine is not keygate's).
             while True:
+                sent = time.monotonic()
                 last = request(kg.port, "GET", "/things/1", headers=bearer(key["key"]), timeout=2.0)
-                now = time.monotonic()
-                if last.status != 200 or now - changed_at > DEADLINE:
-                    results[kg] = (last, now - changed_at)
+                if last.status != 200 or sent - changed_at > DEADLINE:
+                    results[kg] = (last, sent - changed_at)
                     return
                 time.sleep(0.01)
 

@@ -2,6 +2,7 @@
 (scripts/lib/stores.py) so that it can stop and restart them; each test starts its own keygate
 and leaves both stores running when it ends, also when it fails."""
 import hashlib
+import os
 import time
 import unittest
 
@@ -43,12 +44,52 @@ class StoreFailureTest(harness.KeygateTestCase):
             n += 1
             time.sleep(0.05)
 
-    def await_pass(self, kg, key, timeout):
-        r, elapsed = harness.poll_until(lambda: (lambda x: x if x.status == 200 else None)(
-            request(kg.port, "GET", "/things/1", headers=bearer(key), timeout=REQUEST_BOUND + 5)),
-            timeout=timeout, interval=0.2)
-        self.assertIsNotNone(r, f"keygate did not recover within {timeout}s\n{kg.log_tail()}")
-        return elapsed
+    def warm(self, kg, key, tries=5):
+        """Uses the key until keygate answers it from its L1 cache (seen in /metrics), so the
+        test knows it is cached before taking the stores away."""
+        for _ in range(tries):
+            before = harness.metric_value(kg.metrics(), "keygate_key_lookups_total", tier="l1", outcome="hit") or 0
+            self.assertStatus(self.call(kg, key["key"]), 200, kg)
+            after = harness.metric_value(kg.metrics(), "keygate_key_lookups_total", tier="l1", outcome="hit") or 0
+            if after > before:
+                return
+        self.fail(f"the key was not answered from the L1 cache in {tries} requests")
+
+    def key_pools(self, n=8):
+        """n valid keys and n unknown keys (created, then deleted), none seen by keygate yet:
+        each answers from PostgreSQL the first time it is used."""
+        valid = [self.create_key() for _ in range(n)]
+        unknown = [self.create_key() for _ in range(n)]
+        ids = ",".join(f"'{k['id']}'" for k in unknown)
+        self.sql(f"DELETE FROM api_keys WHERE id IN ({ids})")
+        return valid, unknown
+
+    def await_recovered(self, kg, valid, unknown, timeout=15.0, streak=8):
+        """After a store came back: polls with keys that need PostgreSQL (each used once, alternately
+        valid and unknown) until `streak` answers in a row are the right decisions (200 /
+        401 invalid_key). 503 store_unavailable is allowed on the way (each worker thread
+        reconnects on its own schedule); a wrong decision fails at once."""
+        valid, unknown = list(valid), list(unknown)
+        start = time.monotonic()
+        in_a_row, unavailable, turn = 0, 0, 0
+        while time.monotonic() - start < timeout:
+            pool, want = (valid, 200) if turn % 2 == 0 else (unknown, 401)
+            if not pool:
+                self.fail(f"ran out of fresh keys after {in_a_row} right answers in a row "
+                          f"({unavailable} answers 503)")
+            r = self.call(kg, pool[0]["key"])
+            if r.status == 503:
+                self.assertError(r, 503, "store_unavailable", kg)
+                in_a_row, unavailable = 0, unavailable + 1
+                time.sleep(0.1)
+                continue
+            self.assertStatus(r, want, kg, "(a wrong decision while PostgreSQL came back)")
+            pool.pop(0)
+            turn += 1
+            in_a_row += 1
+            if in_a_row >= streak:
+                return time.monotonic() - start
+        self.fail(f"keygate did not recover within {timeout}s ({unavailable} answers 503)\n{kg.log_tail()}")
 
     def redis_record(self, key):
         """keygate's cached record of `key` in Redis (kg:key:<sha256 hex>), or None."""
@@ -102,9 +143,8 @@ class StoreFailureTest(harness.KeygateTestCase):
     def test_postgres_down_cached_keys_pass_uncached_keys_get_503(self):
         kg = self.start()
         cached = self.create_key()
-        never_used = self.create_key()
-        gone = self.create_key()
-        self.sql(f"DELETE FROM api_keys WHERE id = '{gone['id']}'")
+        valid, unknown = self.key_pools()
+        never_used, gone = valid[0], unknown[0]
         self.assertStatus(self.call(kg, cached["key"]), 200, kg)
         self.stores.pg.stop()
 
@@ -118,17 +158,21 @@ class StoreFailureTest(harness.KeygateTestCase):
         self.assertError(self.call(kg, harness.with_typo(cached["key"])), 401, "invalid_key", kg)
         self.assertStatus(self.call(kg, None, "/public/x"), 200, kg)
 
+        # Back: the keys that got 503 (never_used, gone) now get their real answers, from
+        # every worker: keygate recovers without a restart and cached no 503.
         self.stores.pg.start()
-        self.await_pass(kg, never_used["key"], timeout=15.0)
-        self.assertError(self.call(kg, gone["key"]), 401, "invalid_key", kg)  # the 503 was not cached
+        self.await_recovered(kg, valid, unknown)
+        self.assertError(self.call(kg, gone["key"]), 401, "invalid_key", kg)
+        self.assertStatus(self.call(kg, never_used["key"]), 200, kg)
 
     # ---- both down ----
 
     def test_both_down_then_restarted_keygate_recovers_without_restart(self):
         kg = self.start(ttl="30s")
+        valid, unknown = self.key_pools()
+        uncached = valid[0]
         cached = self.create_key()
-        uncached = self.create_key()
-        self.assertStatus(self.call(kg, cached["key"]), 200, kg)
+        self.warm(kg, cached)
         self.stores.redis.stop()
         self.stores.pg.stop()
 
@@ -137,7 +181,7 @@ class StoreFailureTest(harness.KeygateTestCase):
 
         self.stores.pg.start()
         self.stores.redis.start()
-        self.await_pass(kg, uncached["key"], timeout=20.0)
+        self.await_recovered(kg, valid, unknown)
 
         # Redis is used again: records of newly seen keys appear there.
         def refilled():
@@ -154,56 +198,62 @@ class StoreFailureTest(harness.KeygateTestCase):
         # (30 s) and Redis is refused within 1 s of its revocation.
         self.await_listener(kg)
         harness.revoke_key(self.dsn, fresh["id"], self.redis_url)
-        committed = time.monotonic()
 
-        def refused():
+        def refused():  # 503 (a worker still reconnecting) is not an answer yet
             r = self.call(kg, fresh["key"])
-            return r if r.status != 200 else None
+            return r if r.status not in (200, 503) else None
 
         r, elapsed = harness.poll_until(refused, timeout=1.0, interval=0.02)
         self.assertIsNotNone(r, "after the stores restarted, a revoked key still passes 1 s later "
                                 f"(invalidation lost)\n{kg.log_tail()}")
         self.assertError(r, 401, "revoked_key", kg)
-        self.assertLessEqual(time.monotonic() - committed, 1.5)
 
     # ---- a change made while keygate cannot hear about it ----
 
-    def test_revocation_committed_before_keygate_listens_again_is_not_lost(self):
-        """PostgreSQL restarts; the key is revoked as soon as it is back, possibly before
-        keygate's LISTEN connection has reconnected (its retry pause grows to 2 s while the
-        server is down). keygate must not go on trusting its cached copies (L1 and Redis):
-        the key must be refused within 3 s (2 s retry pause + 1 s)."""
+    def test_revocation_committed_while_keygate_cannot_listen_is_not_lost(self):
+        """A key is revoked while keygate cannot reach PostgreSQL, so no change notice can reach
+        it: the same data directory is started on another port, the key revoked there, and
+        the server moved back to keygate's port. Once keygate is connected again it must stop
+        trusting its cached copies (L1 and Redis): whatever it missed while it was not
+        listening is unknown. Deadline: 6 s after the server is back (the LISTEN retry pause
+        is at most 2 s, a worker's connection retry pause at most 5 s)."""
         kg = self.start(ttl="30s")
         key = self.create_key()
         for _ in range(3):
             self.assertStatus(self.call(kg, key["key"]), 200, kg)
         found, _ = harness.poll_until(lambda: self.redis_record(key["key"]), timeout=2.0)
         self.assertTrue(found, "the key record was never cached in Redis")
+
         self.stores.pg.stop()
-        # Let the listener's retry pause grow (100 ms doubling to 2 s): 3 s of requests that
-        # must keep passing from the caches meanwhile.
-        self.assertPassesFor(kg, key["key"], 3.0)
+        self.assertPassesFor(kg, key["key"], 1.0)  # the caches serve meanwhile
+        elsewhere = harness.stores_module().Postgres(os.path.dirname(self.stores.pg.dir),
+                                                     port=harness.free_port())
+        elsewhere.start()
+        try:
+            harness.revoke_key(elsewhere.dsn(self.db.name), key["id"], self.redis_url)
+        finally:
+            elsewhere.stop()
         self.stores.pg.start()
-        harness.revoke_key(self.dsn, key["id"], self.redis_url)
-        revoked_at = time.monotonic()
 
-        def refused():
+        statuses = []
+
+        def refused():  # 503 (a worker still reconnecting) is not an answer yet
             r = self.call(kg, key["key"])
-            return r if r.status != 200 else None
+            statuses.append(r.status)
+            return r if r.status not in (200, 503) else None
 
-        r, elapsed = harness.poll_until(refused, timeout=3.0, interval=0.05)
+        r, _ = harness.poll_until(refused, timeout=6.0, interval=0.05)
         if r is None:
             record = self.redis_record(key["key"]) or b""
-            in_redis = ("an invalidation marker" if b"revoked" in record and key["id"].encode() not in record
+            in_redis = ("an invalidation marker" if record and key["id"].encode() not in record
                         else "the record from before the revocation" if record else "nothing")
             listening = self.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                  "AND query ILIKE 'LISTEN %'")
-            self.fail("a key revoked right after PostgreSQL came back still passes 3 s later: the "
-                      f"change notice was missed and a cached copy is still trusted (Redis holds "
-                      f"{in_redis}; LISTEN connections now: {listening})\n{kg.log_tail()}")
+            self.fail(f"a key revoked while keygate was cut off from PostgreSQL still passes 6 s after "
+                      f"it reconnected (answers: {statuses.count(200)}x 200, {statuses.count(503)}x 503; "
+                      f"last {statuses[-1] if statuses else None}): a cached copy is still trusted "
+                      f"(Redis holds {in_redis}; LISTEN connections now: {listening})\n{kg.log_tail()}")
         self.assertError(r, 401, "revoked_key", kg)
-        self.assertLessEqual(time.monotonic() - revoked_at, 3.5)
-
 
 if __name__ == "__main__":
     unittest.main()

@@ -34,6 +34,9 @@ class BodyError(Exception):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
+    # Without TCP_NODELAY, a keep-alive response written in pieces waits ~40 ms for the peer's
+    # delayed ACK (Nagle): every request on a reused connection would take that long.
+    disable_nagle_algorithm = True
     server_version = "keygate-test-upstream/1"
 
     def log_message(self, fmt, *args):  # quiet: tests read the JSON, not a log

@@ -48,15 +48,25 @@ struct MigratedDatabase : ScratchDatabase {
   PgOptions options() const { return PgOptions{dsn(), 2, 5s, 5s}; }
 };
 
+KeyOwner owner(const char* type, const char* id) {
+  KeyOwner o;
+  o.type = type;
+  o.id = id;
+  return o;
+}
+
 KeyHash hash_of(std::uint8_t seed) {
   KeyHash hash{};
   for (std::size_t i = 0; i < hash.size(); ++i) hash[i] = static_cast<std::uint8_t>(seed + i * 7);
   return hash;
 }
 
-NewKey sample_key(std::uint8_t seed, KeyOwner owner = {"user", "42"}) {
+// g++ 12 mis-builds braced temporaries inside coroutine bodies (the test bodies are
+// coroutines), so owners are passed as two strings.
+NewKey sample_key(std::uint8_t seed, const char* owner_type = "user", const char* owner_id = "42") {
   NewKey key;
-  key.owner = std::move(owner);
+  key.owner.type = owner_type;
+  key.owner.id = owner_id;
   key.name = "ci key " + std::to_string(seed);
   key.description = "for the \"nightly\" build";
   key.key_prefix = "kg_test_abcd";
@@ -130,7 +140,7 @@ TEST_CASE("a key with no limits, scopes or addresses reads back as empty and uns
     PgPool pool(co_await asio::this_coro::executor, db.options());
     KeyRepository repository(pool);
     NewKey bare;
-    bare.owner = {"service", "billing"};
+    bare.owner = owner("service", "billing");
     bare.name = "bare";
     bare.key_prefix = "kg_live_0000";
     bare.key_hash = hash_of(2);
@@ -173,7 +183,7 @@ TEST_CASE("the schema rejects what breaks its rules") {
       CHECK(r3.status == RepoStatus::rejected);
     }
 
-    NewKey empty_owner = sample_key(6, {"", "1"});
+    NewKey empty_owner = sample_key(6, "", "1");
     {
       auto r4 = co_await repository.create(empty_owner);
       CHECK(r4.status == RepoStatus::rejected);
@@ -186,20 +196,20 @@ TEST_CASE("list filters by owner, oldest first; show finds one key; unknown ids 
   run_coro([&]() -> asio::awaitable<void> {
     PgPool pool(co_await asio::this_coro::executor, db.options());
     KeyRepository repository(pool);
-    auto a = co_await repository.create(sample_key(10, {"user", "1"}));
-    auto b = co_await repository.create(sample_key(11, {"user", "2"}));
-    auto c = co_await repository.create(sample_key(12, {"user", "1"}));
+    auto a = co_await repository.create(sample_key(10, "user", "1"));
+    auto b = co_await repository.create(sample_key(11, "user", "2"));
+    auto c = co_await repository.create(sample_key(12, "user", "1"));
     REQUIRE((a.ok() && b.ok() && c.ok()));
 
     auto everyone = co_await repository.list(std::nullopt);
     REQUIRE(everyone.ok());
     CHECK(everyone.value.size() == 3);
-    auto user1 = co_await repository.list(KeyOwner{"user", "1"});
+    auto user1 = co_await repository.list(owner("user", "1"));
     REQUIRE(user1.ok());
     REQUIRE(user1.value.size() == 2);
     CHECK(user1.value[0].record.id == a.value.record.id);
     CHECK(user1.value[1].record.id == c.value.record.id);
-    auto nobody = co_await repository.list(KeyOwner{"team", "1"});
+    auto nobody = co_await repository.list(owner("team", "1"));
     CHECK(nobody.ok());
     CHECK(nobody.value.empty());
 
@@ -363,7 +373,7 @@ TEST_CASE("rotate makes a new key with the same settings and gives the old one a
     }
     auto revoked = co_await repository.rotate(old_id, "p", hash_of(34), 1h);
     CHECK(revoked.status == RepoStatus::rejected);
-    CHECK(pool.open_connections() >= 1);
+    CHECK(pool.open_connections() == 1);  // early exits roll back instead of dropping it
   }());
 }
 

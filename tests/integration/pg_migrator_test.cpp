@@ -49,10 +49,11 @@ MigrationRun status(const std::string& dsn, std::vector<Migration> m = embedded_
   return migrate(dsn, std::move(m), [](Migrator& x) { return x.status(); });
 }
 
+// Tables in the public schema, without partitions (whose names follow the date).
 std::string tables(const ScratchDatabase& db) {
   auto r = db.sql(
-      "SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_tables "
-      "WHERE schemaname = 'public'");
+      "SELECT coalesce(string_agg(relname, ',' ORDER BY relname), '') FROM pg_class "
+      "WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND NOT relispartition");
   return std::string(r.get(0, 0));
 }
 
