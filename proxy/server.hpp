@@ -19,14 +19,40 @@
 
 namespace keygate::proxy {
 
+// TLS on the listener (edge mode); off while cert_file is empty.
+struct TlsOptions {
+  std::string cert_file;  // PEM: the certificate, then any intermediates
+  std::string key_file;   // PEM private key (unencrypted)
+  enum class Version { tls1_2, tls1_3 } min_version = Version::tls1_2;
+  bool enabled() const { return !cert_file.empty(); }
+};
+
+// TLS to the upstream (an https:// upstream).
+struct UpstreamTlsOptions {
+  bool enabled = false;
+  bool verify = true;       // verify the certificate chain and the name
+  std::string ca_file;      // PEM bundle; empty: the system's trust store
+  std::string server_name;  // SNI and the name checked; empty: upstream_host
+};
+
+// One JSON line per request, written by a background thread (see access_log.hpp).
+struct AccessLogOptions {
+  enum class Mode { off, sampled, all } mode = Mode::off;
+  double sample_rate = 0.01;     // sampled: this share of requests (every 5xx is written)
+  std::string path = "stderr";   // stderr | stdout | a file, appended to
+};
+
 struct ProxyOptions {
   enum class Mode { proxy, authz } mode = Mode::proxy;
   std::string listen_host = "0.0.0.0";
   std::uint16_t listen_port = 8080;  // 0: any free port (see Server::port())
   std::string admin_host = "127.0.0.1";
   std::uint16_t admin_port = 9901;   // 0: any free port (see Server::admin_port())
-  std::string upstream_host = "127.0.0.1";  // plain http
+  std::string upstream_host = "127.0.0.1";
   std::uint16_t upstream_port = 9000;
+  TlsOptions tls;
+  UpstreamTlsOptions upstream_tls;
+  AccessLogOptions access_log;
   unsigned threads = 1;
   std::vector<std::string> credential_headers{"authorization", "x-api-key"};  // lower case
   std::string credential_query_parameter;  // empty: keys in the query string are not accepted
@@ -41,7 +67,7 @@ struct ProxyOptions {
   std::chrono::milliseconds shutdown_timeout{15000};
   std::size_t max_connections = 10000;
   std::size_t upstream_pool_size = 64;  // idle keep-alive upstream connections per worker
-  bool handle_signals = true;           // SIGTERM/SIGINT drain and stop (tests turn it off)
+  bool handle_signals = true;  // SIGTERM/SIGINT drain and stop, SIGHUP reloads (tests: off)
 };
 
 // What the logging phase sees for every request, passed or rejected (usage log, issue #5).
@@ -67,6 +93,8 @@ using WorkerFactory =
 class Server {
  public:
   // Creates the workers' io_contexts and calls make_worker once for each (on this thread).
+  // Throws std::runtime_error naming the file when a TLS certificate, key or CA file cannot be
+  // used, or the access log cannot be opened.
   Server(ProxyOptions options, WorkerFactory make_worker, std::function<bool()> is_ready);
   ~Server();
   Server(const Server&) = delete;
@@ -80,10 +108,23 @@ class Server {
 
   // Serves (worker 0 on the calling thread) until SIGTERM/SIGINT or stop(); then stops
   // accepting, lets in-flight requests finish within shutdown_timeout (keep-alive connections
-  // close after their current response) and returns. The io_contexts are stopped on return;
-  // the caller may restart() and run main_context() to finish its own background work.
+  // close after their current response; idle ones after a short grace in which a request that
+  // arrives is still served) and returns with the access log flushed. The io_contexts are
+  // stopped on return; the caller may restart() and run main_context() to finish its own
+  // background work.
   void run();
   void stop();  // thread-safe; also before run()
+
+  // SIGHUP (with handle_signals) calls `reload` on worker 0's thread; it returns whether the
+  // new configuration was applied (counted in keygate_config_reloads_total). Set before run().
+  void on_reload(std::function<bool()> reload);
+  // Loads a new certificate and key for the connections accepted from now on (open ones keep
+  // theirs). Thread-safe. Returns an empty string when applied, else the reason; the running
+  // certificate is then kept. A listener started without TLS cannot turn it on.
+  std::string reload_tls(const TlsOptions& tls);
+  // New access-log settings (and the file reopened, for log rotation). Thread-safe. Returns an
+  // empty string when applied, else the reason; the running settings are then kept.
+  std::string reload_access_log(const AccessLogOptions& options);
 
   // Runs fn on every worker's io_context (e.g. to invalidate each worker's L1 cache).
   void post_to_workers(std::function<void(unsigned worker_index)> fn);
