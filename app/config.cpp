@@ -644,6 +644,81 @@ std::string proxy_mode(std::string_view text, const Origin& at) {
   return one_of(text, {"proxy", "authz"}, at);
 }
 
+// A file keygate must read (certificates, keys, CA bundles): checked here so that the message
+// has the file and line of the option.
+std::string readable_file(std::string_view text, const Origin& at) {
+  if (text.empty()) return {};
+  const std::string path(text);
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) at.fail("cannot read " + quoted(path) + ": " + std::strerror(errno));
+  char byte;
+  const bool readable = std::fread(&byte, 1, 1, file) == 1;
+  std::fclose(file);
+  if (!readable) at.fail("cannot read " + quoted(path) + ": empty, or not a file");
+  return path;
+}
+
+std::string tls_version(std::string_view text, const Origin& at) {
+  return one_of(text, {"1.2", "1.3"}, at);
+}
+
+std::string server_name(std::string_view text, const Origin& at) {
+  if (text.empty() || store::IpAddress::parse(text) || is_host_name(text)) return std::string(text);
+  at.fail("expected a host name or address like api.internal, got " + quoted(text));
+}
+
+std::string access_log_mode(std::string_view text, const Origin& at) {
+  return one_of(text, {"off", "sampled", "all"}, at);
+}
+
+double share(std::string_view text, const Origin& at) {
+  double value = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc{} || stop != end || !(value >= 0 && value <= 1)) {
+    at.fail("expected a number from 0 to 1 like 0.01, got " + quoted(text));
+  }
+  return value;
+}
+
+void read_tls(const Reader& r, const Entry& section, Config::Tls& tls) {
+  int cert_line = section.line;
+  int key_line = section.line;
+  r.read_mapping(section, {
+      {"cert_file", [&](const Entry& e) {
+         cert_line = e.line;
+         tls.cert_file = readable_file(r.text(e), r.at(e));
+       }},
+      {"key_file", [&](const Entry& e) {
+         key_line = e.line;
+         tls.key_file = readable_file(r.text(e), r.at(e));
+       }},
+      {"min_version", parsed_into(r, tls.min_version, tls_version)},
+  });
+  if (!tls.cert_file.empty() && tls.key_file.empty()) {
+    r.at(cert_line, "tls.key_file").fail("missing: tls.cert_file needs its private key");
+  }
+  if (tls.cert_file.empty() && !tls.key_file.empty()) {
+    r.at(key_line, "tls.cert_file").fail("missing: tls.key_file needs its certificate");
+  }
+}
+
+void read_upstream_tls(const Reader& r, const Entry& section, Config::UpstreamTls& tls) {
+  r.read_mapping(section, {
+      {"verify", boolean_into(r, tls.verify)},
+      {"ca_file", parsed_into(r, tls.ca_file, readable_file)},
+      {"server_name", parsed_into(r, tls.server_name, server_name)},
+  });
+}
+
+void read_access_log(const Reader& r, const Entry& section, Config::AccessLog& log) {
+  r.read_mapping(section, {
+      {"mode", parsed_into(r, log.mode, access_log_mode)},
+      {"sample_rate", parsed_into(r, log.sample_rate, share)},
+      {"path", required_into(r, log.path)},
+  });
+}
+
 Config read_config(const Reader& r, const Entry& root) {
   Config config;
   auto read_trusted_proxies = [&](const Entry& e) {
@@ -670,6 +745,9 @@ Config read_config(const Reader& r, const Entry& root) {
       {"routes", read_routes},
       {"usage", [&](const Entry& e) { read_usage(r, e, config.usage); }},
       {"shutdown_timeout", duration_into(r, config.shutdown_timeout)},
+      {"tls", [&](const Entry& e) { read_tls(r, e, config.tls); }},
+      {"upstream_tls", [&](const Entry& e) { read_upstream_tls(r, e, config.upstream_tls); }},
+      {"access_log", [&](const Entry& e) { read_access_log(r, e, config.access_log); }},
   });
   return config;
 }
@@ -759,6 +837,62 @@ Config default_config(const std::map<std::string, std::string>& environment) {
   config.source = "(defaults)";
   apply_overrides(config, environment);
   return config;
+}
+
+std::vector<std::string> options_needing_restart(const Config& a, const Config& b) {
+  auto same = [](const HostPort& x, const HostPort& y) { return x.host == y.host && x.port == y.port; };
+  const auto& la = a.limits;
+  const auto& lb = b.limits;
+  const auto& ua = a.usage;
+  const auto& ub = b.usage;
+  const std::vector<std::pair<const char*, bool>> changes{
+      {"mode", a.mode != b.mode},
+      {"listen", !same(a.listen, b.listen)},
+      {"upstream", a.upstream.scheme != b.upstream.scheme || a.upstream.host != b.upstream.host ||
+                       a.upstream.port != b.upstream.port},
+      {"admin_listen", !same(a.admin_listen, b.admin_listen)},
+      {"threads", a.threads != b.threads},
+      {"postgres", a.postgres.dsn != b.postgres.dsn || a.postgres.pool_size != b.postgres.pool_size ||
+                       a.postgres.connect_timeout != b.postgres.connect_timeout ||
+                       a.postgres.query_timeout != b.postgres.query_timeout},
+      {"redis", a.redis.url != b.redis.url || a.redis.connect_timeout != b.redis.connect_timeout ||
+                    a.redis.command_timeout != b.redis.command_timeout},
+      {"keys.headers", a.keys.headers != b.keys.headers},
+      {"keys.query_parameter", a.keys.query_parameter != b.keys.query_parameter},
+      {"keys.prefix", a.keys.prefix != b.keys.prefix},
+      {"keys.hide_credentials", a.keys.hide_credentials != b.keys.hide_credentials},
+      {"cache", a.cache.ttl != b.cache.ttl || a.cache.negative_ttl != b.cache.negative_ttl ||
+                    a.cache.max_entries != b.cache.max_entries ||
+                    a.cache.redis_ttl != b.cache.redis_ttl},
+      {"rate_limit", a.rate_limit.default_limit.limit != b.rate_limit.default_limit.limit ||
+                         a.rate_limit.default_limit.window_seconds !=
+                             b.rate_limit.default_limit.window_seconds ||
+                         a.rate_limit.on_redis_error != b.rate_limit.on_redis_error ||
+                         a.rate_limit.replicas != b.rate_limit.replicas},
+      {"limits", la.max_header_bytes != lb.max_header_bytes ||
+                     la.max_body_bytes != lb.max_body_bytes ||
+                     la.header_timeout != lb.header_timeout || la.idle_timeout != lb.idle_timeout ||
+                     la.upstream_connect_timeout != lb.upstream_connect_timeout ||
+                     la.upstream_response_timeout != lb.upstream_response_timeout ||
+                     la.max_connections != lb.max_connections ||
+                     la.upstream_pool_size != lb.upstream_pool_size},
+      {"trusted_proxies", a.trusted_proxies != b.trusted_proxies},
+      {"usage", ua.enabled != ub.enabled || ua.batch_size != ub.batch_size ||
+                    ua.flush_interval != ub.flush_interval || ua.queue_size != ub.queue_size ||
+                    ua.spill_path != ub.spill_path ||
+                    ua.last_used_interval != ub.last_used_interval ||
+                    ua.retention_days != ub.retention_days},
+      {"shutdown_timeout", a.shutdown_timeout != b.shutdown_timeout},
+      {"tls", a.tls.cert_file.empty() != b.tls.cert_file.empty()},  // on <-> off
+      {"upstream_tls", a.upstream_tls.verify != b.upstream_tls.verify ||
+                           a.upstream_tls.ca_file != b.upstream_tls.ca_file ||
+                           a.upstream_tls.server_name != b.upstream_tls.server_name},
+  };
+  std::vector<std::string> names;
+  for (const auto& [name, changed] : changes) {
+    if (changed) names.emplace_back(name);
+  }
+  return names;
 }
 
 std::map<std::string, std::string> process_environment() {

@@ -105,6 +105,26 @@ struct Config {
   } usage;
 
   Duration shutdown_timeout{15000};
+
+  // TLS on the listener (edge mode); off while cert_file is empty. A SIGHUP re-reads the files.
+  struct Tls {
+    std::string cert_file;  // PEM certificate chain; set together with key_file
+    std::string key_file;   // PEM private key
+    std::string min_version = "1.2";  // 1.2 | 1.3
+  } tls;
+
+  // TLS to an https:// upstream (ignored for http://).
+  struct UpstreamTls {
+    bool verify = true;       // certificate chain and name
+    std::string ca_file;      // empty: the system's trust store
+    std::string server_name;  // SNI and the name verified; empty: the upstream's host
+  } upstream_tls;
+
+  struct AccessLog {
+    std::string mode = "off";      // off | sampled | all
+    double sample_rate = 0.01;     // sampled: share of requests logged (every 5xx is)
+    std::string path = "stderr";   // stderr | stdout | a file (appended; reopened on SIGHUP)
+  } access_log;
 };
 
 // Every configuration error: the message names the file, the line (1-based) and the option,
@@ -124,5 +144,11 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
 Config default_config(const std::map<std::string, std::string>& environment);
 
 std::map<std::string, std::string> process_environment();
+
+// SIGHUP: the options whose new value would need a restart to take effect (listen address,
+// threads, stores, limits, ...), as dotted names in file order; empty when `next` can be
+// applied to a process running `running`. What a reload applies: routes, keys.pepper,
+// tls.* (the files are re-read; turning TLS on or off needs a restart) and access_log.*.
+std::vector<std::string> options_needing_restart(const Config& running, const Config& next);
 
 }  // namespace keygate::app

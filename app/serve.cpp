@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "app/commands.hpp"
+#include "app/log.hpp"
 #include "authz/key_authorizer.hpp"
 #include "authz/rate_limiter.hpp"
 #include "proxy/server.hpp"
@@ -18,6 +19,7 @@
 #include "store/key_repository.hpp"
 #include "store/l1_cache.hpp"
 #include "store/pg_pool.hpp"
+#include "store/quota_ledger.hpp"
 #include "store/redis_client.hpp"
 #include "store/redis_key_cache.hpp"
 #include "store/redis_rate_counter.hpp"
@@ -38,13 +40,34 @@ struct WorkerStores {
   std::unique_ptr<store::KeyRepository> repository;
   std::unique_ptr<store::PgKeySource> key_source;
   std::unique_ptr<store::KeyLookup> lookup;
+  std::unique_ptr<store::PgQuotaLedger> quota_ledger;  // before rate_counter, which uses it
   std::unique_ptr<store::RedisRateCounter> rate_counter;
   std::unique_ptr<authz::RateLimiter> limiter;
+  authz::KeyAuthorizer* authorizer = nullptr;  // owned by the server; settings swapped on SIGHUP
 };
 
 unsigned worker_count(const Config& config) {
   if (config.threads != 0) return config.threads;
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+proxy::TlsOptions tls_options(const Config& config) {
+  proxy::TlsOptions o;
+  o.cert_file = config.tls.cert_file;
+  o.key_file = config.tls.key_file;
+  o.min_version = config.tls.min_version == "1.3" ? proxy::TlsOptions::Version::tls1_3
+                                                  : proxy::TlsOptions::Version::tls1_2;
+  return o;
+}
+
+proxy::AccessLogOptions access_log_options(const Config& config) {
+  proxy::AccessLogOptions o;
+  o.mode = config.access_log.mode == "all"       ? proxy::AccessLogOptions::Mode::all
+           : config.access_log.mode == "sampled" ? proxy::AccessLogOptions::Mode::sampled
+                                                 : proxy::AccessLogOptions::Mode::off;
+  o.sample_rate = config.access_log.sample_rate;
+  o.path = config.access_log.path;
+  return o;
 }
 
 proxy::ProxyOptions proxy_options(const Config& config) {
@@ -56,6 +79,12 @@ proxy::ProxyOptions proxy_options(const Config& config) {
   o.admin_port = config.admin_listen.port;
   o.upstream_host = config.upstream.host;
   o.upstream_port = config.upstream.port;
+  o.tls = tls_options(config);
+  o.upstream_tls.enabled = config.upstream.scheme == "https";
+  o.upstream_tls.verify = config.upstream_tls.verify;
+  o.upstream_tls.ca_file = config.upstream_tls.ca_file;
+  o.upstream_tls.server_name = config.upstream_tls.server_name;
+  o.access_log = access_log_options(config);
   o.threads = worker_count(config);
   o.credential_headers = config.keys.headers;
   o.credential_query_parameter = config.keys.query_parameter;
@@ -113,15 +142,10 @@ store::RedisOptions redis_options(const Config& config) {
   return *options;
 }
 
-void log_line(const std::string& json) { std::fprintf(stderr, "%s\n", json.c_str()); }
-
 }  // namespace
 
 int run_serve(const Config& config, Args args) {
   for (const std::string& arg : args) throw UsageError("serve: unexpected argument '" + arg + "'");
-  if (config.upstream.scheme != "http") {
-    throw ConfigError(config.source + ": upstream: only http:// upstreams are supported so far");
-  }
 
   const store::RedisOptions redis_opts = redis_options(config);
   const unsigned threads = worker_count(config);
@@ -169,10 +193,14 @@ int run_serve(const Config& config, Args args) {
     w->key_source = std::make_unique<store::PgKeySource>(*w->repository);
     w->lookup = std::make_unique<store::KeyLookup>(io.get_executor(), l1, w->redis_cache.get(),
                                                    *w->key_source);
-    w->rate_counter = std::make_unique<store::RedisRateCounter>(*w->redis);
+    w->quota_ledger = std::make_unique<store::PgQuotaLedger>(io.get_executor(), *w->pg);
+    w->quota_ledger->start();
+    w->rate_counter = std::make_unique<store::RedisRateCounter>(*w->redis, w->quota_ledger.get());
     w->limiter = std::make_unique<authz::RateLimiter>(limiter_opts, w->rate_counter.get());
     proxy::WorkerServices services;
-    services.authorizer = std::make_unique<authz::KeyAuthorizer>(settings, *w->lookup, *w->limiter);
+    auto authorizer = std::make_unique<authz::KeyAuthorizer>(settings, *w->lookup, *w->limiter);
+    w->authorizer = authorizer.get();
+    services.authorizer = std::move(authorizer);
     if (usage_queue) {
       // The logging phase: one event per request whose key was identified, passed or not.
       services.on_completed = [queue = usage_queue.get(), index](const proxy::CompletedRequest& done) {
@@ -213,10 +241,54 @@ int run_serve(const Config& config, Args args) {
       [&l1]() { l1.invalidate_all(); });
   listener->start();
 
-  log_line("{\"level\":\"info\",\"msg\":\"keygate serving\",\"mode\":\"" + config.mode +
-           "\",\"listen\":\"" + config.listen.host + ":" + std::to_string(server.port()) +
-           "\",\"admin\":\"" + config.admin_listen.host + ":" + std::to_string(server.admin_port()) +
-           "\",\"threads\":" + std::to_string(threads) + "}");
+  // ==== reload on SIGHUP (issue #7) =============================================================
+  // Re-reads the file the process started with. Applied: routes, keys.pepper, tls.* (the files
+  // are re-read, for certificate rotation) and access_log.* (the file is reopened, for log
+  // rotation). Options that need a restart keep their running value and are named in the log.
+  // An invalid file changes nothing. Open connections are never touched.
+  Config running = config;
+  server.on_reload([&]() -> bool {
+    Config next;
+    std::shared_ptr<const authz::AuthorizerSettings> next_settings;
+    try {
+      next = load_config_file(config.source, process_environment());
+      next_settings = authorizer_settings(next);
+    } catch (const std::exception& e) {
+      log_error("reload rejected, the running configuration is kept", {{"error", e.what()}});
+      return false;
+    }
+    const std::vector<std::string> restart = options_needing_restart(running, next);
+    if (running.tls.cert_file.empty() == next.tls.cert_file.empty()) {
+      if (std::string error = server.reload_tls(tls_options(next)); !error.empty()) {
+        log_error("reload rejected, the running configuration is kept", {{"error", error}});
+        return false;
+      }
+      running.tls = next.tls;
+    }
+    if (std::string error = server.reload_access_log(access_log_options(next)); !error.empty()) {
+      log_error("reload partly applied: the access log keeps its settings", {{"error", error}});
+      return false;
+    }
+    running.access_log = next.access_log;
+    server.post_to_workers([&workers, next_settings](unsigned index) {
+      workers[index]->authorizer->update_settings(next_settings);
+    });
+    running.routes = next.routes;
+    running.keys.pepper = next.keys.pepper;
+    std::string kept;
+    for (const std::string& name : restart) kept += (kept.empty() ? "" : ", ") + name;
+    if (!kept.empty()) log_warn("changed options need a restart; kept as running", {{"options", kept}});
+    log_info("configuration reloaded", {{"routes", next.routes.size()}});
+    return true;
+  });
+  // ==== end of reload on SIGHUP ===================================================================
+
+  log_info("keygate serving",
+           {{"mode", config.mode},
+            {"listen", config.listen.host + ":" + std::to_string(server.port())},
+            {"admin", config.admin_listen.host + ":" + std::to_string(server.admin_port())},
+            {"threads", threads},
+            {"tls", config.tls.cert_file.empty() ? "off" : "on"}});
   server.run();
   if (usage_writer) usage_writer->stop_and_drain(config.shutdown_timeout);
 
@@ -225,11 +297,12 @@ int run_serve(const Config& config, Args args) {
   listener->stop();
   for (auto& w : workers) {
     w->redis->stop();
+    w->quota_ledger->stop();  // one last flush of quota counts, on the run below
     w->io->restart();
     w->io->run_for(std::chrono::milliseconds(1500));
   }
   workers.clear();
-  log_line("{\"level\":\"info\",\"msg\":\"keygate stopped\"}");
+  log_info("keygate stopped");
   return exit_ok;
 }
 

@@ -14,7 +14,10 @@ KeyAuthorizer::KeyAuthorizer(std::shared_ptr<const AuthorizerSettings> settings,
 
 boost::asio::awaitable<AuthResult> KeyAuthorizer::authorize(const AuthRequest& request) {
   AuthResult result;
-  const Route* route = settings_->routes.match(request.method, request.path);
+  // Held for the whole request: a reload may replace settings_ while this one is suspended,
+  // and `route` points into these settings.
+  const std::shared_ptr<const AuthorizerSettings> settings = settings_;
+  const Route* route = settings->routes.match(request.method, request.path);
   if (route != nullptr && route->is_public) {
     result.decision = Decision::allow();
     result.public_route = true;
@@ -32,7 +35,7 @@ boost::asio::awaitable<AuthResult> KeyAuthorizer::authorize(const AuthRequest& r
   }
 
   // 2. Lookup: L1 -> Redis -> PostgreSQL.
-  const store::KeyHash hash = hash_key(*request.credential, settings_->pepper);
+  const store::KeyHash hash = hash_key(*request.credential, settings->pepper);
   const store::LookupResult found = co_await lookup_.lookup(hash);
   switch (found.status) {
     case store::LookupResult::Status::error:
@@ -55,7 +58,10 @@ boost::asio::awaitable<AuthResult> KeyAuthorizer::authorize(const AuthRequest& r
 
   // 3. Policy: active, not revoked or expired, address allowed, scopes for the route.
   result.decision = decide(*found.record, route, request.client_ip, store::Clock::now());
-  if (!result.decision.allowed()) co_return result;
+  if (!result.decision.allowed()) {
+    result.rate = limiter_.peek(*found.record, route);  // RateLimit-* on every keyed answer
+    co_return result;
+  }
 
   // 4. Rate limit: counted only for requests that would otherwise pass.
   const RateOutcome rate = co_await limiter_.check(*found.record, route);

@@ -15,7 +15,7 @@ namespace keygate::authz {
 
 class RateLimiter;
 
-// Parsed once from config.yaml, shared read-only by every worker.
+// Parsed once from config.yaml (and again on SIGHUP), shared read-only by every worker.
 struct AuthorizerSettings {
   std::string pepper;  // non-empty: keys are hashed with HMAC-SHA-256
   RouteTable routes;
@@ -28,6 +28,11 @@ class KeyAuthorizer final : public Authorizer {
   KeyAuthorizer(std::shared_ptr<const AuthorizerSettings> settings, store::KeyLookup& lookup,
                 RateLimiter& limiter);
   boost::asio::awaitable<AuthResult> authorize(const AuthRequest& request) override;
+  // SIGHUP: the settings for requests that start from now on (those in flight keep theirs).
+  // Call on this authorizer's worker thread.
+  void update_settings(std::shared_ptr<const AuthorizerSettings> settings) {
+    settings_ = std::move(settings);
+  }
 
  private:
   std::shared_ptr<const AuthorizerSettings> settings_;

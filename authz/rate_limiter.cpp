@@ -1,6 +1,7 @@
 #include "authz/rate_limiter.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 
 #include "store/metrics.hpp"
@@ -69,9 +70,53 @@ std::string counter_name(const store::KeyRecord& key, const Route* route,
   return name;
 }
 
+// The key's quota at `now_ms`: its period (epoch-aligned: a 86400 s period is the UTC day).
+struct RateLimiter::QuotaPeriod {
+  std::int64_t quota = 0;
+  std::int64_t period_start_s = 0;  // 0: never refills
+  std::int64_t period_end_ms = 0;   // 0: never refills
+
+  static std::optional<QuotaPeriod> of(const store::KeyRecord& key, std::int64_t now_ms) {
+    if (!key.quota) return std::nullopt;
+    QuotaPeriod q;
+    q.quota = std::max<std::int64_t>(*key.quota, 0);
+    if (key.quota_period_seconds && *key.quota_period_seconds > 0) {
+      const std::int64_t period = *key.quota_period_seconds;
+      q.period_start_s = now_ms / 1000 / period * period;
+      q.period_end_ms = (q.period_start_s + period) * 1000;
+    }
+    return q;
+  }
+};
+
+namespace {
+
+std::string quota_cache_name(const store::KeyRecord& key, std::int64_t quota) {
+  return "kg:q:{" + key.id + "}:" + std::to_string(quota);
+}
+
+}  // namespace
+
 RateLimiter::RateLimiter(RateLimiterOptions options, store::RateCounter* counter, Now now)
     : options_(options), counter_(counter), now_(std::move(now)) {
   options_.replicas = std::max(options_.replicas, 1u);
+}
+
+RateLimitStatus RateLimiter::status_for(const store::KeyRecord& key, const RateLimitPolicy& policy,
+                                        const WindowDecision& d, long long quota_used,
+                                        std::int64_t now_ms) const {
+  RateLimitStatus s = status_of(policy, d);
+  const auto quota = QuotaPeriod::of(key, now_ms);
+  if (!quota || quota_used < 0) return s;
+  const long long left = std::max<long long>(quota->quota - quota_used, 0);
+  if (left >= s.remaining) return s;
+  s.remaining = left;
+  if (quota->period_end_ms > 0) {
+    s.limit = quota->quota;
+    s.reset_seconds = ceil_seconds(quota->period_end_ms - now_ms);
+    if (left == 0) s.retry_after_seconds = s.reset_seconds;
+  }
+  return s;
 }
 
 boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& key,
@@ -79,48 +124,123 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   const RateLimitPolicy policy = choose_policy(key, route, options_.default_limit);
   const std::string counter = counter_name(key, route, policy);
   const std::int64_t now_ms = to_ms(now_());
+  const auto quota = QuotaPeriod::of(key, now_ms);
+  const std::string quota_name = quota ? quota_cache_name(key, quota->quota) : std::string();
 
-  // Over-limit near cache: known to be over, and the window cannot allow a request yet.
-  if (auto it = near_cache_.find(counter); it != near_cache_.end()) {
-    if (now_ms < it->second.until_ms) {
-      store::metrics().ratelimit_near_cache_hits.fetch_add(1, std::memory_order_relaxed);
-      WindowDecision d;
-      d.allowed = false;
-      d.retry_after_ms = it->second.until_ms - now_ms;
-      d.reset_ms = std::max(it->second.reset_at_ms - now_ms, d.retry_after_ms);
-      co_return RateOutcome{RateVerdict::rate_limited, status_of(policy, d),
-                            RateOutcome::Source::near_cache};
+  // Near cache: known to be over, and the window (or quota) cannot allow a request yet.
+  const std::array<const std::string*, 2> near_names{&counter, &quota_name};
+  for (const std::string* name : near_names) {
+    if (name->empty()) continue;
+    auto it = near_cache_.find(*name);
+    if (it == near_cache_.end()) continue;
+    if (now_ms >= it->second.until_ms) {
+      near_cache_.erase(it);
+      continue;
     }
-    near_cache_.erase(it);
+    store::metrics().ratelimit_near_cache_hits.fetch_add(1, std::memory_order_relaxed);
+    WindowDecision d;
+    d.allowed = false;
+    d.retry_after_ms = it->second.until_ms - now_ms;
+    d.reset_ms = std::max(it->second.reset_at_ms - now_ms, d.retry_after_ms);
+    RateOutcome out{it->second.verdict, status_of(policy, d), RateOutcome::Source::near_cache};
+    if (it->second.verdict == RateVerdict::quota_exceeded) {
+      out.quota_used = quota->quota;
+      out.status = status_for(key, policy, d, out.quota_used, now_ms);
+    }
+    co_return out;
   }
 
   if (counter_ == nullptr || now_ms < skip_redis_until_ms_ || !counter_->available()) {
-    co_return without_redis(counter, policy, now_ms);
+    co_return without_redis(key, counter, policy, now_ms);
   }
 
   const SlidingWindow window = SlidingWindow::make(policy.limit, policy.window_seconds);
+  store::QuotaHit quota_hit;
   store::WindowHit hit;
   hit.counter = counter;
   hit.limit = window.limit;
-  hit.window_ticks = window.window_ticks;
+  hit.bucket_ticks = window.bucket_ticks;
+  hit.buckets = SlidingWindow::buckets;
   hit.now_ticks = window.ticks(now_ms);
   hit.tick_ms = window.tick_ms;
+  if (quota) {
+    quota_hit.key_id = key.id;
+    quota_hit.quota = quota->quota;
+    quota_hit.period_start_s = quota->period_start_s;
+    quota_hit.expire_ms = quota->period_end_ms > 0 ? quota->period_end_ms - now_ms + 60'000 : 0;
+    hit.quota = &quota_hit;
+  }
   const store::WindowHitResult result = co_await counter_->hit(hit);
-  if (result.status != store::WindowHitResult::Status::ok) {
+  if (result.status == store::WindowHitResult::Status::unavailable) {
     skip_redis_until_ms_ = now_ms + options_.redis_retry_interval.count();
-    co_return without_redis(counter, policy, now_ms);
+    co_return without_redis(key, counter, policy, now_ms);
   }
   skip_redis_until_ms_ = 0;
+  if (result.status == store::WindowHitResult::Status::quota_unavailable) {
+    co_return without_redis(key, counter, policy, now_ms);
+  }
 
-  const WindowDecision d =
-      describe(window, result.allowed, {result.previous, result.current}, now_ms);
-  if (!d.allowed) remember_blocked(counter, d, now_ms);
-  co_return RateOutcome{d.allowed ? RateVerdict::allowed : RateVerdict::rate_limited,
-                        status_of(policy, d), RateOutcome::Source::redis};
+  WindowCounts counts;
+  for (std::size_t i = 0; i < counts.at.size() && i < result.counts.size(); ++i) {
+    counts.at[i] = result.counts[i];
+  }
+  seen_.record(counter, window, now_ms, counts);
+  if (quota && result.quota_used >= 0) remember_quota(key.id, quota->period_start_s, result.quota_used);
+
+  const WindowDecision d = describe(window, result.allowed(), counts, now_ms);
+  RateOutcome out;
+  out.source = RateOutcome::Source::redis;
+  out.quota_used = result.quota_used;
+  switch (result.verdict) {
+    case store::WindowHitResult::Verdict::allowed:
+      out.verdict = RateVerdict::allowed;
+      break;
+    case store::WindowHitResult::Verdict::rate_limited:
+      out.verdict = RateVerdict::rate_limited;
+      remember_blocked(counter, {now_ms + d.retry_after_ms, now_ms + d.reset_ms, out.verdict}, now_ms);
+      break;
+    case store::WindowHitResult::Verdict::quota_exceeded: {
+      out.verdict = RateVerdict::quota_exceeded;
+      // Until the period ends, but asked again every second: a raised quota applies soon.
+      const std::int64_t until = quota->period_end_ms > 0
+                                     ? std::min(quota->period_end_ms, now_ms + 1000)
+                                     : now_ms + 1000;
+      remember_blocked(quota_name, {until, until, out.verdict}, now_ms);
+      break;
+    }
+  }
+  out.status = status_for(key, policy, d, out.quota_used, now_ms);
+  co_return out;
 }
 
-RateOutcome RateLimiter::without_redis(const std::string& counter, const RateLimitPolicy& policy,
-                                       std::int64_t now_ms) {
+RateLimitStatus RateLimiter::peek(const store::KeyRecord& key, const Route* route) {
+  const RateLimitPolicy policy = choose_policy(key, route, options_.default_limit);
+  const std::string counter = counter_name(key, route, policy);
+  const std::int64_t now_ms = to_ms(now_());
+  const SlidingWindow window = SlidingWindow::make(policy.limit, policy.window_seconds);
+  long long quota_used = -1;
+  if (const auto quota = QuotaPeriod::of(key, now_ms)) {
+    const auto it = quota_seen_.find(key.id);
+    if (it != quota_seen_.end() && it->second.period_start_s == quota->period_start_s) {
+      quota_used = it->second.used;
+    }
+  }
+  if (auto it = near_cache_.find(counter); it != near_cache_.end() && now_ms < it->second.until_ms) {
+    WindowDecision d;
+    d.retry_after_ms = it->second.until_ms - now_ms;
+    d.reset_ms = std::max(it->second.reset_at_ms - now_ms, d.retry_after_ms);
+    RateLimitStatus s = status_for(key, policy, d, quota_used, now_ms);
+    s.retry_after_seconds = 0;
+    return s;
+  }
+  const WindowDecision d = describe(window, true, seen_.peek(counter, window, now_ms), now_ms);
+  RateLimitStatus s = status_for(key, policy, d, quota_used, now_ms);
+  s.retry_after_seconds = 0;
+  return s;
+}
+
+RateOutcome RateLimiter::without_redis(const store::KeyRecord& key, const std::string& counter,
+                                       const RateLimitPolicy& policy, std::int64_t now_ms) {
   store::metrics().ratelimit_decided_without_redis.fetch_add(1, std::memory_order_relaxed);
   RateOutcome out;
   out.source = RateOutcome::Source::without_redis;
@@ -128,9 +248,28 @@ RateOutcome RateLimiter::without_redis(const std::string& counter, const RateLim
     case OnRedisError::local: {
       const long long share = std::max<long long>(policy.limit / options_.replicas, 1);
       const SlidingWindow window = SlidingWindow::make(share, policy.window_seconds);
+      const auto quota = QuotaPeriod::of(key, now_ms);
+      QuotaCount* count = nullptr;
+      if (quota) {
+        auto [it, inserted] = quota_seen_.try_emplace(key.id, QuotaCount{quota->period_start_s, 0});
+        if (it->second.period_start_s != quota->period_start_s) it->second = {quota->period_start_s, 0};
+        count = &it->second;
+        if (count->used >= quota->quota) {
+          out.verdict = RateVerdict::quota_exceeded;
+          out.quota_used = count->used;
+          WindowDecision d = describe(window, false, local_.peek(counter, window, now_ms), now_ms);
+          out.status = status_for(key, policy, d, out.quota_used, now_ms);
+          break;
+        }
+      }
       const WindowDecision d = local_.hit(counter, window, now_ms);
+      seen_.record(counter, window, now_ms, d.counts);
       out.verdict = d.allowed ? RateVerdict::allowed : RateVerdict::rate_limited;
-      out.status = status_of(policy, d);
+      if (count != nullptr) {
+        if (d.allowed) ++count->used;
+        out.quota_used = count->used;
+      }
+      out.status = status_for(key, policy, d, out.quota_used, now_ms);
       break;
     }
     case OnRedisError::deny:
@@ -146,13 +285,18 @@ RateOutcome RateLimiter::without_redis(const std::string& counter, const RateLim
   return out;
 }
 
-void RateLimiter::remember_blocked(const std::string& counter, const WindowDecision& d,
-                                   std::int64_t now_ms) {
+void RateLimiter::remember_blocked(const std::string& name, Blocked blocked, std::int64_t now_ms) {
   if (near_cache_.size() >= near_cache_prune_at_) {
     std::erase_if(near_cache_, [now_ms](const auto& item) { return item.second.until_ms <= now_ms; });
     near_cache_prune_at_ = std::max<std::size_t>(1024, 2 * near_cache_.size());
   }
-  near_cache_[counter] = Blocked{now_ms + d.retry_after_ms, now_ms + d.reset_ms};
+  near_cache_[name] = blocked;
+}
+
+void RateLimiter::remember_quota(const std::string& key_id, std::int64_t period_start_s,
+                                 std::int64_t used) {
+  if (quota_seen_.size() >= 100'000 && !quota_seen_.contains(key_id)) quota_seen_.clear();
+  quota_seen_[key_id] = QuotaCount{period_start_s, used};
 }
 
 }  // namespace keygate::authz

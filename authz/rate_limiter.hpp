@@ -4,15 +4,26 @@
 //
 // Order of a check:
 //   1. policy: the matched route's rate_limit, else the key's (rate_limit, window_seconds),
-//      else the configured default (`choose_policy`).
-//   2. over-limit near cache: a counter known to be over its limit is answered 429 locally,
-//      with no Redis call, until the moment the sliding window can allow a request again.
-//   3. the shared counter (one Lua script through store::RateCounter, i.e. Redis).
+//      else the configured default (`choose_policy`); and the key's quota, if it has one.
+//   2. near cache: a counter known to be over its limit (or a key whose quota is used up) is
+//      answered 429 locally, with no Redis call, until the moment the sliding window can allow
+//      a request again (for a quota: the end of its period, re-checked at least every second so
+//      a raised quota takes effect).
+//   3. the shared counter (one Lua script through store::RateCounter, i.e. Redis): window and
+//      quota decided and counted together (store/redis_rate_counter.hpp).
 //   4. Redis unavailable (no connection, timeout, error reply): on_redis_error decides —
-//      local (per-process windows with the limit divided by `replicas`), deny, or allow — and
-//      the request counts in store::metrics().ratelimit_decided_without_redis. After a failure
-//      Redis is skipped for `redis_retry_interval`; the first request after it tries again,
-//      and the limiter is back on Redis as soon as a call succeeds.
+//      local (per-process windows with the limit divided by `replicas`; a quota continues from
+//      the last count Redis reported to this worker, or from 0 if it never did), deny, or
+//      allow — and the request counts in store::metrics().ratelimit_decided_without_redis.
+//      After a failure Redis is skipped for `redis_retry_interval`; the first request after it
+//      tries again, and the limiter is back on Redis as soon as a call succeeds. A quota whose
+//      count is in neither Redis nor PostgreSQL is decided the same way, for that request only.
+//
+// RateLimit-* headers describe the window, unless the key's quota is closer to exhaustion:
+// then Remaining is what is left of the quota (and for a refilling quota, Limit is the quota
+// and Reset the end of its period). Answers refused before the rate-limit step (expired,
+// revoked, 403) get `peek`: the last state Redis reported to this worker for that counter,
+// rolled forward to now, with no I/O (the full limit if this worker has not seen the counter).
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
@@ -67,7 +78,7 @@ std::string counter_name(const store::KeyRecord& key, const Route* route,
 enum class RateVerdict {
   allowed,
   rate_limited,    // 429 rate_limited, with Retry-After
-  quota_exceeded,  // 429 quota_exceeded (quotas: not implemented yet)
+  quota_exceeded,  // 429 quota_exceeded
   unavailable,     // Redis down and on_redis_error: deny -> 503 store_unavailable
 };
 
@@ -75,6 +86,7 @@ struct RateOutcome {
   RateVerdict verdict = RateVerdict::allowed;
   RateLimitStatus status;  // RateLimit-* headers; applies is always true
   enum class Source { redis, near_cache, without_redis } source = Source::redis;
+  long long quota_used = -1;  // after this request, as far as known; -1: no quota or unknown
 };
 
 class RateLimiter {
@@ -87,22 +99,37 @@ class RateLimiter {
 
   boost::asio::awaitable<RateOutcome> check(const store::KeyRecord& key, const Route* route);
 
+  // The RateLimit-* values for a keyed answer refused before the rate-limit step: counts
+  // nothing and does no I/O (see above).
+  RateLimitStatus peek(const store::KeyRecord& key, const Route* route);
+
   std::size_t near_cache_size() const { return near_cache_.size(); }
 
  private:
   struct Blocked {
     std::int64_t until_ms = 0;  // first instant a request may be allowed again
     std::int64_t reset_at_ms = 0;
+    RateVerdict verdict = RateVerdict::rate_limited;
+  };
+  struct QuotaPeriod;  // the key's quota at one instant (rate_limiter.cpp)
+  struct QuotaCount {
+    std::int64_t period_start_s = 0;
+    std::int64_t used = 0;
   };
 
-  RateOutcome without_redis(const std::string& counter, const RateLimitPolicy& policy,
-                            std::int64_t now_ms);
-  void remember_blocked(const std::string& counter, const WindowDecision& d, std::int64_t now_ms);
+  RateOutcome without_redis(const store::KeyRecord& key, const std::string& counter,
+                            const RateLimitPolicy& policy, std::int64_t now_ms);
+  void remember_blocked(const std::string& name, Blocked blocked, std::int64_t now_ms);
+  void remember_quota(const std::string& key_id, std::int64_t period_start_s, std::int64_t used);
+  RateLimitStatus status_for(const store::KeyRecord& key, const RateLimitPolicy& policy,
+                             const WindowDecision& d, long long quota_used, std::int64_t now_ms) const;
 
   RateLimiterOptions options_;
   store::RateCounter* counter_;
   Now now_;
-  LocalSlidingWindows local_;
+  LocalSlidingWindows local_;  // the fallback's own counts
+  LocalSlidingWindows seen_;   // the last counts Redis (or the fallback) reported, for peek
+  std::unordered_map<std::string, QuotaCount> quota_seen_;  // by key id
   std::unordered_map<std::string, Blocked> near_cache_;
   std::size_t near_cache_prune_at_ = 1024;
   std::int64_t skip_redis_until_ms_ = 0;

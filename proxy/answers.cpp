@@ -58,10 +58,12 @@ std::string_view www_authenticate(authz::DenyReason reason) {
 
 }  // namespace
 
-void format_proxy_error(std::string& out, const ProxyError& error, AnswerFraming framing) {
+void format_proxy_error(std::string& out, const ProxyError& error, AnswerFraming framing,
+                        const authz::RateLimitStatus* rate) {
   out.clear();
   append_status_line(out, error.status);
   append_connection(out, framing);
+  if (rate != nullptr) append_rate_limit(out, *rate);
   append_json_error(out, error.code, error.message);
 }
 

@@ -34,7 +34,9 @@ struct AnswerFraming {
   bool http10 = false;  // the client spoke HTTP/1.0: keep-alive must be said explicitly
 };
 
-void format_proxy_error(std::string& out, const ProxyError& error, AnswerFraming framing);
+// `rate`: the RateLimit-* state of the request's key, when one was identified (else null).
+void format_proxy_error(std::string& out, const ProxyError& error, AnswerFraming framing,
+                        const authz::RateLimitStatus* rate = nullptr);
 // A denied or undecided request: status and body from the decision; WWW-Authenticate,
 // Retry-After and RateLimit-* where they apply.
 void format_rejection(std::string& out, const authz::AuthResult& result, AnswerFraming framing);

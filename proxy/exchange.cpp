@@ -25,11 +25,11 @@ store::IpAddress to_ip_address(const asio::ip::address& address) {
 }  // namespace
 
 ClientConnection::ClientConnection(Worker& w, tcp::socket s)
-    : worker(w), socket(std::move(s)), deadline(w.io) {
+    : worker(w), stream(std::move(s)), deadline(w.io) {
   buffer.reserve(4096);
   error_code ec;
-  socket.set_option(tcp::no_delay(true), ec);
-  const auto endpoint = socket.remote_endpoint(ec);
+  stream.socket().set_option(tcp::no_delay(true), ec);
+  const auto endpoint = stream.socket().remote_endpoint(ec);
   if (!ec) {
     peer = to_ip_address(endpoint.address());
     peer_text = peer.to_string();
@@ -37,7 +37,7 @@ ClientConnection::ClientConnection(Worker& w, tcp::socket s)
   for (const auto& network : w.options.trusted_proxies) {
     if (network.contains(peer)) peer_trusted = true;
   }
-  deadline.watch_client(&socket);
+  deadline.watch_client(&stream.socket());
 }
 
 AnswerFraming framing_of(Exchange& x) {
@@ -49,13 +49,13 @@ asio::awaitable<void> send_answer(Exchange& x, int status) {
   x.status = status;
   if (!x.keep_alive && x.body_unread) x.conn.linger = true;
   x.conn.deadline.arm(Phase::response_body, x.conn.worker.options.idle_timeout);
-  const error_code ec = co_await write_text(x.conn.socket, x.conn.scratch);
+  const error_code ec = co_await write_text(x.conn.stream, x.conn.scratch);
   if (ec) x.keep_alive = false;
 }
 
 asio::awaitable<void> send_proxy_error(Exchange& x, const ProxyError& error) {
   if (x.body_unread) x.keep_alive = false;
-  format_proxy_error(x.conn.scratch, error, framing_of(x));
+  format_proxy_error(x.conn.scratch, error, framing_of(x), x.rate);
   co_await send_answer(x, error.status);
 }
 

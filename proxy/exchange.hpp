@@ -21,6 +21,7 @@
 #include "authz/authorizer.hpp"
 #include "proxy/answers.hpp"
 #include "proxy/deadline.hpp"
+#include "proxy/stream.hpp"
 #include "store/ip_network.hpp"
 
 namespace keygate::proxy {
@@ -49,7 +50,7 @@ struct ClientConnection {
   ClientConnection(Worker& w, tcp::socket s);
 
   Worker& worker;
-  tcp::socket socket;
+  Stream stream;                       // the client; TLS when the listener has it
   beast::flat_buffer buffer;           // read from the client, not yet parsed
   beast::flat_buffer upstream_buffer;  // read from the upstream, not yet parsed
   Deadline deadline;
@@ -71,6 +72,11 @@ struct Exchange {
   bool body_unread = false;     // body bytes the client may still send (see discard_body)
   bool expect_continue = false;
   int status = 0;               // what the client was answered (0: nothing)
+  int upstream_status = 0;      // forwarded: the upstream's status (0: none)
+  std::chrono::microseconds upstream_latency{-1};  // forwarded: until its response header
+  // Set once a key was identified: keygate's own errors after that (502, 504, 413...) are
+  // keyed answers too and carry the RateLimit-* headers.
+  const authz::RateLimitStatus* rate = nullptr;
 };
 
 // True when a header block contains a line starting with SP/HT (obs-fold).
@@ -88,7 +94,7 @@ inline bool has_obs_fold(const char* data, std::size_t size) {
 // connection fails with none). Bounded by the parser's header limit; the caller's Deadline
 // bounds the time.
 template <bool isRequest>
-asio::awaitable<error_code> read_header(tcp::socket& socket, beast::flat_buffer& buffer,
+asio::awaitable<error_code> read_header(Stream& socket, beast::flat_buffer& buffer,
                                         http::basic_parser<isRequest>& parser, bool& got_bytes) {
   got_bytes = buffer.size() > 0;
   for (;;) {
@@ -117,7 +123,7 @@ asio::awaitable<void> send_proxy_error(Exchange& x, const ProxyError& error);
 // Also settles x.keep_alive: a draining worker closes connections after their answer.
 AnswerFraming framing_of(Exchange& x);
 
-inline asio::awaitable<error_code> write_text(tcp::socket& socket, std::string_view text) {
+inline asio::awaitable<error_code> write_text(Stream& socket, std::string_view text) {
   auto [ec, n] = co_await asio::async_write(socket, asio::buffer(text.data(), text.size()),
                                             awaitable_tuple);
   co_return ec;

@@ -2,7 +2,8 @@
 //
 //   prepare_request       hop-by-hop fields out, identity headers in, credential out,
 //                         normalized target, X-Forwarded-For/-Proto, framing re-stated
-//   acquire               a pooled keep-alive connection, else a new one (connect timeout: 502)
+//   acquire               a pooled keep-alive connection, else a new one (connect timeout: 502;
+//                         https: TLS handshake, certificate verified, else 502)
 //   send_request          header, then the body streamed from the client (100 Continue first)
 //   read_response_header  response timeout: 504; a stale pooled connection is retried once
 //   prepare_response      hop-by-hop fields out, framing for this client, RateLimit-*
@@ -13,9 +14,13 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <boost/asio/ssl/stream.hpp>
+
 #include <optional>
 
 #include "proxy/headers.hpp"
+#include "proxy/ops_metrics.hpp"
+#include "proxy/tls.hpp"
 #include "proxy/worker.hpp"
 #include "store/metrics.hpp"
 
@@ -67,7 +72,8 @@ void prepare_request(Exchange& x, const ForwardPlan& plan) {
     scratch.append("?").append(plan.target.query);
   }
   request.target(scratch);
-  set_forwarded(request, x.conn.peer_text, x.conn.peer_trusted, scratch);
+  set_forwarded(request, x.conn.peer_text, x.conn.peer_trusted,
+                x.conn.stream.is_tls() ? "https" : "http", scratch);
 
   // The body's framing, re-stated from what the parser saw (one Content-Length at most).
   if (x.parser.chunked()) {
@@ -85,18 +91,34 @@ void prepare_request(Exchange& x, const ForwardPlan& plan) {
 asio::awaitable<UpstreamConnectionPtr> connect(Exchange& x) {
   Worker& worker = x.conn.worker;
   auto connection = std::make_unique<UpstreamConnection>(worker.io);
-  x.conn.deadline.watch_upstream(&connection->socket);
+  tcp::socket& socket = connection->stream.socket();
+  x.conn.deadline.watch_upstream(&socket);
   x.conn.deadline.arm(Phase::upstream_connect, worker.options.upstream_connect_timeout);
+  bool connected = false;
   for (const auto& endpoint : worker.pool.endpoints()) {
     error_code ignored;
-    connection->socket.close(ignored);
-    auto [ec] = co_await connection->socket.async_connect(endpoint, awaitable_tuple);
+    socket.close(ignored);
+    auto [ec] = co_await socket.async_connect(endpoint, awaitable_tuple);
     if (!ec) {
-      connection->socket.set_option(tcp::no_delay(true), ignored);
-      co_return connection;
+      socket.set_option(tcp::no_delay(true), ignored);
+      connected = true;
+      break;
     }
     if (x.conn.deadline.expired()) break;
   }
+  if (connected && worker.shared.upstream_tls) {
+    // Within the same connect deadline: a certificate that does not verify is a 502.
+    connection->stream.use_tls(worker.shared.upstream_tls);
+    expect_server_name(connection->stream, worker.shared.upstream_server_name,
+                       worker.options.upstream_tls.verify);
+    auto [ec] = co_await connection->stream.tls().async_handshake(
+        asio::ssl::stream_base::client, awaitable_tuple);
+    if (ec) {
+      ops_metrics().tls_handshake_failures_upstream.fetch_add(1, std::memory_order_relaxed);
+      connected = false;
+    }
+  }
+  if (connected) co_return connection;
   x.conn.deadline.watch_upstream(nullptr);
   co_return nullptr;
 }
@@ -136,7 +158,7 @@ asio::awaitable<Step> send_request(Exchange& x, UpstreamConnection& upstream, ch
       body.data = window;
       body.size = RelayBuffers::size;
       x.conn.deadline.arm(Phase::request_body, options.idle_timeout);
-      auto [ec, n] = co_await http::async_read_some(x.conn.socket, x.conn.buffer, x.parser,
+      auto [ec, n] = co_await http::async_read_some(x.conn.stream, x.conn.buffer, x.parser,
                                                     awaitable_tuple);
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
@@ -155,7 +177,7 @@ asio::awaitable<Step> send_request(Exchange& x, UpstreamConnection& upstream, ch
       body.more = false;
     }
     x.conn.deadline.arm(Phase::upstream_response, options.upstream_response_timeout);
-    auto [ec, n] = co_await http::async_write(upstream.socket, serializer, awaitable_tuple);
+    auto [ec, n] = co_await http::async_write(upstream.stream, serializer, awaitable_tuple);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       if (upstream.reused && !body_consumed && !x.conn.deadline.expired()) co_return Step::retry;
@@ -181,7 +203,7 @@ asio::awaitable<Step> read_response_header(Exchange& x, UpstreamConnection& upst
     x.conn.deadline.arm(Phase::upstream_response, options.upstream_response_timeout);
     bool got_bytes = false;
     const error_code ec =
-        co_await read_header(upstream.socket, x.conn.upstream_buffer, *parser, got_bytes);
+        co_await read_header(upstream.stream, x.conn.upstream_buffer, *parser, got_bytes);
     if (ec) {
       if (!got_bytes && upstream.reused && !body_consumed && !x.conn.deadline.expired()) {
         co_return Step::retry;
@@ -237,7 +259,7 @@ asio::awaitable<bool> relay_response(Exchange& x, UpstreamConnection& upstream,
       body.data = window;
       body.size = RelayBuffers::size;
       x.conn.deadline.arm(Phase::response_body, options.idle_timeout);
-      auto [ec, n] = co_await http::async_read_some(upstream.socket, x.conn.upstream_buffer,
+      auto [ec, n] = co_await http::async_read_some(upstream.stream, x.conn.upstream_buffer,
                                                     parser, awaitable_tuple);
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
@@ -259,7 +281,7 @@ asio::awaitable<bool> relay_response(Exchange& x, UpstreamConnection& upstream,
       body.more = false;
     }
     x.conn.deadline.arm(Phase::response_body, options.idle_timeout);
-    auto [ec, n] = co_await http::async_write(x.conn.socket, serializer, awaitable_tuple);
+    auto [ec, n] = co_await http::async_write(x.conn.stream, serializer, awaitable_tuple);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       x.keep_alive = false;
@@ -274,6 +296,7 @@ asio::awaitable<bool> relay_response(Exchange& x, UpstreamConnection& upstream,
 }  // namespace
 
 asio::awaitable<void> forward(Exchange& x, const ForwardPlan& plan) {
+  if (plan.result.rate.applies) x.rate = &plan.result.rate;
   Worker& worker = x.conn.worker;
   Deadline& deadline = x.conn.deadline;
   const auto started = std::chrono::steady_clock::now();
@@ -308,10 +331,10 @@ asio::awaitable<void> forward(Exchange& x, const ForwardPlan& plan) {
         co_return;
       }
     }
-    deadline.watch_upstream(&upstream->socket);
+    deadline.watch_upstream(&upstream->stream.socket());
     if (x.expect_continue && !continue_sent) {
       continue_sent = true;
-      const error_code ec = co_await write_text(x.conn.socket, continue_answer);
+      const error_code ec = co_await write_text(x.conn.stream, continue_answer);
       if (ec) {
         x.keep_alive = false;
         co_return;
@@ -324,10 +347,11 @@ asio::awaitable<void> forward(Exchange& x, const ForwardPlan& plan) {
     if (step == Step::done) co_return;
     if (step == Step::ok) break;
   }
-  store::metrics().upstream_latency.observe_us(static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                            started)
-          .count()));
+  x.upstream_latency = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+  x.upstream_status = response->get().result_int();
+  store::metrics().upstream_latency.observe_us(
+      static_cast<std::uint64_t>(x.upstream_latency.count()));
 
   const bool reusable = response->keep_alive() && !response->need_eof();
   prepare_response(x, *response, plan);

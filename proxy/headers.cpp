@@ -130,7 +130,7 @@ void append_rate_limit(std::string& out, const authz::RateLimitStatus& rate) {
 }
 
 void set_forwarded(http::fields& fields, std::string_view peer, bool peer_trusted,
-                   std::string& scratch) {
+                   std::string_view proto, std::string& scratch) {
   scratch.clear();
   if (peer_trusted) {
     // Several X-Forwarded-For fields are one comma-separated list (RFC 9110 5.3).
@@ -144,7 +144,7 @@ void set_forwarded(http::fields& fields, std::string_view peer, bool peer_truste
   }
   scratch += peer;
   fields.set("X-Forwarded-For", scratch);
-  fields.set("X-Forwarded-Proto", "http");
+  fields.set("X-Forwarded-Proto", proto);
 }
 
 std::string remove_query_parameter(std::string_view query, std::string_view parameter) {

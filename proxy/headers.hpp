@@ -34,9 +34,9 @@ void set_rate_limit(boost::beast::http::fields& fields, const authz::RateLimitSt
 void append_rate_limit(std::string& out, const authz::RateLimitStatus& rate);
 
 // X-Forwarded-For: the peer appended to the client's list when the peer is a trusted proxy,
-// else the peer alone; X-Forwarded-Proto: http.
+// else the peer alone; X-Forwarded-Proto: `proto` (http, or https behind a TLS listener).
 void set_forwarded(boost::beast::http::fields& fields, std::string_view peer, bool peer_trusted,
-                   std::string& scratch);
+                   std::string_view proto, std::string& scratch);
 
 // The query string without `parameter` (name=value pairs split on '&').
 std::string remove_query_parameter(std::string_view query, std::string_view parameter);

@@ -5,8 +5,14 @@
 #include <string_view>
 
 #include "authz/decision.hpp"
+#include "proxy/ops_metrics.hpp"
 
 namespace keygate::proxy {
+
+OpsMetrics& ops_metrics() {
+  static OpsMetrics instance;
+  return instance;
+}
 
 namespace {
 
@@ -112,6 +118,11 @@ std::string render_metrics(const store::Metrics& m) {
   counter(out, "keygate_ratelimit_decided_without_redis_total",
           "Rate-limit decisions taken without Redis (on_redis_error).",
           m.ratelimit_decided_without_redis);
+  counter(out, "keygate_ratelimit_redis_calls_total",
+          "Rate-limit scripts sent to Redis (one per counted request).", m.ratelimit_redis_calls);
+  counter(out, "keygate_ratelimit_near_cache_hits_total",
+          "429s answered from the in-process over-limit cache, without asking Redis.",
+          m.ratelimit_near_cache_hits);
 
   header(out, "keygate_usage_events_total", "counter", "Usage events by what became of them.");
   sample(out, "keygate_usage_events_total", "outcome=\"queued\"", read(m.usage_queued));
@@ -121,6 +132,24 @@ std::string render_metrics(const store::Metrics& m) {
   sample(out, "keygate_usage_events_total", "outcome=\"dropped\"", read(m.usage_dropped));
   gauge(out, "keygate_usage_queue_depth", "Usage events waiting to be written.",
         m.usage_queue_depth);
+
+  const OpsMetrics& ops = ops_metrics();
+  header(out, "keygate_tls_handshake_failures_total", "counter",
+         "TLS handshakes that failed: from clients on the listener, or to the upstream.");
+  sample(out, "keygate_tls_handshake_failures_total", "side=\"client\"",
+         read(ops.tls_handshake_failures_client));
+  sample(out, "keygate_tls_handshake_failures_total", "side=\"upstream\"",
+         read(ops.tls_handshake_failures_upstream));
+  header(out, "keygate_config_reloads_total", "counter",
+         "SIGHUP reloads: applied, or rejected (the running configuration was kept).");
+  sample(out, "keygate_config_reloads_total", "outcome=\"applied\"", read(ops.reloads_applied));
+  sample(out, "keygate_config_reloads_total", "outcome=\"rejected\"", read(ops.reloads_rejected));
+  header(out, "keygate_access_log_lines_total", "counter",
+         "Access-log lines written, or dropped (buffer full or write failed).");
+  sample(out, "keygate_access_log_lines_total", "outcome=\"written\"",
+         read(ops.access_log_written));
+  sample(out, "keygate_access_log_lines_total", "outcome=\"dropped\"",
+         read(ops.access_log_dropped));
   return out;
 }
 

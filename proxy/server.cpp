@@ -18,8 +18,12 @@
 #include <system_error>
 #include <thread>
 
+#include "proxy/access_log.hpp"
 #include "proxy/admin.hpp"
+#include "proxy/json_line.hpp"
+#include "proxy/ops_metrics.hpp"
 #include "proxy/session.hpp"
+#include "proxy/tls.hpp"
 #include "proxy/worker.hpp"
 
 namespace keygate::proxy {
@@ -70,8 +74,21 @@ void report_failure(std::exception_ptr failure, const char* where) {
     std::rethrow_exception(failure);
   } catch (const std::exception& e) {
     // A bug, not a client's doing: worth a line on stderr (never request data).
-    std::fprintf(stderr, "keygate: %s: %s\n", where, e.what());
+    std::string line;
+    json::begin_line(line, "error", "unexpected failure");
+    json::add(line, "where", where);
+    json::add(line, "error", e.what());
+    json::end_line(line);
+    json::write_stderr(line);
   }
+}
+
+// Idle keep-alive connections get this long, at most, to send one more request once a drain
+// has begun: a client that was about to send is answered (with Connection: close) instead of
+// finding its connection closed under it.
+std::chrono::milliseconds idle_grace(const ProxyOptions& options) {
+  return std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000),
+                                             options.shutdown_timeout / 2);
 }
 
 asio::awaitable<void> accept_connections(Worker& worker) {
@@ -119,12 +136,20 @@ void Worker::remove(SessionLink& link) {
   link.prev = link.next = nullptr;
 }
 
-void Worker::start_draining() {
+void Worker::start_draining(std::chrono::milliseconds grace) {
   draining = true;
   if (acceptor) {
     boost::system::error_code ignored;
     acceptor->close(ignored);
   }
+  idle_grace_end = std::chrono::steady_clock::now() + grace;
+  idle_timer.emplace(io, grace);
+  idle_timer->async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) close_idle();
+  });
+}
+
+void Worker::close_idle() {
   for (SessionLink* link = sessions.next; link != &sessions; link = link->next) {
     if (link->idle && link->socket != nullptr) {
       boost::system::error_code ignored;
@@ -153,14 +178,19 @@ struct Server::State {
   Worker& main() { return *workers.front(); }
   void begin_drain();
   void finish();
+  void wait_for_reload();
 
   ServerShared shared;
   std::function<bool()> is_ready;
+  std::unique_ptr<AccessLog> access_log;  // outlives the workers (suspended sessions log)
   std::vector<std::unique_ptr<Worker>> workers;  // destroyed after everything below
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::optional<tcp::acceptor> admin;
   std::optional<asio::signal_set> signals;
+  std::optional<asio::signal_set> reload_signals;  // SIGHUP
+  std::function<bool()> reload;
   std::optional<asio::steady_timer> drain_timer;
+  bool listener_tls = false;  // fixed at construction
   bool listening = false;
   bool drain_started = false;
   bool finished = false;
@@ -171,19 +201,44 @@ void Server::State::begin_drain() {
   if (drain_started) return;
   drain_started = true;
   shared.draining.store(true);
+  const auto grace = idle_grace(shared.options);
   for (auto& worker : workers) {
     Worker* w = worker.get();
-    asio::post(w->io, [w] { w->start_draining(); });
+    asio::post(w->io, [w, grace] { w->start_draining(grace); });
   }
   boost::system::error_code ignored;
   if (admin) admin->close(ignored);
   if (signals) signals->cancel(ignored);
+  if (reload_signals) reload_signals->cancel(ignored);
   if (shared.connections.load() == 0) {
     finish();
     return;
   }
   drain_timer.emplace(main().io, shared.options.shutdown_timeout);
   drain_timer->async_wait([this](const boost::system::error_code&) { finish(); });
+}
+
+// Runs on worker 0: one reload per SIGHUP, until the drain begins.
+void Server::State::wait_for_reload() {
+  reload_signals->async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec || drain_started) return;
+    bool applied = false;
+    if (reload) {
+      try {
+        applied = reload();
+      } catch (...) {
+        report_failure(std::current_exception(), "reload");
+      }
+    } else {
+      std::string line;
+      json::begin_line(line, "warn", "SIGHUP ignored: nothing to reload");
+      json::end_line(line);
+      json::write_stderr(line);
+    }
+    (applied ? ops_metrics().reloads_applied : ops_metrics().reloads_rejected)
+        .fetch_add(1, std::memory_order_relaxed);
+    wait_for_reload();
+  });
 }
 
 // Runs on worker 0: every worker's loop stops; run() returns.
@@ -199,6 +254,23 @@ Server::Server(ProxyOptions options, WorkerFactory make_worker, std::function<bo
     : state_(std::make_unique<State>(std::move(options), std::move(is_ready))) {
   const ProxyOptions& opts = state_->shared.options;
   const unsigned count = opts.threads == 0 ? 1 : opts.threads;
+  std::shared_ptr<asio::ssl::context> listener_tls;
+  if (opts.tls.enabled()) {
+    TlsContext built = make_server_context(opts.tls);
+    if (!built.context) throw std::runtime_error(built.error);
+    listener_tls = std::move(built.context);
+    state_->listener_tls = true;
+  }
+  if (opts.mode == ProxyOptions::Mode::proxy && opts.upstream_tls.enabled) {
+    TlsContext built = make_client_context(opts.upstream_tls);
+    if (!built.context) throw std::runtime_error(built.error);
+    state_->shared.upstream_tls = std::move(built.context);
+    state_->shared.upstream_server_name = opts.upstream_tls.server_name.empty()
+                                              ? opts.upstream_host
+                                              : opts.upstream_tls.server_name;
+  }
+  state_->access_log = std::make_unique<AccessLog>(opts.access_log, count);
+  state_->shared.access_log = state_->access_log.get();
   for (unsigned i = 0; i < count; ++i) {
     std::vector<tcp::endpoint> upstream;
     if (opts.mode == ProxyOptions::Mode::proxy) {
@@ -207,6 +279,7 @@ Server::Server(ProxyOptions options, WorkerFactory make_worker, std::function<bo
       upstream = resolve(resolver_context, opts.upstream_host, opts.upstream_port, "upstream");
     }
     state_->workers.push_back(std::make_unique<Worker>(state_->shared, i, std::move(upstream)));
+    state_->workers.back()->tls = listener_tls;
   }
   for (auto& worker : state_->workers) {
     worker->services = make_worker(worker->io, worker->index);
@@ -269,7 +342,10 @@ void Server::run() {
     s.signals->async_wait([&s](const boost::system::error_code& ec, int) {
       if (!ec) s.begin_drain();
     });
+    s.reload_signals.emplace(s.main().io, SIGHUP);
+    s.wait_for_reload();
   }
+  s.access_log->start();
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < s.workers.size(); ++i) {
     Worker* w = s.workers[i].get();
@@ -277,6 +353,7 @@ void Server::run() {
   }
   s.main().io.run();
   for (auto& thread : threads) thread.join();
+  s.access_log->stop();
 }
 
 void Server::stop() {
@@ -292,5 +369,27 @@ void Server::post_to_workers(std::function<void(unsigned worker_index)> fn) {
 }
 
 boost::asio::io_context& Server::main_context() { return state_->main().io; }
+
+void Server::on_reload(std::function<bool()> reload) { state_->reload = std::move(reload); }
+
+std::string Server::reload_tls(const TlsOptions& tls) {
+  const bool running = state_->listener_tls;
+  if (!tls.enabled()) {
+    return running ? "tls: turning TLS off needs a restart" : std::string();
+  }
+  if (!running) return "tls: turning TLS on needs a restart";
+  TlsContext built = make_server_context(tls);
+  if (!built.context) return built.error;
+  std::shared_ptr<asio::ssl::context> context = std::move(built.context);
+  for (auto& worker : state_->workers) {
+    Worker* w = worker.get();
+    asio::post(w->io, [w, context] { w->tls = context; });
+  }
+  return {};
+}
+
+std::string Server::reload_access_log(const AccessLogOptions& options) {
+  return state_->access_log->reconfigure(options);
+}
 
 }  // namespace keygate::proxy

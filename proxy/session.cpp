@@ -8,11 +8,17 @@
 //   forward              mode proxy, allowed: to the upstream and back (forward.cpp)
 //   answer               mode authz: 200 + identity headers, or the rejection
 //   reject               denied or undecided: JSON error answer
-//   log                  on_completed and the metrics, for every request however it ended
+//   log                  on_completed, the access log and the metrics, for every request
+//                        however it ended
+//
+// With TLS on the listener, the connection starts with the handshake (header_timeout) and
+// ends with close_notify.
 #include "proxy/session.hpp"
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/read.hpp>
+
+#include <boost/asio/ssl/stream.hpp>
 
 #include <exception>
 
@@ -22,7 +28,10 @@
 #include "authz/request_path.hpp"
 #include "proxy/exchange.hpp"
 #include "proxy/forward.hpp"
+#include "proxy/access_log.hpp"
 #include "proxy/headers.hpp"
+#include "proxy/json_line.hpp"
+#include "proxy/ops_metrics.hpp"
 #include "proxy/worker.hpp"
 #include "store/metrics.hpp"
 
@@ -34,6 +43,8 @@ namespace {
 // serve the next request; a larger one closes the connection instead.
 constexpr std::uint64_t discard_limit = 64 * 1024;
 constexpr auto linger_time = std::chrono::seconds(2);
+// After close_notify, how long to wait for the client's before closing anyway.
+constexpr auto tls_close_time = std::chrono::milliseconds(500);
 
 // What the authorizer and the logging phase know about a request.
 struct RequestFacts {
@@ -51,11 +62,18 @@ struct RequestFacts {
 asio::awaitable<bool> await_request(ClientConnection& conn, SessionLink& link, bool first) {
   if (conn.buffer.size() > 0) co_return true;
   const Worker& worker = conn.worker;
-  if (worker.draining) co_return false;
+  auto wait = first ? worker.options.header_timeout : worker.options.idle_timeout;
+  if (worker.draining) {
+    // A client told keep-alive just before the drain began may still send one more request:
+    // it is served (with Connection: close) until the idle grace ends.
+    const auto left = worker.idle_grace_end - Deadline::Clock::now();
+    if (left <= Deadline::Clock::duration::zero()) co_return false;
+    wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(left) +
+                              std::chrono::milliseconds(1));
+  }
   link.idle = true;
-  conn.deadline.arm(Phase::idle, first ? worker.options.header_timeout
-                                       : worker.options.idle_timeout);
-  auto [ec, n] = co_await conn.socket.async_read_some(conn.buffer.prepare(16 * 1024),
+  conn.deadline.arm(Phase::idle, wait);
+  auto [ec, n] = co_await conn.stream.async_read_some(conn.buffer.prepare(16 * 1024),
                                                       awaitable_tuple);
   link.idle = false;
   if (ec) co_return false;
@@ -83,7 +101,7 @@ asio::awaitable<bool> discard_body(Exchange& x, std::uint64_t limit) {
   if (const auto length = parser.content_length(); length && *length > limit) co_return false;
   Worker& worker = x.conn.worker;
   if (x.expect_continue) {
-    const error_code ec = co_await write_text(x.conn.socket, continue_answer);
+    const error_code ec = co_await write_text(x.conn.stream, continue_answer);
     if (ec) co_return false;
   }
   auto window = worker.buffers.take();
@@ -94,7 +112,7 @@ asio::awaitable<bool> discard_body(Exchange& x, std::uint64_t limit) {
     body.data = window.get();
     body.size = RelayBuffers::size;
     x.conn.deadline.arm(Phase::request_body, worker.options.header_timeout);
-    auto [ec, n] = co_await http::async_read_some(x.conn.socket, x.conn.buffer, parser,
+    auto [ec, n] = co_await http::async_read_some(x.conn.stream, x.conn.buffer, parser,
                                                   awaitable_tuple);
     total += RelayBuffers::size - body.size;
     if ((ec && ec != http::error::need_buffer) || total > limit) {
@@ -221,6 +239,51 @@ asio::awaitable<void> answer_authz(Exchange& x, const authz::AuthResult& result)
 
 // ---- logging ------------------------------------------------------------------------------
 
+// One access-log line: what was asked, by which key, what was decided and answered. Never the
+// key, the credential header or the query string (which may hold a key).
+void format_access_line(std::string& out, const Exchange& x, const CompletedRequest& done) {
+  out.clear();
+  json::begin_line(out, "info", "request");
+  json::add(out, "method", done.method.empty() ? std::string_view(x.parser.get().method_string())
+                                               : done.method);
+  if (!done.path.empty()) {
+    json::add(out, "path", done.path);
+  } else {
+    json::add_null(out, "path");
+  }
+  json::add(out, "status", std::int64_t{done.status});
+  const authz::AuthResult* auth = done.auth;
+  if (auth != nullptr) {
+    const auto reason = auth->decision.reason;
+    json::add(out, "decision",
+              reason == authz::DenyReason::none ? "allowed" : authz::error_code(reason));
+  } else {
+    json::add_null(out, "decision");
+  }
+  if (auth != nullptr && auth->key) {
+    json::add(out, "key_id", auth->key->id);
+    std::string owner = auth->key->owner_type;
+    owner.append(":").append(auth->key->owner_id);
+    json::add(out, "owner", owner);
+  } else {
+    json::add_null(out, "key_id");
+    json::add_null(out, "owner");
+  }
+  json::add(out, "client_ip", done.client_ip.to_string());
+  json::add(out, "duration_us", static_cast<std::int64_t>(done.duration.count()));
+  if (x.upstream_status != 0) {
+    json::add(out, "upstream_status", std::int64_t{x.upstream_status});
+  } else {
+    json::add_null(out, "upstream_status");
+  }
+  if (x.upstream_latency.count() >= 0) {
+    json::add(out, "upstream_latency_us", static_cast<std::int64_t>(x.upstream_latency.count()));
+  } else {
+    json::add_null(out, "upstream_latency_us");
+  }
+  json::end_line(out);
+}
+
 void log(const Exchange& x, const RequestFacts* facts, const authz::AuthResult* result) {
   const int status = x.status != 0 ? x.status : 499;  // 499: the client left first
   const auto status_class = static_cast<std::size_t>(status / 100);
@@ -228,8 +291,11 @@ void log(const Exchange& x, const RequestFacts* facts, const authz::AuthResult* 
   if (status_class < classes.size()) {
     classes[status_class].fetch_add(1, std::memory_order_relaxed);
   }
-  const auto& on_completed = x.conn.worker.services.on_completed;
-  if (!on_completed) return;
+  Worker& worker = x.conn.worker;
+  const auto& on_completed = worker.services.on_completed;
+  AccessLog* access_log = worker.shared.access_log;
+  const bool wants_line = access_log != nullptr && access_log->wants(worker.index, status);
+  if (!on_completed && !wants_line) return;
   const Request& request = x.parser.get();
   CompletedRequest done{};
   done.auth = result;
@@ -243,7 +309,11 @@ void log(const Exchange& x, const RequestFacts* facts, const authz::AuthResult* 
     done.client_ip = facts->client_ip;
     done.user_agent = request[http::field::user_agent];
   }
-  on_completed(done);
+  if (on_completed) on_completed(done);
+  if (wants_line) {
+    format_access_line(worker.log_line, x, done);
+    access_log->append(worker.index, worker.log_line);
+  }
 }
 
 // ---- one request --------------------------------------------------------------------------
@@ -259,7 +329,7 @@ asio::awaitable<bool> serve_request(ClientConnection& conn) {
 
   conn.deadline.arm(Phase::request_header, options.header_timeout);
   bool got_bytes = false;
-  const error_code ec = co_await read_header(conn.socket, conn.buffer, parser, got_bytes);
+  const error_code ec = co_await read_header(conn.stream, conn.buffer, parser, got_bytes);
   if (ec) {
     const ProxyError* error = header_error(ec, conn.deadline.expired());
     if (error == nullptr || !got_bytes) co_return false;
@@ -305,24 +375,35 @@ asio::awaitable<bool> serve_request(ClientConnection& conn) {
     co_await reject(x, result);
   }
   log(x, &facts, &result);
-  co_return x.keep_alive && !worker.draining;
+  // A drain that began after the answer went out keep-alive: await_request still serves the
+  // client's next request within the idle grace (so the client is told Connection: close).
+  co_return x.keep_alive;
 }
 
 // Closes after a last answer; when the client may still be sending, reads a little first so
 // that the kernel does not reset the connection before the client has read the answer.
 asio::awaitable<void> close_connection(ClientConnection& conn) {
   error_code ec;
-  conn.socket.shutdown(tcp::socket::shutdown_send, ec);
+  if (conn.stream.is_tls()) {
+    // close_notify, then the client's (or its leaving, or the deadline): with a body still
+    // coming, the shutdown reads and drops it meanwhile.
+    conn.deadline.arm(Phase::linger, conn.linger ? linger_time : tls_close_time);
+    auto [shutdown_error] = co_await conn.stream.tls().async_shutdown(awaitable_tuple);
+    (void)shutdown_error;  // whichever way it ended, the connection closes now
+    conn.stream.socket().close(ec);
+    co_return;
+  }
+  conn.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   if (conn.linger && !ec) {
     conn.deadline.arm(Phase::linger, linger_time);
     for (;;) {
       conn.buffer.clear();
       auto [read_error, n] =
-          co_await conn.socket.async_read_some(conn.buffer.prepare(16 * 1024), awaitable_tuple);
+          co_await conn.stream.async_read_some(conn.buffer.prepare(16 * 1024), awaitable_tuple);
       if (read_error) break;
     }
   }
-  conn.socket.close(ec);
+  conn.stream.socket().close(ec);
 }
 
 }  // namespace
@@ -345,7 +426,21 @@ asio::awaitable<void> serve_connection(Worker& worker, tcp::socket socket) {
   } leave{worker, link};
 
   ClientConnection conn(worker, std::move(socket));
-  link.socket = &conn.socket;
+  link.socket = &conn.stream.socket();
+  link.idle = false;
+  if (worker.tls) {
+    conn.stream.use_tls(worker.tls);  // the certificate current now, kept for this connection
+    conn.deadline.arm(Phase::request_header, worker.options.header_timeout);
+    auto [ec] = co_await conn.stream.tls().async_handshake(asio::ssl::stream_base::server,
+                                                           awaitable_tuple);
+    if (ec) {
+      ops_metrics().tls_handshake_failures_client.fetch_add(1, std::memory_order_relaxed);
+      conn.deadline.disarm();
+      error_code ignored;
+      conn.stream.socket().close(ignored);
+      co_return;
+    }
+  }
   bool first = true;
   for (;;) {
     const bool started = co_await await_request(conn, link, first);

@@ -44,11 +44,14 @@ TlsContext make_server_context(const TlsOptions& options) {
   SSL_CTX_set_min_proto_version(native, version);
   SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                   SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // The key first: a certificate loaded after it that does not match drops it, which the
+  // check below names (OpenSSL's own "key values mismatch" says less).
   boost::system::error_code ec;
-  context->use_certificate_chain_file(options.cert_file, ec);
-  if (ec) return {nullptr, failure("tls.cert_file " + options.cert_file, ec)};
   context->use_private_key_file(options.key_file, ssl::context::pem, ec);
   if (ec) return {nullptr, failure("tls.key_file " + options.key_file, ec)};
+  context->use_certificate_chain_file(options.cert_file, ec);
+  if (ec) return {nullptr, failure("tls.cert_file " + options.cert_file, ec)};
+  ERR_clear_error();
   if (SSL_CTX_check_private_key(native) != 1) {
     return {nullptr, failure("tls.key_file " + options.key_file +
                                  " (does not belong to tls.cert_file)", {})};

@@ -24,7 +24,7 @@ bool looks_open(boost::asio::ip::tcp::socket& socket) {
 
 }  // namespace
 
-UpstreamConnection::UpstreamConnection(boost::asio::io_context& io) : socket(io) {
+UpstreamConnection::UpstreamConnection(boost::asio::io_context& io) : stream(io) {
   store::metrics().open_upstream_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -44,7 +44,7 @@ UpstreamConnectionPtr UpstreamPool::take(bool probe_always) {
     UpstreamConnectionPtr connection = std::move(idle_.back());
     idle_.pop_back();
     const bool fresh = !probe_always && now - connection->idle_since < probe_after;
-    if (fresh || looks_open(connection->socket)) {
+    if (fresh || looks_open(connection->stream.socket())) {
       connection->reused = true;
       return connection;
     }
@@ -53,7 +53,7 @@ UpstreamConnectionPtr UpstreamPool::take(bool probe_always) {
 }
 
 void UpstreamPool::give_back(UpstreamConnectionPtr connection) {
-  if (idle_.size() >= max_idle_ || !connection->socket.is_open()) return;
+  if (idle_.size() >= max_idle_ || !connection->stream.socket().is_open()) return;
   connection->idle_since = std::chrono::steady_clock::now();
   idle_.push_back(std::move(connection));
 }

@@ -9,6 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include "proxy/stream.hpp"
+
 namespace keygate::proxy {
 
 class UpstreamConnection {
@@ -18,7 +20,7 @@ class UpstreamConnection {
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
-  boost::asio::ip::tcp::socket socket;
+  Stream stream;  // TLS when the upstream is https
   std::chrono::steady_clock::time_point idle_since{};
   bool reused = false;  // came from the pool: may have been closed by the upstream meanwhile
 };

@@ -3,6 +3,7 @@
 // worker's own io_context, except ServerShared's atomics.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -15,7 +16,13 @@
 #include "proxy/server.hpp"
 #include "proxy/upstream_pool.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace keygate::proxy {
+
+class AccessLog;
 
 // An io_context whose pending handlers (suspended sessions) can be destroyed on demand, so
 // that they go before the services they reference (see ~Server).
@@ -32,6 +39,9 @@ struct ServerShared {
   std::atomic<std::size_t> connections{0};  // open client connections, all workers
   std::atomic<bool> draining{false};
   std::function<void()> on_drained;  // called on some worker when the last connection closes
+  AccessLog* access_log = nullptr;    // null: none
+  std::shared_ptr<boost::asio::ssl::context> upstream_tls;  // null: plain http upstream
+  std::string upstream_server_name;
 };
 
 // A client connection as the worker sees it, so that draining can close idle ones.
@@ -60,8 +70,10 @@ struct Worker {
 
   void add(SessionLink& link);
   void remove(SessionLink& link);
-  // Stops accepting; idle connections close now, busy ones after their current response.
-  void start_draining();
+  // Stops accepting; busy connections close after their current response, idle ones after
+  // `idle_grace` (a request arriving meanwhile is served, with Connection: close).
+  void start_draining(std::chrono::milliseconds idle_grace);
+  void close_idle();
 
   WorkerContext io;  // first: destroyed last
   ServerShared& shared;
@@ -72,6 +84,10 @@ struct Worker {
   SessionLink sessions;  // sentinel of the list of open connections
   bool draining = false;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor;
+  std::optional<boost::asio::steady_timer> idle_timer;  // the drain's idle grace
+  std::chrono::steady_clock::time_point idle_grace_end{};
+  std::shared_ptr<boost::asio::ssl::context> tls;      // listener TLS; null: plain http
+  std::string log_line;                                 // access-log lines are formatted here
   WorkerServices services;
 };
 

@@ -313,6 +313,17 @@ asio::awaitable<RepoResult<RotatedKey>> rotate_in_transaction(PgConnection& conn
       std::move(insert_params), timeout);
   if (!inserted.ok()) co_return from_failure<RotatedKey>(inserted);
 
+  // The new key inherits what the old one used of its quota: rotating is not a way to refill it.
+  PgParams quota_params;
+  quota_params.emplace_back(id);
+  quota_params.emplace_back(format_pg_bytea(new_key_hash.data(), new_key_hash.size()));
+  PgResult quota_copied = co_await connection.query(
+      "INSERT INTO api_key_quota_usage (api_key_id, period_start, used) "
+      "SELECT k.id, q.period_start, q.used FROM api_key_quota_usage q, api_keys k "
+      "WHERE q.api_key_id = $1::uuid AND k.key_hash = $2::bytea",
+      std::move(quota_params), timeout);
+  if (!quota_copied.ok()) co_return from_failure<RotatedKey>(quota_copied);
+
   PgParams expire_params;
   expire_params.emplace_back(id);
   expire_params.emplace_back(std::to_string(grace.count()));

@@ -4,28 +4,72 @@
 #include <string>
 
 #include "store/metrics.hpp"
+#include "store/quota_ledger.hpp"
 #include "store/redis_client.hpp"
 
 namespace keygate::store {
 namespace {
 
-// KEYS[1] previous window, KEYS[2] current window.
-// ARGV: limit L, window W (ticks), now t (ticks), expiry of the current key (ms).
-// Returns {allowed 0|1, p, c after}. The arithmetic is authz/sliding_window.hpp's, term for term.
+// KEYS[1] the counter's buckets (hash), KEYS[2] the quota's used count (only with a quota).
+// ARGV: limit L, bucket B (ticks), now t (ticks), buckets N, expiry of the hash (ms),
+//       quota Q, the count to start from when KEYS[2] is missing (-1: not loaded yet),
+//       expiry of KEYS[2] (ms, 0: none).
+// Returns {status, used, count of bucket j-N, ..., count of bucket j}; status 1 allowed,
+// 0 rate limited, 2 quota used up, 3 quota count missing (load it and call again).
+// The window arithmetic is authz/sliding_window.hpp's, term for term.
 constexpr std::string_view sliding_window_lua = R"lua(
 local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local elapsed = tonumber(ARGV[3]) % window
-local counts = redis.call('MGET', KEYS[1], KEYS[2])
-local previous = math.max(0, math.min(tonumber(counts[1] or '0') or 0, limit))
-local current = math.max(0, math.min(tonumber(counts[2] or '0') or 0, limit))
-if previous * (window - elapsed) + (current + 1) * window <= limit * window then
-  current = math.min(redis.call('INCR', KEYS[2]), limit)
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  return {1, previous, current}
+local bucket = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local j = math.floor(now / bucket)
+local e = now - j * bucket
+local first = j - n
+local counts = {}
+for i = 1, n + 1 do counts[i] = 0 end
+local stale = {}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local index = tonumber(fields[i])
+  if index == nil or index < first then
+    stale[#stale + 1] = fields[i]
+  elseif index <= j then
+    counts[index - first + 1] = math.max(0, tonumber(fields[i + 1]) or 0)
+  end
 end
-return {0, previous, current}
+local used = -1
+if #KEYS > 1 then
+  local stored = redis.call('GET', KEYS[2])
+  if stored then
+    used = tonumber(stored) or 0
+  else
+    used = tonumber(ARGV[7])
+    if used < 0 then return {3, -1, unpack(counts)} end
+  end
+  if used >= tonumber(ARGV[6]) then return {2, used, unpack(counts)} end
+end
+local previous = math.min(counts[1], limit)
+local current = 0
+for i = 2, n + 1 do current = current + counts[i] end
+current = math.min(current, limit)
+if previous * (bucket - e) + (current + 1) * bucket > limit * bucket then
+  return {0, used, unpack(counts)}
+end
+counts[n + 1] = redis.call('HINCRBY', KEYS[1], string.format('%d', j), 1)
+if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if #KEYS > 1 then
+  used = used + 1
+  if tonumber(ARGV[8]) > 0 then
+    redis.call('SET', KEYS[2], string.format('%d', used), 'PX', ARGV[8])
+  else
+    redis.call('SET', KEYS[2], string.format('%d', used))
+  end
+end
+return {1, used, unpack(counts)}
 )lua";
+
+enum class ScriptStatus { rate_limited = 0, allowed = 1, quota_exceeded = 2, quota_missing = 3 };
 
 bool integer_at(const RedisReply& reply, std::size_t i, std::int64_t& out) {
   if (reply.elements.size() <= i || reply.elements[i].kind != RedisReply::Kind::integer) {
@@ -35,6 +79,32 @@ bool integer_at(const RedisReply& reply, std::size_t i, std::int64_t& out) {
   return true;
 }
 
+struct ScriptReply {
+  bool ok = false;
+  ScriptStatus status = ScriptStatus::rate_limited;
+  WindowHitResult result;
+};
+
+ScriptReply parse(const RedisResult& redis, std::int64_t buckets) {
+  ScriptReply out;
+  if (!redis.ok() || redis.reply.kind != RedisReply::Kind::array ||
+      redis.reply.elements.size() != static_cast<std::size_t>(buckets + 3)) {
+    return out;
+  }
+  std::int64_t status = 0;
+  if (!integer_at(redis.reply, 0, status) || status < 0 || status > 3 ||
+      !integer_at(redis.reply, 1, out.result.quota_used)) {
+    return out;
+  }
+  out.result.counts.resize(static_cast<std::size_t>(buckets + 1));
+  for (std::size_t i = 0; i < out.result.counts.size(); ++i) {
+    if (!integer_at(redis.reply, i + 2, out.result.counts[i])) return out;
+  }
+  out.status = static_cast<ScriptStatus>(status);
+  out.ok = true;
+  return out;
+}
+
 }  // namespace
 
 const RedisScript& RedisRateCounter::sliding_window_script() {
@@ -42,37 +112,80 @@ const RedisScript& RedisRateCounter::sliding_window_script() {
   return script;
 }
 
-RedisRateCounter::RedisRateCounter(RedisClient& redis) : redis_(redis) {}
+RedisRateCounter::RedisRateCounter(RedisClient& redis, QuotaLedger* ledger)
+    : redis_(redis), ledger_(ledger) {}
 
 bool RedisRateCounter::available() const { return redis_.connected(); }
 
 boost::asio::awaitable<WindowHitResult> RedisRateCounter::hit(const WindowHit& request) {
-  const std::int64_t index = request.now_ticks / request.window_ticks;
-  const std::string previous_key = std::string(request.counter) + ':' + std::to_string(index - 1);
-  const std::string current_key = std::string(request.counter) + ':' + std::to_string(index);
-  // The current window's key is read until its successor ends, at (index + 2) * W; one second
+  const std::int64_t index = request.now_ticks / request.bucket_ticks;
+  // The current bucket is read until it leaves the window, at (index + N + 1) * B; one second
   // of slack covers clock skew between replicas.
   const std::int64_t expire_ms =
-      ((index + 2) * request.window_ticks - request.now_ticks) * request.tick_ms + 1000;
+      ((index + request.buckets + 1) * request.bucket_ticks - request.now_ticks) * request.tick_ms + 1000;
+  const std::string counter(request.counter);
   const std::string limit = std::to_string(request.limit);
-  const std::string window = std::to_string(request.window_ticks);
+  const std::string bucket = std::to_string(request.bucket_ticks);
   const std::string now = std::to_string(request.now_ticks);
+  const std::string buckets = std::to_string(request.buckets);
   const std::string expire = std::to_string(expire_ms);
-  const std::array<std::string_view, 2> keys{previous_key, current_key};
-  const std::array<std::string_view, 4> args{limit, window, now, expire};
-
-  metrics().ratelimit_redis_calls.fetch_add(1, std::memory_order_relaxed);
-  const RedisResult result = co_await redis_.eval_script(sliding_window_script(), keys, args);
 
   WindowHitResult out;
-  if (!result.ok() || result.reply.kind != RedisReply::Kind::array) co_return out;
-  std::int64_t allowed = 0;
-  if (!integer_at(result.reply, 0, allowed) || !integer_at(result.reply, 1, out.previous) ||
-      !integer_at(result.reply, 2, out.current)) {
+  if (request.quota == nullptr) {
+    const std::array<std::string_view, 1> keys{counter};
+    const std::array<std::string_view, 5> args{limit, bucket, now, buckets, expire};
+    metrics().ratelimit_redis_calls.fetch_add(1, std::memory_order_relaxed);
+    const RedisResult result = co_await redis_.eval_script(sliding_window_script(), keys, args);
+    ScriptReply reply = parse(result, request.buckets);
+    if (!reply.ok || reply.status == ScriptStatus::quota_missing) co_return out;
+    out = std::move(reply.result);
+    out.status = WindowHitResult::Status::ok;
+    out.verdict = reply.status == ScriptStatus::allowed ? WindowHitResult::Verdict::allowed
+                                                        : WindowHitResult::Verdict::rate_limited;
     co_return out;
   }
-  out.allowed = allowed == 1;
+
+  const QuotaHit& quota = *request.quota;
+  const std::string key_id(quota.key_id);
+  const std::string quota_key =
+      "kg:q:{" + key_id + "}:" + std::to_string(quota.period_start_s);
+  const std::string quota_limit = std::to_string(quota.quota);
+  const std::string quota_expire = std::to_string(quota.expire_ms);
+  const std::array<std::string_view, 2> keys{counter, quota_key};
+  std::string start_from = "-1";
+  ScriptReply reply;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const std::array<std::string_view, 8> args{limit, bucket, now, buckets, expire,
+                                               quota_limit, start_from, quota_expire};
+    metrics().ratelimit_redis_calls.fetch_add(1, std::memory_order_relaxed);
+    const RedisResult result = co_await redis_.eval_script(sliding_window_script(), keys, args);
+    reply = parse(result, request.buckets);
+    if (!reply.ok) co_return out;
+    if (reply.status != ScriptStatus::quota_missing) break;
+    if (attempt == 1) break;
+    // Not in Redis (first use, or Redis lost it): start from what PostgreSQL kept.
+    std::optional<std::int64_t> persisted = 0;
+    if (ledger_ != nullptr) persisted = co_await ledger_->load(key_id, quota.period_start_s);
+    if (!persisted) {
+      out.status = WindowHitResult::Status::quota_unavailable;
+      co_return out;
+    }
+    start_from = std::to_string(*persisted);
+  }
+  if (reply.status == ScriptStatus::quota_missing) {
+    out.status = WindowHitResult::Status::quota_unavailable;
+    co_return out;
+  }
+  out = std::move(reply.result);
   out.status = WindowHitResult::Status::ok;
+  switch (reply.status) {
+    case ScriptStatus::allowed: out.verdict = WindowHitResult::Verdict::allowed; break;
+    case ScriptStatus::quota_exceeded: out.verdict = WindowHitResult::Verdict::quota_exceeded; break;
+    default: out.verdict = WindowHitResult::Verdict::rate_limited; break;
+  }
+  if (ledger_ != nullptr && out.quota_used >= 0) {
+    ledger_->note(key_id, quota.period_start_s, out.quota_used);
+  }
   co_return out;
 }
 

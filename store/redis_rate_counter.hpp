@@ -1,41 +1,67 @@
 #pragma once
-// The shared sliding-window counters: one atomic Lua script per request, through RedisClient.
-// Only I/O lives here; the arithmetic (and the formula the script implements) is in
-// authz/sliding_window.hpp, which chooses the ticks and derives the headers from the counts.
+// The shared sliding-window counters and quotas: one atomic Lua script per request, through
+// RedisClient. Only I/O lives here; the arithmetic (and the formula the script implements) is
+// in authz/sliding_window.hpp, which chooses the ticks and derives the headers from the counts.
 //
-// Redis keys: "<counter>:<window index>", e.g. "kg:rl:{<key id>}:60s:28433172" — the caller's
-// counter name carries a {hash tag} so both windows of one counter live on one Cluster slot.
-// The current window's key expires by itself once it can no longer be the previous window.
+// Redis keys (the caller's counter name carries a {hash tag}, so one key's keys share a
+// Cluster slot):
+//   "<counter>", e.g. "kg:rl:{<key id>}:60s"   a hash: bucket index -> requests allowed in it;
+//        buckets that have left the window are deleted, and the hash expires by itself once
+//        its newest bucket has left.
+//   "kg:q:{<key id>}:<period start, epoch s>"   requests used of the key's quota in the period
+//        (":0" for a quota that never refills); expires a minute after its period ends.
+//
+// The script decides the quota and the window together: a request is counted in both or in
+// neither. A used-up quota answers before the window is looked at.
 //
 // Time comes from the caller (keygate's clock, injected), not Redis TIME: the same code path
 // is then testable with scripted arrival times (window edges, no sleeping), the fallback and
 // the script see the same instants, and the script stays deterministic. Replicas' clocks are
-// NTP-synced; a skew of d ms shifts the weighting of one window by d/W, which is negligible.
+// NTP-synced; a skew of d ms shifts the weighting of one bucket by d/B, which is negligible.
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 namespace keygate::store {
 
+class QuotaLedger;
 class RedisClient;
 class RedisScript;
 
+// The quota a request is counted against (see store/quota_ledger.hpp).
+struct QuotaHit {
+  std::string_view key_id;
+  std::int64_t quota = 0;           // requests per period (or in all)
+  std::int64_t period_start_s = 0;  // the current period's start (epoch s); 0: never refills
+  std::int64_t expire_ms = 0;       // the Redis key's lifetime from now; 0: none
+};
+
 // One request against one counter, in ticks (see authz::SlidingWindow).
 struct WindowHit {
-  std::string_view counter;       // key name without the window index
+  std::string_view counter;       // the hash's name
   std::int64_t limit = 1;         // L
-  std::int64_t window_ticks = 1;  // W
+  std::int64_t bucket_ticks = 1;  // B
+  std::int64_t buckets = 1;       // N
   std::int64_t now_ticks = 0;     // t
   std::int64_t tick_ms = 1;       // for the keys' expiry only
+  const QuotaHit* quota = nullptr;  // null: the key has no quota
 };
 
 struct WindowHitResult {
-  enum class Status { ok, unavailable };
+  enum class Status {
+    ok,
+    unavailable,        // Redis: no connection, timeout or error reply
+    quota_unavailable,  // the quota's count is in neither Redis nor (readable) PostgreSQL
+  };
+  enum class Verdict { allowed, rate_limited, quota_exceeded };
   Status status = Status::unavailable;
-  bool allowed = false;
-  std::int64_t previous = 0;  // p
-  std::int64_t current = 0;   // c, after this request
+  Verdict verdict = Verdict::rate_limited;
+  std::vector<std::int64_t> counts;  // N+1 buckets, oldest first, after this request
+  std::int64_t quota_used = -1;      // after this request; -1 without a quota
+
+  bool allowed() const { return verdict == Verdict::allowed; }
 };
 
 // What authz::RateLimiter needs from a shared counter store; an interface so that the limiter's
@@ -48,18 +74,21 @@ class RateCounter {
   virtual boost::asio::awaitable<WindowHitResult> hit(const WindowHit& request) = 0;
 };
 
-// The Redis implementation; one per worker, on that worker's RedisClient.
+// The Redis implementation; one per worker, on that worker's RedisClient (and QuotaLedger).
 class RedisRateCounter final : public RateCounter {
  public:
-  explicit RedisRateCounter(RedisClient& redis);
+  // `ledger` null: quotas are not persisted, and a missing count starts from 0.
+  explicit RedisRateCounter(RedisClient& redis, QuotaLedger* ledger = nullptr);
   bool available() const override;
-  // One EVALSHA (EVAL after NOSCRIPT, inside RedisClient); counts metrics().ratelimit_redis_calls.
+  // One EVALSHA (EVAL after NOSCRIPT, inside RedisClient); a second one after loading a missing
+  // quota count. Each counts in metrics().ratelimit_redis_calls.
   boost::asio::awaitable<WindowHitResult> hit(const WindowHit& request) override;
 
   static const RedisScript& sliding_window_script();
 
  private:
   RedisClient& redis_;
+  QuotaLedger* ledger_;
 };
 
 }  // namespace keygate::store

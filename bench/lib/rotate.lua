@@ -5,6 +5,8 @@
 --   BENCH_HEADER  "authorization" (default: "Authorization: Bearer KEY") or another header name
 --                 (the key as its value, e.g. x-api-key)
 --   BENCH_PATH    request path (default /bench)
+--   BENCH_STOP_AFTER  if set, each wrk thread stops after this many responses (used to touch
+--                 every key of a list once, e.g. to fill keygate's cache)
 -- The requests are formatted once in init(), so the load generator's cost per request is the
 -- same for every scenario (direct and nginx send the same header; they just ignore it).
 -- done() prints one line "BENCH_RESULT {json}" with the counters and the latency percentiles
@@ -45,6 +47,15 @@ function request()
   i = i + 1
   if i > n then i = 1 end
   return reqs[i]
+end
+
+local stop_after = tonumber(os.getenv("BENCH_STOP_AFTER") or "")
+if stop_after then
+  local seen = 0
+  function response(status, headers, body)
+    seen = seen + 1
+    if seen >= stop_after then wrk.thread:stop() end
+  end
 end
 
 function done(summary, latency, requests)

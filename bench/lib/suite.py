@@ -150,6 +150,16 @@ def wait_ready(port, path, timeout=30.0, proc=None):
     return False
 
 
+def core_times(cpu):
+    """(busy, total, irq+softirq) jiffies of one CPU from /proc/stat."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:9]]
+                return sum(v) - v[3] - v[4], sum(v), v[5] + v[6]
+    return 0, 1, 0
+
+
 def machine_idle(seconds=2.0):
     def snap():
         with open("/proc/stat") as f:
@@ -243,7 +253,7 @@ class Nginx:
 
 # ---- keygate ------------------------------------------------------------------------------------
 
-def keygate_yaml(mode, port, admin, upstream, dsn, redis_url, usage, spill):
+def keygate_yaml(mode, port, admin, upstream, dsn, redis_url, usage, spill, cache_ttl="30s"):
     return f"""mode: {mode}
 listen: 127.0.0.1:{port}
 upstream: http://127.0.0.1:{upstream}
@@ -257,7 +267,7 @@ redis:
 keys:
   prefix: kg_live
 cache:
-  ttl: 30s
+  ttl: {cache_ttl}
   negative_ttl: 5s
   max_entries: 200000
   redis_ttl: 300s
@@ -271,7 +281,7 @@ rate_limit:
 
 class Keygate:
     def __init__(self, binary, workdir, name, cpu, procs, mode, upstream, dsn, redis_url, usage,
-                 wrapper=None):
+                 wrapper=None, cache_ttl="30s"):
         self.binary, self.name, self.cpu, self.procs = binary, name, cpu, procs
         self.port, self.admin = free_port(), free_port()
         self.config = os.path.join(workdir, f"{name}.yaml")
@@ -279,7 +289,7 @@ class Keygate:
         self.wrapper = wrapper or []
         with open(self.config, "w") as f:
             f.write(keygate_yaml(mode, self.port, self.admin, upstream, dsn, redis_url, usage,
-                                 os.path.join(workdir, f"{name}-usage.spill")))
+                                 os.path.join(workdir, f"{name}-usage.spill"), cache_ttl))
         self.proc = None
 
     def start(self, timeout=30.0):
@@ -296,9 +306,9 @@ class Keygate:
             raise RuntimeError(f"{self.name} not ready; log tail:\n{self.tail()}")
         return self
 
-    def stop(self):
+    def stop(self, timeout=20):
         if self.proc and self.proc.poll() is None:
-            stores.stop_pid(self.proc.pid, signal.SIGTERM, timeout=20)
+            stores.stop_pid(self.proc.pid, signal.SIGTERM, timeout=timeout)
         if self.proc:
             self.proc.wait()
 
@@ -357,12 +367,14 @@ def lookup_summary(deltas):
 
 # ---- wrk ----------------------------------------------------------------------------------------
 
-def run_wrk(args, port, keys_file, duration, warm=False):
+def run_wrk(args, port, keys_file, duration, warm=False, stop_after=None):
     cmd = ["taskset", "-c", str(args.client_cpu), "wrk", f"-t{args.wrk_threads}",
            f"-c{args.connections}", f"-d{duration}s", "--latency", "--timeout", "2s",
            "-s", os.path.join(HERE, "rotate.lua"), f"http://127.0.0.1:{port}/bench"]
     env = dict(os.environ, BENCH_KEYS=keys_file, BENCH_HEADER="authorization",
                BENCH_PATH="/bench")
+    if stop_after:
+        env["BENCH_STOP_AFTER"] = str(stop_after)
     r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=duration + 30)
     out = r.stdout.decode(errors="replace")
@@ -423,8 +435,9 @@ class Suite:
         factory = keygen.KeyFactory()
         kept, secs = keygen.load_keys(self.psql, total, factory, keep=need,
                                       special_limits={0: keygen.TINY_LIMIT})
-        subprocess.run(self.psql + ["-qc", "ANALYZE api_keys"], check=True,
-                       stdout=subprocess.DEVNULL)
+        # Now, so that autovacuum has nothing left to do on api_keys during the runs.
+        subprocess.run(self.psql + ["-qc", "VACUUM (ANALYZE) api_keys", "-c", "CHECKPOINT"],
+                       check=True, stdout=subprocess.DEVNULL)
         count = subprocess.run(self.psql + ["-Atc", "SELECT count(*) FROM api_keys"], check=True,
                                stdout=subprocess.PIPE).stdout.decode().strip()
         log(f"api_keys holds {int(count):,} rows ({secs:.1f} s to generate and COPY)")
@@ -513,10 +526,12 @@ class Suite:
                    "postgres": [self.pg.pid()] + children(self.pg.pid())}
         m0 = t.metrics() if target in KEYGATE_TARGETS else {}
         c0 = {k: cpu_ticks(v) for k, v in watched.items()}
+        core0 = core_times(self.args.server_cpu)
         w0 = time.monotonic()
         res, cmd = run_wrk(self.args, t.port, self.key_files[keyset], duration, warm)
         wall = time.monotonic() - w0
         c1 = {k: cpu_ticks(v) for k, v in watched.items()}
+        core1 = core_times(self.args.server_cpu)
         if warm:
             return None
         self.wrk_cmd = re.sub(r"http://127\.0\.0\.1:\d+/", "http://127.0.0.1:PORT/", cmd)
@@ -532,7 +547,18 @@ class Suite:
             "non_2xx_3xx": e["status"],
             "socket_errors": e["connect"] + e["read"] + e["write"] + e["timeout"],
             "cpu_pct": {k: 100.0 * (c1[k] - c0[k]) / CLK_TCK / wall for k in c0},
+            # how busy the server core was, all processes of the machine included
+            "server_core_busy_pct": 100.0 * (core1[0] - core0[0]) / max(1, core1[1] - core0[1]),
+            "server_core_irq_pct": 100.0 * (core1[2] - core0[2]) / max(1, core1[1] - core0[1]),
         }
+        ours = sum(row["cpu_pct"].values())
+        if target == "upstream":  # counted twice: as "server" and as "upstream"
+            ours -= row["cpu_pct"]["upstream"]
+        # CPU time on the server core per request, every process of the scenario included
+        # (proxy, upstream, Redis, PostgreSQL): robust to other work competing for the core.
+        row["cpu_us_per_req"] = ours / 100.0 * wall * 1e6 / max(1, res["requests"])
+        row["others_on_server_core_pct"] = max(
+            0.0, row["server_core_busy_pct"] - row["server_core_irq_pct"] - ours)
         # An unexpected answer: a 2xx/3xx where a rejection is expected, or the other way round.
         row["unexpected"] = (e["status"] if expect < 400 else res["requests"] - e["status"])
         if target in KEYGATE_TARGETS:
@@ -548,7 +574,9 @@ class Suite:
         log(f"round {rnd} {scenario:9s} {row['rps']:9.0f} req/s  p50 {row['p50_ms']:.3f}  "
             f"p99 {row['p99_ms']:.3f}  p99.9 {row['p999_ms']:.3f} ms  "
             f"non-2xx/3xx {e['status']}  sock-err {row['socket_errors']}  "
-            f"server CPU {row['cpu_pct']['server']:.0f}%  rss {row['rss_mb']:.1f} MB"
+            f"server CPU {row['cpu_pct']['server']:.0f}% (core busy "
+            f"{row['server_core_busy_pct']:.0f}%, others {row['others_on_server_core_pct']:.0f}%)  "
+            f"rss {row['rss_mb']:.1f} MB"
             + (f"  [{row['lookups']}]" if row.get("lookups") else ""))
         return row
 
@@ -565,11 +593,42 @@ class Suite:
             log(f"round {rnd}/{a.rounds}: {' '.join(order)}")
             for s in order:
                 self.run_one(s, rnd, a.duration)
-        # after everything: keygate's memory with the spread keys cached
-        kg = self.targets["keygate"]
-        mem = rss_kb(kg.main_pid())
+        mem = rss_kb(self.targets["keygate"].main_pid())
         self.final_mem = {"rss_mb": mem.get("VmRSS", 0) / 1024,
                           "hwm_mb": mem.get("VmHWM", 0) / 1024}
+        if "spread" in a.scenarios and a.memory_seconds > 0:
+            self.memory_phase()
+
+    def memory_phase(self):
+        """keygate's memory with the `spread` keys in its L1 cache: a fresh keygate (same
+        config, but a cache TTL that outlasts the fill) gets every spread key once."""
+        a = self.args
+        kg = Keygate(a.keygate, self.workdir, "keygate-mem", cpu=a.server_cpu, procs=self.procs,
+                     mode="proxy", upstream=self.upstream.port, dsn=self.dsn,
+                     redis_url=self.redis.url(), usage=False if self.usage_option_exists() else None,
+                     cache_ttl="600s").start()
+        idle = rss_kb(kg.main_pid())
+        n = a.spread_keys
+        log(f"memory: requesting each of the {n:,} spread keys once through a fresh keygate "
+            f"(at most {a.memory_seconds} s)")
+        res, _ = run_wrk(a, kg.port, self.key_files["spread"], a.memory_seconds, stop_after=n)
+        m = kg.metrics()
+        cached = sum(v for k, v in m.items()
+                     if k.startswith('keygate_key_lookups_total{tier="l1",outcome="miss"'))
+        mem = rss_kb(kg.main_pid())
+        self.mem_phase = {
+            "keys_requested": res["requests"], "l1_misses": int(cached),
+            "seconds": res["duration_us"] / 1e6,
+            "idle_rss_mb": idle.get("VmRSS", 0) / 1024,
+            "rss_mb": mem.get("VmRSS", 0) / 1024, "hwm_mb": mem.get("VmHWM", 0) / 1024,
+        }
+        self.mem_phase["bytes_per_key"] = ((self.mem_phase["rss_mb"] - self.mem_phase["idle_rss_mb"])
+                                           * 1024 * 1024 / max(1, cached))
+        log(f"memory: {int(cached):,} keys cached (L1 misses filled), RSS "
+            f"{self.mem_phase['idle_rss_mb']:.1f} MB idle -> {self.mem_phase['rss_mb']:.1f} MB "
+            f"(~{self.mem_phase['bytes_per_key']:.0f} bytes per cached key), "
+            f"{res['requests'] / self.mem_phase['seconds']:.0f} req/s while filling")
+        kg.stop()
 
     def stop(self):
         self.procs.stop_all()
@@ -603,8 +662,9 @@ def summarize(results, scenarios):
         d["cpu_postgres"] = [r["cpu_pct"]["postgres"] for r in rows]
         d["cpu_upstream"] = [r["cpu_pct"]["upstream"] for r in rows]
         d["hwm_mb"] = [r.get("hwm_mb", 0) for r in rows]
+        d["cpu_us_per_req"] = [r["cpu_us_per_req"] for r in rows]
         d["lookups"] = [r.get("lookups", "") for r in rows]
-        ratios = {"nginx": [], "direct": [], "p99_minus_nginx_ms": []}
+        ratios = {"nginx": [], "direct": [], "p99_minus_nginx_ms": [], "cpu_eff_nginx": []}
         for rnd in rounds:
             me = per_round.get((s, rnd))
             ng = per_round.get(("nginx", rnd))
@@ -612,6 +672,7 @@ def summarize(results, scenarios):
             if me and ng:
                 ratios["nginx"].append(me["rps"] / ng["rps"])
                 ratios["p99_minus_nginx_ms"].append(me["p99_ms"] - ng["p99_ms"])
+                ratios["cpu_eff_nginx"].append(ng["cpu_us_per_req"] / max(1e-9, me["cpu_us_per_req"]))
             if me and dr:
                 ratios["direct"].append(me["rps"] / dr["rps"])
         d["ratios"] = ratios
@@ -619,7 +680,7 @@ def summarize(results, scenarios):
     return summary
 
 
-def targets_table(summary, final_mem):
+def targets_table(summary, final_mem, mem_phase):
     rows = []
 
     def ratio(s, key="nginx"):
@@ -638,9 +699,15 @@ def targets_table(summary, final_mem):
         v = ratio(s)
         add(f"`{s}` throughput >= {want}x `nginx`", v, v is not None and v >= want,
             f"{v:.2f}x" if v else "")
-    v = final_mem.get("rss_mb") if final_mem else None
+    v = mem_phase.get("rss_mb") if mem_phase else None
     add("keygate RSS <= 64 MB with 100,000 keys cached", v, v is not None and v <= 64,
-        f"{v:.1f} MB (peak {final_mem.get('hwm_mb', 0):.1f} MB)" if v else "")
+        f"{v:.1f} MB with {mem_phase.get('l1_misses', 0):,} keys cached (peak "
+        f"{mem_phase.get('hwm_mb', 0):.1f} MB; idle {mem_phase.get('idle_rss_mb', 0):.1f} MB; "
+        f"~{mem_phase.get('bytes_per_key', 0):.0f} B/key)" if v else "")
+    v = final_mem.get("rss_mb") if final_mem else None
+    if v:
+        rows.append(("(main keygate after every round, 30 s TTL)",
+                     f"{v:.1f} MB (peak {final_mem.get('hwm_mb', 0):.1f} MB)", "–"))
     return rows
 
 
@@ -673,8 +740,8 @@ def write_report(suite, out_dir, command, started, quiet):
     md.append("")
     md.append("## Per scenario (median over rounds, min–max in brackets)\n")
     md.append("| scenario | what | expect | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx/3xx | "
-              "unexpected | socket errors | server CPU % | redis CPU % | RSS MB |")
-    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "unexpected | socket errors | server CPU % | redis CPU % | CPU µs/req | RSS MB |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in a.scenarios:
         if s not in summary:
             continue
@@ -684,26 +751,34 @@ def write_report(suite, out_dir, command, started, quiet):
                   f"{fmt_range(d['p99_ms'], '{:.3f}')} | {fmt_range(d['p999_ms'], '{:.3f}')} | "
                   f"{int(sum(d['non_2xx_3xx']))} | {int(sum(d['unexpected']))} | "
                   f"{int(sum(d['socket_errors']))} | {med(d['cpu_server']):.0f} | "
-                  f"{med(d['cpu_redis']):.0f} | {max(d['rss_mb']):.1f} |")
+                  f"{med(d['cpu_redis']):.0f} | {med(d['cpu_us_per_req']):.1f} | "
+                  f"{max(d['rss_mb']):.1f} |")
     md.append("")
     md.append("`server CPU` is the process under test (the upstream nginx for `direct`, the nginx "
               "proxy's worker, or keygate) from /proc/PID/stat utime+stime over the run; 100% = "
               "the whole server core. `unexpected`: answers other than the scenario's expected "
-              "class (counted by wrk as non-2xx/3xx or not). RSS after the run (keygate: VmRSS).")
+              "class (counted by wrk as non-2xx/3xx or not). `CPU µs/req`: CPU time of every "
+              "process of the scenario on the server core (proxy, upstream, Redis, PostgreSQL) "
+              "per request — unlike req/s, it does not depend on how much of the core other "
+              "work on the machine left us. RSS after the run (keygate: VmRSS).")
     md.append("")
     md.append("## Ratios, computed per round (median, min–max)\n")
-    md.append("| scenario | req/s vs `nginx` | req/s vs `direct` | p99 minus `nginx` p99 (ms) |")
-    md.append("|---|---|---|---|")
+    md.append("| scenario | req/s vs `nginx` | req/s vs `direct` | p99 minus `nginx` p99 (ms) | "
+              "CPU per request, `nginx` / this |")
+    md.append("|---|---|---|---|---|")
     for s in a.scenarios:
         if s in summary:
             r = summary[s]["ratios"]
             md.append(f"| `{s}` | {fmt_range(r['nginx'])}x | {fmt_range(r['direct'])}x | "
-                      f"{fmt_range(r['p99_minus_nginx_ms'], '{:+.3f}')} |")
+                      f"{fmt_range(r['p99_minus_nginx_ms'], '{:+.3f}')} | "
+                      f"{fmt_range(r['cpu_eff_nginx'])}x |")
     md.append("")
+    md.append("The last column is the CPU-normalised throughput ratio: above 1 means the "
+              "scenario costs the server core less CPU per request than the nginx proxy path.\n")
     md.append("## Targets (medians of the per-round ratios)\n")
     md.append("| target | measured | met |")
     md.append("|---|---|---|")
-    for name, shown, ok in targets_table(summary, final_mem):
+    for name, shown, ok in targets_table(summary, final_mem, getattr(suite, "mem_phase", {})):
         md.append(f"| {name} | {shown} | {ok} |")
     md.append("")
     md.append("## keygate key lookups per run (tier:outcome=count, from /metrics)\n")
@@ -712,16 +787,38 @@ def write_report(suite, out_dir, command, started, quiet):
             for rnd, l in enumerate(summary[s]["lookups"], 1):
                 md.append(f"- `{s}` round {rnd}: {l or '(none)'}")
     md.append("")
+    usage_rows = [r for r in suite.results if r["scenario"] == "hot-usage"]
+    if usage_rows:
+        ev = {}
+        for r in usage_rows:
+            for k, v in r.get("metrics", {}).items():
+                m = re.match(r'keygate_usage_events_total\{outcome="([^"]+)"\}', k)
+                if m:
+                    ev[m.group(1)] = ev.get(m.group(1), 0) + v
+        reqs = sum(r["requests"] for r in usage_rows)
+        shown = ", ".join(f"{k} {int(v):,}" for k, v in sorted(ev.items())) or "none"
+        md.append(f"Usage log (`hot-usage`, {reqs:,} requests over its runs): usage events {shown} "
+                  f"(keygate /metrics; the writer's COPY into PostgreSQL runs on the server core "
+                  f"too, see the postgres CPU column below)."
+                  + ("" if ev else " **No event was recorded: `hot-usage` measured nothing "
+                                   "different from `hot`.**"))
+        md.append("")
     md.append("## Every run\n")
+    md.append("`core busy` is the whole server core from /proc/stat; `irq` its interrupt and "
+              "softirq time (loopback networking); `others` what remains after irq and the "
+              "processes started by the benchmark: other work on the machine competing for the "
+              "core.\n")
     md.append("| round | scenario | req/s | p50 ms | p99 ms | p99.9 ms | max ms | non-2xx/3xx | "
-              "socket errors | server / upstream / redis / postgres CPU % |")
-    md.append("|---|---|---|---|---|---|---|---|---|---|")
+              "socket errors | server / upstream / redis / postgres CPU % | core busy / irq / others % |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in suite.results:
         c = r["cpu_pct"]
         md.append(f"| {r['round']} | `{r['scenario']}` | {r['rps']:.0f} | {r['p50_ms']:.3f} | "
                   f"{r['p99_ms']:.3f} | {r['p999_ms']:.3f} | {r['max_ms']:.1f} | "
                   f"{r['non_2xx_3xx']} | {r['socket_errors']} | {c['server']:.0f} / "
-                  f"{c['upstream']:.0f} / {c['redis']:.0f} / {c['postgres']:.0f} |")
+                  f"{c['upstream']:.0f} / {c['redis']:.0f} / {c['postgres']:.0f} | "
+                  f"{r['server_core_busy_pct']:.0f} / {r['server_core_irq_pct']:.0f} / "
+                  f"{r['others_on_server_core_pct']:.0f} |")
     md.append("")
     md.append("![throughput and latency](latest.png)")
     md.append("")
@@ -730,7 +827,8 @@ def write_report(suite, out_dir, command, started, quiet):
     with open(os.path.join(out_dir, "latest.json"), "w") as f:
         json.dump({"command": command, "date": started.isoformat(), "args": vars(a),
                    "results": [{k: v for k, v in r.items()} for r in suite.results],
-                   "final_keygate_memory": final_mem}, f, indent=1, default=str)
+                   "final_keygate_memory": final_mem,
+                   "memory_phase": getattr(suite, "mem_phase", {})}, f, indent=1, default=str)
     plot(summary, a.scenarios, out_dir, suite)
 
 
@@ -742,18 +840,18 @@ def plot(summary, scenarios, out_dir, suite):
     names = [s for s in scenarios if s in summary]
     data = os.path.join(out_dir, "latest.dat")
     with open(data, "w") as f:
-        f.write("# idx scenario rps_median rps_min rps_max color p50_ms p99_ms p999_ms\n")
+        f.write("# idx scenario rps_median rps_min rps_max color p50_ms p99_ms p999_ms cpu_us\n")
         for i, s in enumerate(names):
             d = summary[s]
             f.write(f"{i} {s} {med(d['rps']):.1f} {min(d['rps']):.1f} {max(d['rps']):.1f} "
                     f"{scenario_color(s)} {med(d['p50_ms']):.4f} {med(d['p99_ms']):.4f} "
-                    f"{med(d['p999_ms']):.4f}\n")
+                    f"{med(d['p999_ms']):.4f} {med(d['cpu_us_per_req']):.2f}\n")
     a = suite.args
-    title = (f"keygate vs nginx vs direct — wrk -t{a.wrk_threads} -c{a.connections}, "
+    title = (f"keygate (blue) vs nginx proxy (green) vs direct upstream (grey) — wrk -t{a.wrk_threads} -c{a.connections}, "
              f"{a.rounds} x {a.duration} s, 1 server core")
     script = f"""
 set datafile commentschars "#"
-set multiplot layout 2,1 title "{title}"
+set multiplot layout 3,1 title "{title}"
 set style fill solid 0.85 border -1
 set boxwidth 0.6
 set grid ytics
@@ -761,12 +859,12 @@ set xrange [-0.6:{len(names) - 0.4}]
 set ylabel "requests/s (median, min-max)"
 set yrange [0:*]
 set key off
-plot "{data}" using 1:3:xtic(2):6 with boxes lc rgb variable, \\
+plot "{data}" using 1:3:6:xtic(2) with boxes lc rgb variable, \\
      "" using 1:3:4:5 with yerrorbars lc rgb "black" pt 0, \\
      "" using 1:5:(sprintf("%.0f", $3)) with labels offset 0,0.8 font ",9"
 set ylabel "latency, ms (median over rounds, log scale)"
 set logscale y
-set yrange [*:*]
+set yrange [0.05:*]
 set style data histograms
 set style histogram clustered gap 1
 set boxwidth 0.9
@@ -774,10 +872,19 @@ set key top left
 plot "{data}" using 7:xtic(2) title "p50" lc rgb "#56B4E9", \\
      "" using 8 title "p99" lc rgb "#E69F00", \\
      "" using 9 title "p99.9" lc rgb "#D55E00"
+unset logscale y
+unset style data
+set style histogram clustered
+set boxwidth 0.6
+set yrange [0:*]
+set key off
+set ylabel "server-core CPU µs per request (all processes)"
+plot "{data}" using 1:10:6:xtic(2) with boxes lc rgb variable, \\
+     "" using 1:10:(sprintf("%.1f", $10)) with labels offset 0,0.8 font ",9"
 unset multiplot
 """
-    for term, ext in (("pngcairo size 1200,900 font ',10'", "png"),
-                      ("svg size 1200,900 dynamic font 'sans,10'", "svg")):
+    for term, ext in (("pngcairo size 1200,1200 font ',10'", "png"),
+                      ("svg size 1200,1200 dynamic font 'sans,10'", "svg")):
         gp = os.path.join(suite.workdir, f"plot-{ext}.gp")
         with open(gp, "w") as f:
             f.write(f"set terminal {term}\nset output '{os.path.join(out_dir, 'latest.' + ext)}'\n")
@@ -785,6 +892,15 @@ unset multiplot
         r = subprocess.run(["gnuplot", gp], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             log(f"gnuplot ({ext}) failed: {r.stdout.decode()[-500:]}")
+
+
+def replot(out_dir, workdir):
+    """Redraws latest.png/svg from latest.json (after a change to the plot only)."""
+    with open(os.path.join(out_dir, "latest.json")) as f:
+        saved = json.load(f)
+    args = argparse.Namespace(**saved["args"])
+    summary = summarize(saved["results"], args.scenarios)
+    plot(summary, args.scenarios, out_dir, argparse.Namespace(args=args, workdir=workdir))
 
 
 def machine_info():
@@ -849,6 +965,9 @@ def parse_args(argv):
                    help="comma-separated subset of: " + ", ".join(SCENARIOS))
     p.add_argument("--client-cpu", type=int, default=0)
     p.add_argument("--server-cpu", type=int, default=1)
+    p.add_argument("--memory-seconds", type=int,
+                   help="bound of the memory phase (every spread key once through a fresh "
+                        "keygate; 0: skip)")
     p.add_argument("--hold", type=int, default=0,
                    help="after setup, keep everything running this many seconds (for profiling) "
                         "and print the ports, instead of running the rounds")
@@ -859,6 +978,8 @@ def parse_args(argv):
     a.warmup = a.warmup if a.warmup is not None else (1 if quick else 2)
     a.keys = a.keys or (150_000 if quick else 1_000_000)
     a.spread_keys = a.spread_keys or (100_000)
+    a.memory_seconds = (a.memory_seconds if a.memory_seconds is not None
+                        else (20 if quick else 60))
     a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     for s in a.scenarios:
         if s not in SCENARIOS:
@@ -872,6 +993,11 @@ def parse_args(argv):
 
 
 def main(argv):
+    if argv[:1] == ["--replot"]:
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            replot(argv[1] if len(argv) > 1 else os.path.join(BENCH, "results"), d)
+        return 0
     a = parse_args(argv)
     started = datetime.datetime.now().astimezone()
     ncpu = os.cpu_count() or 1

@@ -3,8 +3,8 @@ PostgreSQL, also across a PostgreSQL restart under load and a SIGTERM under load
 `keygate usage` report, and migration 0002 (partitioning) down and up again.
 
 This class starts its OWN PostgreSQL and Redis so that it can restart PostgreSQL. The load is
-bounded (a few hundred to ~1,000 requests/s over loopback, paced per thread) and the outage is
-10 s, to keep the suite fast; the design allows any length (events are kept in memory, then
+bounded (a few hundred to ~1,000 requests/s over loopback, paced per thread) and the outage
+lasts 30 s, as issue #5 asks (events are kept in memory, then
 spilled to a file, and replayed)."""
 import json
 import os
@@ -16,7 +16,7 @@ import http.client
 import harness
 from harness import bearer, request
 
-OUTAGE_SECONDS = 10.0
+OUTAGE_SECONDS = 30.0  # as issue #5 asks
 ROWS_TIMEOUT = 60.0  # bound on waiting for the writer to catch up
 
 
@@ -249,7 +249,11 @@ class UsageLogTest(harness.KeygateTestCase):
         self.addCleanup(db.drop)
         harness.migrate_up(db.dsn)
         key = harness.create_key(db.dsn)
-        harness.run_cli(["migrate", "down"], db.dsn)  # 0001's plain table, with rows of two days
+        def down_to_0001():  # later migrations (0003...) roll back first
+            while harness.psql(db.dsn, "SELECT max(version) FROM schema_migrations") != "1":
+                harness.run_cli(["migrate", "down"], db.dsn)
+
+        down_to_0001()  # 0001's plain table, with rows of two days
         harness.psql(db.dsn, "INSERT INTO api_key_usage (api_key_id, endpoint, method, status_code, "
                              "response_time_ms, created_at) VALUES "
                              f"('{key['id']}', '/a', 'GET', 200, 2, now()), "
@@ -273,7 +277,7 @@ class UsageLogTest(harness.KeygateTestCase):
         self.assertEqual(rows(), "/a:2,/b:1")
         self.assertEqual(harness.psql(db.dsn, "SELECT count(*) FROM api_key_usage_p" + harness.psql(
             db.dsn, "SELECT to_char((now() AT TIME ZONE 'UTC' - interval '40 days')::date, 'YYYYMMDD')")), "1")
-        harness.run_cli(["migrate", "down"], db.dsn)
+        down_to_0001()
         self.assertEqual(harness.psql(db.dsn, "SELECT relkind FROM pg_class WHERE relname = 'api_key_usage'"), "r")
         self.assertEqual(rows(), "/a:2,/b:1")
         harness.run_cli(["migrate", "up"], db.dsn)

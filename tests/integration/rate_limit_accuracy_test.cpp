@@ -2,10 +2,17 @@
 // bursty, at window edges, over the limit) go through the REAL Lua script with scripted times,
 // and every decision is compared with
 //   1. the pure C++ arithmetic (authz/sliding_window.hpp) on the same history: must agree on
-//      every request (decision and both counts) — the script and the C++ are one formula;
-//   2. an exact sliding log of the same limit over the requests actually admitted: would a
-//      log of the admitted timestamps have decided this request the same way?
-// The share of requests decided differently from the log is printed per pattern.
+//      every request (decision and all bucket counts) — the script and the C++ are one formula;
+//   2. PER DECISION (the measure asserted, and how Cloudflare's 0.003% was measured): an exact
+//      sliding log over the SAME admitted history — the timestamps this counter admitted in the
+//      last W — would it have decided this request the same way (fewer than L in (t-W, t])?
+//   3. OUTCOME (printed only): an independent exact sliding log fed the same requests but
+//      keeping its own admitted history; one early difference cascades, so this counts every
+//      later request whose fate differs, not the estimate's mistakes.
+// Clients that honour Retry-After wait the whole seconds keygate's header carries (ceil of the
+// exact wait), as an HTTP client can. The flood (ignores 429) is reported on its own: every
+// one of its requests arrives at the limit, where any estimate that is not a full log is
+// wrong often; in keygate those requests are answered by the near cache anyway.
 #include <doctest/doctest.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -110,7 +117,8 @@ Arrivals script_for(Pattern pattern, std::mt19937_64& rng) {
 
 struct Tally {
   std::int64_t requests = 0;
-  std::int64_t misjudged = 0;       // differs from the exact log
+  std::int64_t misjudged = 0;       // differs from an exact log of the same admitted history
+  std::int64_t outcome_differs = 0;  // differs from an independent exact log
   std::int64_t wrongly_allowed = 0;  // the log had L in the last W already
   std::int64_t max_in_window = 0;   // most requests admitted in any sliding window of W
   std::int64_t disagree_with_cpp = 0;
@@ -124,13 +132,15 @@ asio::awaitable<void> drive(store::RedisRateCounter& counter, std::string name,
   const authz::SlidingWindow window = authz::SlidingWindow::make(limit, window_seconds);
   authz::LocalSlidingWindows shadow;
   std::deque<std::int64_t> admitted;
+  std::deque<std::int64_t> independent;  // what an exact log on its own would have admitted
   std::int64_t wait_until = 0;
   for (const std::int64_t t : arrivals.times) {
     if (arrivals.honours_retry_after && t < wait_until) continue;
     store::WindowHit hit;
     hit.counter = name;
     hit.limit = window.limit;
-    hit.window_ticks = window.window_ticks;
+    hit.bucket_ticks = window.bucket_ticks;
+    hit.buckets = authz::SlidingWindow::buckets;
     hit.now_ticks = window.ticks(t);
     hit.tick_ms = window.tick_ms;
     const store::WindowHitResult got = co_await counter.hit(hit);
@@ -139,21 +149,29 @@ asio::awaitable<void> drive(store::RedisRateCounter& counter, std::string name,
       ++tally.redis_errors;
       continue;
     }
+    authz::WindowCounts counts;
+    for (std::size_t i = 0; i < counts.at.size() && i < got.counts.size(); ++i) counts.at[i] = got.counts[i];
     const authz::WindowDecision expected = shadow.hit(name, window, t);
-    if (expected.allowed != got.allowed || expected.counts.previous != got.previous ||
-        expected.counts.current != got.current) {
+    if (expected.allowed != got.allowed() || !(expected.counts == counts) ||
+        got.counts.size() != counts.at.size()) {
       ++tally.disagree_with_cpp;
     }
 
     while (!admitted.empty() && admitted.front() <= t - W) admitted.pop_front();
     const bool exact = static_cast<std::int64_t>(admitted.size()) < limit;
-    if (got.allowed != exact) ++tally.misjudged;
-    if (got.allowed && !exact) ++tally.wrongly_allowed;
-    if (got.allowed) {
+    if (got.allowed() != exact) ++tally.misjudged;
+    if (got.allowed() && !exact) ++tally.wrongly_allowed;
+    while (!independent.empty() && independent.front() <= t - W) independent.pop_front();
+    const bool alone = static_cast<std::int64_t>(independent.size()) < limit;
+    if (alone) independent.push_back(t);
+    if (got.allowed() != alone) ++tally.outcome_differs;
+    if (got.allowed()) {
       admitted.push_back(t);
       tally.max_in_window = std::max<std::int64_t>(tally.max_in_window, admitted.size());
     } else {
-      wait_until = t + authz::describe(window, false, {got.previous, got.current}, t).retry_after_ms;
+      // The header's whole seconds, as keygate sends them.
+      const std::int64_t ms = authz::describe(window, false, counts, t).retry_after_ms;
+      wait_until = t + authz::ceil_seconds(ms) * 1000;
     }
   }
 }
@@ -206,6 +224,7 @@ TEST_CASE("sliding window in Redis: scripted arrivals agree with the C++ arithme
           const Tally& one = per_key[i];
           sum.requests += one.requests;
           sum.misjudged += one.misjudged;
+          sum.outcome_differs += one.outcome_differs;
           sum.wrongly_allowed += one.wrongly_allowed;
           sum.max_in_window = std::max(sum.max_in_window, one.max_in_window);
           sum.disagree_with_cpp += one.disagree_with_cpp;
@@ -215,33 +234,50 @@ TEST_CASE("sliding window in Redis: scripted arrivals agree with the C++ arithme
       std::chrono::seconds(240));
 
   Tally all;
-  std::printf("sliding window (Redis script), limit %lld per %llds, exact sliding log as reference\n",
-              static_cast<long long>(limit), static_cast<long long>(window_seconds));
+  Tally realistic;  // every pattern but the flood
+  std::printf("sliding window (Redis script, %lld buckets), limit %lld per %llds; exact sliding "
+              "log as reference\n",
+              static_cast<long long>(authz::SlidingWindow::buckets), static_cast<long long>(limit),
+              static_cast<long long>(window_seconds));
+  std::printf("  per decision = same admitted history; outcome = independent log\n");
+  auto add = [](Tally& sum, const Tally& t) {
+    sum.requests += t.requests;
+    sum.misjudged += t.misjudged;
+    sum.outcome_differs += t.outcome_differs;
+    sum.wrongly_allowed += t.wrongly_allowed;
+    sum.disagree_with_cpp += t.disagree_with_cpp;
+    sum.redis_errors += t.redis_errors;
+    sum.max_in_window = std::max(sum.max_in_window, t.max_in_window);
+  };
   for (int p = 0; p < pattern_count; ++p) {
     const Tally& t = tallies[p];
-    std::printf("  %-58s %6lld requests, %6.3f%% misjudged (%.3f%% wrongly allowed), "
-                "max admitted in a window %lld\n",
+    std::printf("  %-58s %6lld requests, per decision %6.3f%% misjudged (%.3f%% wrongly allowed), "
+                "outcome %6.3f%%, max admitted in a window %lld\n",
                 pattern_names[p], static_cast<long long>(t.requests), percent(t.misjudged, t.requests),
-                percent(t.wrongly_allowed, t.requests), static_cast<long long>(t.max_in_window));
-    all.requests += t.requests;
-    all.misjudged += t.misjudged;
-    all.wrongly_allowed += t.wrongly_allowed;
-    all.disagree_with_cpp += t.disagree_with_cpp;
-    all.redis_errors += t.redis_errors;
+                percent(t.wrongly_allowed, t.requests), percent(t.outcome_differs, t.requests),
+                static_cast<long long>(t.max_in_window));
+    add(all, t);
+    if (p != flood) add(realistic, t);
   }
-  std::printf("  all: %lld requests, %.3f%% misjudged (%.3f%% wrongly allowed); "
-              "Redis vs C++ arithmetic: %lld of %lld differ\n",
+  std::printf("  realistic mix (all but the flood): %lld requests, per decision %.3f%% misjudged "
+              "(%.3f%% wrongly allowed), outcome %.3f%%\n",
+              static_cast<long long>(realistic.requests), percent(realistic.misjudged, realistic.requests),
+              percent(realistic.wrongly_allowed, realistic.requests),
+              percent(realistic.outcome_differs, realistic.requests));
+  std::printf("  all, flood included: %lld requests, per decision %.3f%% misjudged (%.3f%% wrongly "
+              "allowed), outcome %.3f%%; Redis vs C++ arithmetic: %lld of %lld differ\n",
               static_cast<long long>(all.requests), percent(all.misjudged, all.requests),
-              percent(all.wrongly_allowed, all.requests),
+              percent(all.wrongly_allowed, all.requests), percent(all.outcome_differs, all.requests),
               static_cast<long long>(all.disagree_with_cpp), static_cast<long long>(all.requests));
 
   CHECK(all.redis_errors == 0);
   CHECK(all.requests > 10'000);
   // The script and the C++ are one formula: identical on every request.
   CHECK(all.disagree_with_cpp == 0);
-  // Traffic below the limit: the approximation is as good as the log.
-  CHECK(percent(tallies[steady].misjudged, tallies[steady].requests) < 1.0);
-  // The counter assumes the previous window's requests were spread evenly; at worst (all of
-  // them at its very end) it admits up to 2L in one sliding window, never more.
-  for (const Tally& t : tallies) CHECK(t.max_in_window <= 2 * limit);
+  // The issue's bar: under 1% of decisions misjudged over the mix of clients that back off.
+  CHECK(percent(realistic.misjudged, realistic.requests) < 1.0);
+  CHECK(percent(tallies[steady].misjudged, tallies[steady].requests) < 0.1);
+  // Over the limit, what the estimate can let through: a few percent, never the classic
+  // two-window counter's up to 2L.
+  for (const Tally& t : tallies) CHECK(t.max_in_window <= limit + limit / 10);
 }

@@ -15,10 +15,14 @@
 
 #include "authz/rate_limiter.hpp"
 #include "store/metrics.hpp"
+#include "store/migrator.hpp"
+#include "store/pg_pool.hpp"
+#include "store/quota_ledger.hpp"
 #include "store/redis_client.hpp"
 #include "store/redis_rate_counter.hpp"
 #include "support/redis_server.hpp"
 #include "support/run_coro.hpp"
+#include "support/scratch_database.hpp"
 #include "support/test_env.hpp"
 
 namespace asio = boost::asio;
@@ -159,16 +163,17 @@ TEST_CASE("the counter keys expire by themselves after the following window") {
     const auto key = key_with(id, 10, 60);
     REQUIRE((co_await limiter.check(key, nullptr)).verdict == RateVerdict::allowed);
 
-    const std::string redis_key =
-        "kg:rl:{" + id + "}:60s:" + std::to_string(clock.ms / 60'000);
-    const store::RedisResult count = co_await call(redis, "GET", redis_key);
+    // A hash of 3 s buckets (60 s / 20), the field named by the bucket's index.
+    const std::string redis_key = "kg:rl:{" + id + "}:60s";
+    const std::string bucket = std::to_string(clock.ms / 3'000);
+    const store::RedisResult count = co_await call(redis, "HGET", redis_key, bucket);
     REQUIRE(count.ok());
     CHECK(count.reply.str == "1");
     const store::RedisResult ttl = co_await call(redis, "PTTL", redis_key);
     REQUIRE(ttl.ok());
-    // Until the end of the next window (120 s - 1.5 s), plus 1 s of slack.
-    CHECK(ttl.reply.integer > 100'000);
-    CHECK(ttl.reply.integer <= 119'500);
+    // Until the bucket has left the window (21 buckets of 3 s - 1.5 s), plus 1 s of slack.
+    CHECK(ttl.reply.integer > 60'000);
+    CHECK(ttl.reply.integer <= 62'500);
     redis.stop();
   }());
 }
@@ -229,5 +234,107 @@ TEST_CASE("Redis killed: mode local decides per process with limit / replicas, t
     CHECK(back.verdict == RateVerdict::allowed);  // a fresh server: the shared count restarts
     CHECK(without_redis() - before == 50);
     redis.stop();
+  }());
+}
+
+TEST_CASE("a quota survives a Redis restart: the count is reloaded from PostgreSQL") {
+  test::ScratchDatabase db;
+  test::run_coro([&]() -> asio::awaitable<void> {
+    store::PgConnection connection(co_await asio::this_coro::executor);
+    REQUIRE((co_await connection.connect(db.dsn(), 5s)).ok());
+    store::Migrator migrator(connection, store::embedded_migrations());
+    REQUIRE((co_await migrator.up()).ok());
+  }());
+  const std::string id = db.sql("INSERT INTO api_keys (owner_type, owner_id, name, key_prefix, key_hash, quota) "
+                                "VALUES ('user', '1', 'q', 'kg_live_abcd', decode(repeat('ab', 32), 'hex'), 10) "
+                                "RETURNING id::text").get(0, 0).data();
+  test::RedisServer server;
+  const auto options = options_for(server.url());
+  test::run_coro([&]() -> asio::awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    store::RedisClient redis(executor, options);
+    redis.start();
+    REQUIRE(co_await redis.wait_connected(5s));
+    store::PgPool pool(executor, store::PgOptions{db.dsn(), 1, 5s, 5s});
+    store::PgQuotaLedger ledger(executor, pool);
+    store::RedisRateCounter counter(redis, &ledger);
+    TestClock clock;
+    authz::RateLimiter limiter({}, &counter, clock.source());
+    store::KeyRecord key = key_with(id, 1000, 60);
+    key.quota = 10;
+
+    for (int i = 0; i < 6; ++i) {
+      const RateOutcome o = co_await limiter.check(key, nullptr);
+      CHECK(o.verdict == RateVerdict::allowed);
+      CHECK(o.quota_used == i + 1);
+    }
+    CHECK(ledger.pending() == 1);
+    REQUIRE(co_await ledger.flush());
+    CHECK(ledger.pending() == 0);
+    CHECK(db.sql("SELECT used FROM api_key_quota_usage WHERE api_key_id = '" + id + "'").get(0, 0) == "6");
+
+    // Redis loses everything: the count comes back from PostgreSQL, not from zero.
+    server.stop();
+    server.start();
+    // The client notices the restart on its next command: wait until one goes through.
+    bool answered = false;
+    for (int attempt = 0; attempt < 100 && !answered; ++attempt) {
+      co_await redis.wait_connected(100ms);
+      const store::RedisResult pong = co_await call(redis, "PING");
+      answered = pong.ok();
+    }
+    REQUIRE(answered);
+    REQUIRE((co_await call(redis, "DBSIZE")).reply.integer == 0);  // Redis lost everything
+    clock.ms += 1'000;  // past redis_retry_interval
+    int allowed = 0;
+    RateOutcome last;
+    for (int i = 0; i < 8; ++i) {
+      last = co_await limiter.check(key, nullptr);
+      if (last.verdict == RateVerdict::allowed) ++allowed;
+      CHECK(last.source != RateOutcome::Source::without_redis);
+      clock.ms += 1;
+    }
+    MESSAGE("quota 10, 6 used and persisted, Redis restarted: " << allowed << " more allowed");
+    CHECK(allowed == 4);
+    CHECK(last.verdict == RateVerdict::quota_exceeded);
+    CHECK(last.status.remaining == 0);
+    REQUIRE(co_await ledger.flush());
+    CHECK(db.sql("SELECT used FROM api_key_quota_usage WHERE api_key_id = '" + id + "'").get(0, 0) == "10");
+    redis.stop();
+  }());
+}
+
+TEST_CASE("quota ledger: concurrent writers never move a period's count backwards") {
+  test::ScratchDatabase db;
+  test::run_coro([&]() -> asio::awaitable<void> {
+    store::PgConnection connection(co_await asio::this_coro::executor);
+    REQUIRE((co_await connection.connect(db.dsn(), 5s)).ok());
+    store::Migrator migrator(connection, store::embedded_migrations());
+    REQUIRE((co_await migrator.up()).ok());
+  }());
+  const std::string id = db.sql("INSERT INTO api_keys (owner_type, owner_id, name, key_prefix, key_hash, quota, "
+                                "quota_period_seconds) VALUES ('user', '1', 'q', 'kg_live_abcd', "
+                                "decode(repeat('cd', 32), 'hex'), 100, 3600) RETURNING id::text").get(0, 0).data();
+  test::run_coro([&]() -> asio::awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    store::PgPool pool(executor, store::PgOptions{db.dsn(), 1, 5s, 5s});
+    store::PgQuotaLedger a(executor, pool);
+    store::PgQuotaLedger b(executor, pool);
+    a.note(id, 3600, 40);
+    b.note(id, 3600, 30);  // an older count from another worker
+    REQUIRE(co_await a.flush());
+    REQUIRE(co_await b.flush());
+    const auto kept = co_await b.load(id, 3600);
+    CHECK(kept == std::optional<std::int64_t>(40));
+    const auto other_period = co_await b.load(id, 7200);
+    CHECK(other_period == std::optional<std::int64_t>(0));
+    b.note(id, 7200, 3);  // the next period replaces the old one
+    REQUIRE(co_await b.flush());
+    a.note(id, 3600, 55);  // a late count of the old period changes nothing
+    REQUIRE(co_await a.flush());
+    const auto next = co_await a.load(id, 7200);
+    CHECK(next == std::optional<std::int64_t>(3));
+    const auto old = co_await a.load(id, 3600);
+    CHECK(old == std::optional<std::int64_t>(0));
   }());
 }

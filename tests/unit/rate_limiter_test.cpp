@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "authz/rate_limiter.hpp"
@@ -22,6 +23,7 @@ class FakeCounter final : public store::RateCounter {
  public:
   bool up = true;       // available()
   bool failing = false;  // hit() answers unavailable
+  bool quota_lost = false;  // hit() answers quota_unavailable for keys with a quota
   int calls = 0;
 
   bool available() const override { return up; }
@@ -29,17 +31,42 @@ class FakeCounter final : public store::RateCounter {
     ++calls;
     store::WindowHitResult out;
     if (failing) co_return out;
+    if (request.quota != nullptr && quota_lost) {
+      out.status = store::WindowHitResult::Status::quota_unavailable;
+      co_return out;
+    }
+    REQUIRE(request.buckets == SlidingWindow::buckets);
     SlidingWindow w;
     w.limit = request.limit;
-    w.window_ticks = request.window_ticks;
+    w.bucket_ticks = request.bucket_ticks;
     w.tick_ms = request.tick_ms;
-    const WindowDecision d = windows_.hit(std::string(request.counter), w, request.now_ticks * request.tick_ms);
+    const std::string counter(request.counter);
+    const std::int64_t now_ms = request.now_ticks * request.tick_ms;
     out.status = store::WindowHitResult::Status::ok;
-    out.allowed = d.allowed;
-    out.previous = d.counts.previous;
-    out.current = d.counts.current;
+    std::int64_t* used = nullptr;
+    if (request.quota != nullptr) {
+      used = &quota_used[std::string(request.quota->key_id) + ":" +
+                         std::to_string(request.quota->period_start_s)];
+      if (*used >= request.quota->quota) {
+        out.verdict = store::WindowHitResult::Verdict::quota_exceeded;
+        out.quota_used = *used;
+        const WindowCounts counts = windows_.peek(counter, w, now_ms);
+        out.counts.assign(counts.at.begin(), counts.at.end());
+        co_return out;
+      }
+    }
+    const WindowDecision d = windows_.hit(counter, w, now_ms);
+    out.verdict = d.allowed ? store::WindowHitResult::Verdict::allowed
+                            : store::WindowHitResult::Verdict::rate_limited;
+    out.counts.assign(d.counts.at.begin(), d.counts.at.end());
+    if (used != nullptr) {
+      if (d.allowed) ++*used;
+      out.quota_used = *used;
+    }
     co_return out;
   }
+
+  std::map<std::string, std::int64_t> quota_used;  // "<key id>:<period start>"
 
  private:
   LocalSlidingWindows windows_;
@@ -118,7 +145,7 @@ TEST_CASE("allowed requests carry the RateLimit-* values; the one over the limit
   CHECK(first.status.applies);
   CHECK(first.status.limit == 3);
   CHECK(first.status.remaining == 2);
-  CHECK(first.status.reset_seconds == 20);  // this window's request is forgotten after the next
+  CHECK(first.status.reset_seconds == 11);  // its bucket leaves the window after 10.5 s
   CHECK(first.status.retry_after_seconds == 0);
   check(limiter, key);
   CHECK(check(limiter, key).status.remaining == 0);
@@ -127,8 +154,9 @@ TEST_CASE("allowed requests carry the RateLimit-* values; the one over the limit
   const RateOutcome over = check(limiter, key);
   CHECK(over.verdict == RateVerdict::rate_limited);
   CHECK(over.status.remaining == 0);
-  // Next window (in 9 s) with p = 3: allowed once e >= W/3 = 3.334 s -> 12.334 s -> 13 s.
-  CHECK(over.status.retry_after_seconds == 13);
+  // The 3 sit in the first 500 ms bucket; 10 s on it is the oldest, and a request fits once
+  // 3*(B-e) <= 2*B, e >= 167 ms: 10.167 s - 1 s = 9.167 s -> 10 s.
+  CHECK(over.status.retry_after_seconds == 10);
   CHECK(redis.calls == 4);
 }
 
@@ -157,8 +185,8 @@ TEST_CASE("near cache: over the limit, the worker answers 429 without Redis unti
   // Another key is not affected.
   CHECK(check(limiter, key_with("k-near-other", 2, 10)).verdict == RateVerdict::allowed);
 
-  // Retry time: next window (t0 + 10 s) with p = 2 -> allowed once e >= W/2 = 5 s.
-  clock.ms = 1'700'000'000'000 + 15'000 - 1;
+  // Retry time: the first bucket is the oldest from t0 + 10 s; p = 2 allows once e >= B/2.
+  clock.ms = 1'700'000'000'000 + 10'250 - 1;
   CHECK(check(limiter, key).source == RateOutcome::Source::near_cache);
   clock.ms += 1;
   const RateOutcome again = check(limiter, key);
@@ -255,4 +283,114 @@ TEST_CASE("parse_on_redis_error accepts the three modes only") {
   CHECK(parse_on_redis_error("allow") == OnRedisError::allow);
   CHECK_FALSE(parse_on_redis_error("Local").has_value());
   CHECK_FALSE(parse_on_redis_error("").has_value());
+}
+
+TEST_CASE("quota: counted with the window, 429 quota_exceeded at zero, then the near cache") {
+  FakeCounter redis;
+  Clock clock;
+  RateLimiter limiter({}, &redis, clock.source());
+  auto key = key_with("k-quota", 100, 60);
+  key.quota = 3;
+
+  const RateOutcome first = check(limiter, key);
+  CHECK(first.verdict == RateVerdict::allowed);
+  CHECK(first.quota_used == 1);
+  CHECK(first.status.limit == 100);     // a quota that never refills: the window's limit
+  CHECK(first.status.remaining == 2);   // but what is left of the quota, the smaller
+  check(limiter, key);
+  CHECK(check(limiter, key).status.remaining == 0);
+  const RateOutcome over = check(limiter, key);
+  CHECK(over.verdict == RateVerdict::quota_exceeded);
+  CHECK(over.source == RateOutcome::Source::redis);
+  CHECK(over.status.remaining == 0);
+  CHECK(redis.calls == 4);
+
+  // Known to be used up: answered here, asked again after a second (a raised quota applies).
+  clock.ms += 10;
+  const RateOutcome cached = check(limiter, key);
+  CHECK(cached.verdict == RateVerdict::quota_exceeded);
+  CHECK(cached.source == RateOutcome::Source::near_cache);
+  CHECK(redis.calls == 4);
+  clock.ms += 1'000;
+  key.quota = 4;
+  CHECK(check(limiter, key).verdict == RateVerdict::allowed);
+  CHECK(redis.calls == 5);
+}
+
+TEST_CASE("quota with a period: headers show the quota and the end of its period") {
+  FakeCounter redis;
+  Clock clock;  // 800 s into an hour
+  RateLimiter limiter({}, &redis, clock.source());
+  auto key = key_with("k-quota-period", 100, 60);
+  key.quota = 2;
+  key.quota_period_seconds = 3600;
+  const std::int64_t period_end_s = (1'700'000'000 / 3600 + 1) * 3600;
+
+  const RateOutcome first = check(limiter, key);
+  CHECK(first.status.limit == 2);
+  CHECK(first.status.remaining == 1);
+  CHECK(first.status.reset_seconds == period_end_s - 1'700'000'000);
+  check(limiter, key);
+  const RateOutcome over = check(limiter, key);
+  CHECK(over.verdict == RateVerdict::quota_exceeded);
+  CHECK(over.status.retry_after_seconds == period_end_s - 1'700'000'000);
+
+  // The next period starts from zero.
+  clock.ms = period_end_s * 1000;
+  CHECK(check(limiter, key).verdict == RateVerdict::allowed);
+}
+
+TEST_CASE("quota count lost (Redis and PostgreSQL): local mode goes on from the last count seen") {
+  FakeCounter redis;
+  Clock clock;
+  RateLimiter limiter({}, &redis, clock.source());
+  auto key = key_with("k-quota-lost", 100, 60);
+  key.quota = 5;
+  check(limiter, key);
+  check(limiter, key);
+  check(limiter, key);
+  redis.quota_lost = true;
+  const std::uint64_t before = without_redis();
+  CHECK(check(limiter, key).verdict == RateVerdict::allowed);  // 4
+  CHECK(check(limiter, key).verdict == RateVerdict::allowed);  // 5
+  const RateOutcome over = check(limiter, key);
+  CHECK(over.verdict == RateVerdict::quota_exceeded);
+  CHECK(over.source == RateOutcome::Source::without_redis);
+  CHECK(without_redis() - before == 3);
+  // Only that key: another key without a quota is still decided by Redis.
+  CHECK(check(limiter, key_with("k-no-quota", 5, 60)).source == RateOutcome::Source::redis);
+}
+
+TEST_CASE("peek: the last state Redis reported, with no call and nothing counted") {
+  FakeCounter redis;
+  Clock clock;
+  RateLimiter limiter({}, &redis, clock.source());
+  const auto key = key_with("k-peek", 5, 10);
+
+  const RateLimitStatus unknown = limiter.peek(key, nullptr);
+  CHECK(unknown.applies);
+  CHECK(unknown.limit == 5);
+  CHECK(unknown.remaining == 5);
+  CHECK(unknown.reset_seconds == 0);
+
+  check(limiter, key);
+  check(limiter, key);
+  const int calls = redis.calls;
+  const RateLimitStatus seen = limiter.peek(key, nullptr);
+  CHECK(seen.remaining == 3);
+  CHECK(seen.reset_seconds == 11);
+  CHECK(limiter.peek(key, nullptr).remaining == 3);  // counts nothing
+  CHECK(redis.calls == calls);
+  CHECK(check(limiter, key).status.remaining == 2);
+
+  check(limiter, key);
+  check(limiter, key);
+  REQUIRE(check(limiter, key).verdict == RateVerdict::rate_limited);
+  const RateLimitStatus blocked = limiter.peek(key, nullptr);
+  CHECK(blocked.remaining == 0);
+  CHECK(blocked.retry_after_seconds == 0);  // a peek is not a 429
+  CHECK(blocked.reset_seconds > 0);
+
+  clock.ms += 11'000;  // every bucket has left
+  CHECK(limiter.peek(key, nullptr).remaining == 5);
 }

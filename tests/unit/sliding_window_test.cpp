@@ -14,41 +14,64 @@ using namespace keygate::authz;
 namespace {
 
 // The counts a counter holding `counts` at `at_ms` has at `later_ms`, with no request between.
-WindowCounts roll(const SlidingWindow& w, WindowCounts counts, std::int64_t at_ms,
-                  std::int64_t later_ms) {
-  const std::int64_t from = w.window_index(at_ms);
-  const std::int64_t to = w.window_index(later_ms);
-  if (to == from) return counts;
-  if (to == from + 1) return {counts.current, 0};
-  return {};
+WindowCounts roll_to(const SlidingWindow& w, const WindowCounts& counts, std::int64_t at_ms,
+                     std::int64_t later_ms) {
+  return roll(counts, w.bucket_index(at_ms), w.bucket_index(later_ms));
+}
+
+// The estimate's numerator p*(B-e) + c*B at `t`: zero when the window is empty.
+std::int64_t weight(const SlidingWindow& w, const WindowCounts& counts, std::int64_t t) {
+  const std::int64_t e = w.ticks(t) % w.bucket_ticks;
+  return counts.previous() * (w.bucket_ticks - e) + counts.current() * w.bucket_ticks;
+}
+
+// Random counts of a counter with limit L (each bucket at most L, the window's sum too).
+WindowCounts random_counts(std::mt19937_64& rng, std::int64_t limit) {
+  WindowCounts counts;
+  std::int64_t left = limit + static_cast<std::int64_t>(rng() % 2);  // sometimes one over
+  for (std::size_t i = 0; i < counts.at.size() && left > 0; ++i) {
+    if (rng() % 3 != 0) continue;
+    counts.at[i] = static_cast<std::int64_t>(rng() % (left + 1));
+    left -= counts.at[i];
+  }
+  return counts;
 }
 
 }  // namespace
 
-TEST_CASE("make picks millisecond ticks and keeps limit times window within 2^50") {
+TEST_CASE("make cuts the window into 20 buckets and keeps limit times bucket within 2^50") {
   const SlidingWindow small = SlidingWindow::make(100, 60);
   CHECK(small.tick_ms == 1);
-  CHECK(small.window_ticks == 60'000);
+  CHECK(small.bucket_ticks == 3'000);
+  CHECK(small.window_ticks() == 60'000);
+  CHECK(small.window_ms() == 60'000);
   CHECK(small.limit == 100);
 
   const SlidingWindow daily = SlidingWindow::make(2'147'483'647, 86'400);
-  CHECK(daily.tick_ms == 1000);
-  CHECK(daily.window_ticks == 86'400);
+  CHECK(daily.tick_ms == 50);  // 2^31 * 4 320 000 ms would pass 2^50
+  CHECK(daily.bucket_ticks == 86'400);
+  CHECK(daily.window_ms() == 86'400'000);
   CHECK(daily.limit == 2'147'483'647);
 
+  const SlidingWindow hourly = SlidingWindow::make(1'000'000, 3'600);
+  CHECK(hourly.tick_ms == 1);
+  CHECK(hourly.bucket_ticks == 180'000);
+
   const SlidingWindow absurd = SlidingWindow::make(2'147'483'647, 2'147'483'647);
-  CHECK(absurd.tick_ms == 1000);
-  CHECK(absurd.limit * absurd.window_ticks <= (std::int64_t{1} << 50));
+  CHECK(absurd.tick_ms == 50);
+  CHECK(absurd.bucket_ticks == 2'147'483'647);
+  CHECK(absurd.limit * absurd.bucket_ticks <= (std::int64_t{1} << 50));
   CHECK(absurd.limit > 0);
 
   const SlidingWindow zero = SlidingWindow::make(0, 0);
   CHECK(zero.limit == 1);
   CHECK(zero.window_ms() == 1000);
+  CHECK(zero.bucket_ticks == 50);
 }
 
 TEST_CASE("an empty window allows up to the limit, then rejects without consuming") {
-  const SlidingWindow w = SlidingWindow::make(3, 10);
-  const std::int64_t t = 1'700'000'000'000;  // a window boundary: 1.7e12 is a multiple of 10 s
+  const SlidingWindow w = SlidingWindow::make(3, 10);  // buckets of 500 ms
+  const std::int64_t t = 1'700'000'000'000;            // a window boundary
   WindowCounts counts;
   for (int i = 0; i < 3; ++i) {
     const WindowDecision d = decide(w, counts, t + i);
@@ -60,32 +83,48 @@ TEST_CASE("an empty window allows up to the limit, then rejects without consumin
   const WindowDecision rejected = decide(w, counts, t + 3);
   CHECK_FALSE(rejected.allowed);
   CHECK(rejected.remaining == 0);
-  CHECK(rejected.counts.current == 3);  // not consumed
-  // c = L: nothing before the next window; there p = 3 weighs 3*(W-e)/W, so the first request
-  // fits once 3*(W-e) <= 2*W, i.e. e >= W/3.
-  CHECK(rejected.retry_after_ms == (10'000 - 3) + 3'334);
-  CHECK(rejected.reset_ms == 20'000 - 3);  // the current window's count decays to 0 after the next
+  CHECK(rejected.counts.current() == 3);  // not consumed
+  // The three sit in bucket j; 20 buckets later it is the oldest, weighing 3*(B-e)/B, and the
+  // first request fits once 3*(B-e) <= 2*B, i.e. e >= B/3 = 167 ms.
+  CHECK(rejected.retry_after_ms == 10'000 - 3 + 167);
+  CHECK(rejected.reset_ms == 10'500 - 3);  // bucket j has left the window entirely
 }
 
-TEST_CASE("the previous window is weighted by its remaining overlap") {
-  const SlidingWindow w = SlidingWindow::make(10, 10);
+TEST_CASE("the oldest bucket is weighted by its remaining overlap") {
+  const SlidingWindow w = SlidingWindow::make(10, 10);  // B = 500 ms
   const std::int64_t start = 1'700'000'000'000;
-  // Halfway into the window, p = 10 weighs 5: four more fit (5 + 4 + 1 = 10), a fifth not.
-  CHECK(decide(w, {10, 4}, start + 5'000).allowed);
-  CHECK_FALSE(decide(w, {10, 5}, start + 5'000).allowed);
+  // Halfway into the bucket, p = 10 weighs 5: four more fit (5 + 4 + 1 = 10), a fifth not.
+  CHECK(decide(w, WindowCounts::of(10, 4), start + 250).allowed);
+  CHECK_FALSE(decide(w, WindowCounts::of(10, 5), start + 250).allowed);
   // One millisecond earlier the weight is above 5 and the fourth does not fit.
-  CHECK_FALSE(decide(w, {10, 4}, start + 4'999).allowed);
-  // remaining = floor(L - p*(W-e)/W - c') = floor(10 - 5 - 5) = 0 after the allowed one.
-  CHECK(decide(w, {10, 4}, start + 5'000).remaining == 0);
-  CHECK(decide(w, {10, 0}, start + 5'000).remaining == 4);
-  CHECK(decide(w, {10, 0}, start + 7'500).remaining == 6);  // 10 - 2.5 - 1 = 6.5
+  CHECK_FALSE(decide(w, WindowCounts::of(10, 4), start + 249).allowed);
+  CHECK(decide(w, WindowCounts::of(10, 4), start + 250).remaining == 0);
+  CHECK(decide(w, WindowCounts::of(10, 0), start + 250).remaining == 4);
+  CHECK(decide(w, WindowCounts::of(10, 0), start + 375).remaining == 6);  // 10 - 2.5 - 1 = 6.5
+  // Requests in the other 20 buckets count in full, wherever they are.
+  WindowCounts spread;
+  for (std::size_t i = 1; i < spread.at.size(); ++i) spread.at[i] = i % 2;
+  CHECK(spread.current() == 10);
+  CHECK_FALSE(decide(w, spread, start + 499).allowed);
 }
 
 TEST_CASE("counts above the limit (a lowered limit) are capped at the limit") {
   const SlidingWindow w = SlidingWindow::make(5, 10);
   const std::int64_t start = 1'700'000'000'000;
-  const WindowDecision d = decide(w, {1'000'000'000'000, 0}, start + 9'999);
-  CHECK(d.allowed);  // p capped at 5: 5 * 1/10000 + 1 <= 5
+  const WindowDecision d = decide(w, WindowCounts::of(1'000'000'000'000, 0), start + 499);
+  CHECK(d.allowed);  // p capped at 5: 5 * 1/500 + 1 <= 5
+}
+
+TEST_CASE("roll moves the buckets and forgets those that left") {
+  WindowCounts counts;
+  for (std::size_t i = 0; i < counts.at.size(); ++i) counts.at[i] = static_cast<std::int64_t>(i);
+  CHECK(roll(counts, 100, 100) == counts);
+  const WindowCounts one = roll(counts, 100, 101);
+  CHECK(one.at[0] == 1);
+  CHECK(one.at[19] == 20);
+  CHECK(one.at[20] == 0);
+  CHECK(roll(counts, 100, 120).at[0] == 20);
+  CHECK(roll(counts, 100, 121) == WindowCounts{});
 }
 
 TEST_CASE("retry_after is the first instant the window allows a request, to the millisecond") {
@@ -95,21 +134,20 @@ TEST_CASE("retry_after is the first instant the window allows a request, to the 
     const std::int64_t limit = 1 + static_cast<std::int64_t>(rng() % 7);
     const SlidingWindow w = SlidingWindow::make(limit, 1);  // 1000 ms: brute force is cheap
     const std::int64_t now = 1'700'000'000'000 + static_cast<std::int64_t>(rng() % 1000);
-    const WindowCounts counts{static_cast<std::int64_t>(rng() % (limit + 1)),
-                              static_cast<std::int64_t>(rng() % (limit + 1))};
+    const WindowCounts counts = random_counts(rng, limit);
     const WindowDecision d = decide(w, counts, now);
     if (d.allowed) continue;
     ++rejected_cases;
     REQUIRE(d.retry_after_ms > 0);
     std::int64_t first = -1;
     for (std::int64_t t = now; t <= now + 2'000; ++t) {
-      if (decide(w, roll(w, counts, now, t), t).allowed) {
+      if (decide(w, roll_to(w, counts, now, t), t).allowed) {
         first = t;
         break;
       }
     }
-    INFO("limit=" << limit << " p=" << counts.previous << " c=" << counts.current
-                  << " e=" << now % 1000);
+    INFO("limit=" << limit << " p=" << counts.previous() << " c=" << counts.current()
+                  << " e=" << now % 50);
     CHECK(first - now == d.retry_after_ms);
   }
   CHECK(rejected_cases > 500);
@@ -121,31 +159,26 @@ TEST_CASE("reset is when the estimate has decayed to zero and the full limit is 
     const std::int64_t limit = 1 + static_cast<std::int64_t>(rng() % 9);
     const SlidingWindow w = SlidingWindow::make(limit, 1);
     const std::int64_t now = 1'700'000'000'000 + static_cast<std::int64_t>(rng() % 1000);
-    const WindowCounts counts{static_cast<std::int64_t>(rng() % (limit + 1)),
-                              static_cast<std::int64_t>(rng() % (limit + 1))};
+    const WindowCounts counts = random_counts(rng, limit);
     const WindowDecision d = describe(w, true, counts, now);
     const std::int64_t at = now + d.reset_ms;
-    const WindowCounts then = roll(w, counts, now, at);
-    const std::int64_t e = at % 1000;
-    INFO("limit=" << limit << " p=" << counts.previous << " c=" << counts.current);
-    CHECK(then.previous * (1000 - e) + then.current * 1000 == 0);
-    if (d.reset_ms > 0) {
-      const std::int64_t before = at - 1;
-      const WindowCounts earlier = roll(w, counts, now, before);
-      CHECK(earlier.previous * (1000 - before % 1000) + earlier.current * 1000 > 0);
-    }
+    INFO("limit=" << limit << " p=" << counts.previous() << " c=" << counts.current());
+    CHECK(weight(w, roll_to(w, counts, now, at), at) == 0);
+    if (d.reset_ms > 0) CHECK(weight(w, roll_to(w, counts, now, at - 1), at - 1) > 0);
   }
 }
 
-TEST_CASE("second ticks: durations still end on the exact millisecond") {
-  const SlidingWindow w = SlidingWindow::make(2'000'000'000, 86'400);
-  REQUIRE(w.tick_ms == 1000);
-  const std::int64_t day = 1'700'006'400'000;  // a multiple of 86 400 000
-  REQUIRE(day % 86'400'000 == 0);
-  const WindowDecision d = decide(w, {0, w.limit}, day + 1'500);
+TEST_CASE("50 ms ticks: durations still end on the exact millisecond") {
+  const SlidingWindow w = SlidingWindow::make(2'000'000'000, 1'000'000);
+  REQUIRE(w.tick_ms == 50);
+  REQUIRE(w.bucket_ticks == 1'000'000);  // 50 000 s buckets
+  const std::int64_t start = 1'700'000'000'000;
+  const std::int64_t bucket_start = start / 50'000'000 * 50'000'000;
+  const WindowDecision d = decide(w, WindowCounts::of(0, w.limit), bucket_start + 1'525);
   CHECK_FALSE(d.allowed);
-  // Next window, p = L: allowed once L*(W-e) <= (L-1)*W, e >= W/L -> e = 1 tick (1 s).
-  CHECK(d.retry_after_ms == 86'400'000 - 1'500 + 1'000);
+  // All L in the current bucket: 20 buckets on it is the oldest, with p = L allowed once
+  // L*(B-e) <= (L-1)*B, e >= B/L -> e = 1 tick (50 ms).
+  CHECK(d.retry_after_ms == 20 * 50'000'000 - 1'525 + 50);
 }
 
 TEST_CASE("ceil_seconds rounds a positive wait up") {
@@ -160,18 +193,30 @@ TEST_CASE("local windows: a flood allows exactly the limit per window, rejects c
   const SlidingWindow w = SlidingWindow::make(10, 10);
   const std::int64_t start = 1'700'000'000'000;
   int allowed = 0;
-  for (int i = 0; i < 1000; ++i) allowed += local.hit("k", w, start + i) .allowed ? 1 : 0;
+  for (int i = 0; i < 1000; ++i) allowed += local.hit("k", w, start + i).allowed ? 1 : 0;
   CHECK(allowed == 10);
-  // Next window at its start: p = 10 weighs 10, nothing fits.
+  // One window later, at the start of a bucket: the 10 (all in bucket 0) still weigh 10.
   CHECK_FALSE(local.hit("k", w, start + 10'000).allowed);
-  // Halfway: p weighs 5, so 5 fit.
+  // Halfway through that bucket they weigh 5, so 5 fit.
   allowed = 0;
-  for (int i = 0; i < 100; ++i) allowed += local.hit("k", w, start + 15'000 + i).allowed ? 1 : 0;
+  for (int i = 0; i < 100; ++i) allowed += local.hit("k", w, start + 10'250).allowed ? 1 : 0;
   CHECK(allowed == 5);
-  // Two windows later everything is forgotten.
+  // Once every bucket has left, everything is forgotten.
   CHECK(local.hit("k", w, start + 30'000).remaining == 9);
-  // Another counter is independent.
   CHECK(local.hit("other", w, start + 30'000).remaining == 9);
+}
+
+TEST_CASE("local windows: record and peek keep counts seen elsewhere without counting") {
+  LocalSlidingWindows seen;
+  const SlidingWindow w = SlidingWindow::make(10, 10);
+  const std::int64_t start = 1'700'000'000'000;
+  CHECK(seen.peek("k", w, start) == WindowCounts{});
+  seen.record("k", w, start, WindowCounts::of(0, 7));
+  CHECK(seen.peek("k", w, start + 100).current() == 7);
+  CHECK(seen.peek("k", w, start + 100).current() == 7);  // peeking counts nothing
+  CHECK(seen.peek("k", w, start + 10'000).previous() == 7);
+  CHECK(seen.peek("k", w, start + 10'500) == WindowCounts{});
+  CHECK(seen.peek("k", SlidingWindow::make(10, 20), start) == WindowCounts{});  // other window
 }
 
 TEST_CASE("local windows: a changed window restarts the counter") {
@@ -194,11 +239,10 @@ TEST_CASE("local windows: idle counters are pruned as the map grows") {
 }
 
 TEST_CASE("local windows against an exact sliding log: steady traffic") {
-  // Evenly spaced arrivals are the approximation's premise. Below the limit it agrees with an
-  // exact log of the admitted requests on every decision; over it, it never admits more than
-  // the limit in any sliding window (it spreads the admitted requests evenly where a log
-  // would admit them in bursts, so per-decision agreement is not the measure there; see
-  // tests/integration/rate_limit_accuracy_test.cpp for the numbers).
+  // Evenly spaced arrivals. Below the limit the counter agrees with an exact log of the
+  // admitted requests on every decision; over it, it admits at most one more than the limit in
+  // any sliding window (the oldest bucket's share is an estimate). (Per-decision accuracy on mixed patterns through the real Redis script:
+  // tests/integration/rate_limit_accuracy_test.cpp.)
   const SlidingWindow w = SlidingWindow::make(50, 10);
   const std::int64_t start = 1'700'000'000'000;
   for (const std::int64_t spacing : {250, 201, 100, 7}) {  // 0.8x, ~1x, 2x, ~29x the limit
@@ -219,6 +263,6 @@ TEST_CASE("local windows against an exact sliding log: steady traffic") {
     MESSAGE("steady, one request every " << spacing << " ms (limit 50/10s): " << misjudged
             << " of " << n << " misjudged, at most " << most << " admitted in a window");
     if (spacing == 250) CHECK(misjudged == 0);
-    CHECK(most <= 50);
+    CHECK(most <= 51);
   }
 }

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS api_key_quota_usage;
