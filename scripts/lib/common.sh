@@ -32,9 +32,16 @@ install_missing_packages() {
 }
 
 # Configures and builds into $KEYGATE_BUILD_DIR (default build/).
+# The compiler's output goes to $dir/build.log; its last lines are shown when the build fails.
 build_keygate() {
   local dir=${KEYGATE_BUILD_DIR:-$KEYGATE_ROOT/build}
-  echo "==> building in $dir"
-  cmake -S "$KEYGATE_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="${KEYGATE_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
-  cmake --build "$dir" -j "$(nproc)" "$@"
+  mkdir -p "$dir"
+  echo "==> building in $dir (log: $dir/build.log)"
+  if ! { cmake -S "$KEYGATE_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="${KEYGATE_BUILD_TYPE:-RelWithDebInfo}" &&
+         cmake --build "$dir" -j "$(nproc)" "$@"; } >"$dir/build.log" 2>&1; then
+    grep -E "error|Error" "$dir/build.log" | head -40 >&2 || true
+    tail -20 "$dir/build.log" >&2
+    echo "build failed; the whole log is $dir/build.log" >&2
+    return 1
+  fi
 }
