@@ -58,6 +58,7 @@ void KeyChangeListener::start() {
        on_change = on_change_, on_resync = on_resync_]() -> asio::awaitable<void> {
         std::chrono::milliseconds backoff{100};
         asio::steady_timer pause(executor);
+        const auto started = std::chrono::steady_clock::now();
         // PostgreSQL's clock at the last moment we know we were listening: after a reconnect,
         // every key changed since then (notices we missed) is handed to on_change.
         std::string last_alive;
@@ -67,13 +68,22 @@ void KeyChangeListener::start() {
           if (opened.ok()) {
             opened = co_await connection.execute(std::string("LISTEN ") + key_changed_channel, timeout);
           }
-          if (opened.ok() && !last_alive.empty()) {
-            // Changes committed while we were away; 2 s of margin for commits in flight then.
-            PgParams since{last_alive};
-            PgResult missed = co_await connection.query(
-                "SELECT encode(key_hash, 'hex') FROM api_keys "
-                "WHERE updated_at >= $1::timestamptz - interval '2 seconds'",
-                std::move(since), timeout);
+          if (opened.ok()) {
+            // Changes committed while we were not listening (2 s of margin for commits in
+            // flight then): since we last heard from PostgreSQL, or, on the first connect,
+            // since this process started (it may have cached keys from Redis meanwhile).
+            PgParams since;
+            std::string sql = "SELECT encode(key_hash, 'hex') FROM api_keys WHERE updated_at >= ";
+            if (last_alive.empty()) {
+              const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(
+                  std::chrono::steady_clock::now() - started);
+              since.emplace_back(std::to_string(elapsed.count() + 2));
+              sql += "now() - make_interval(secs => $1::double precision)";
+            } else {
+              since.emplace_back(last_alive);
+              sql += "$1::timestamptz - interval '2 seconds'";
+            }
+            PgResult missed = co_await connection.query(std::move(sql), std::move(since), timeout);
             if (missed.ok()) {
               for (int row = 0; row < missed.rows(); ++row) {
                 if (auto hash = hash_from_notice(missed.get(row, 0))) on_change(*hash);

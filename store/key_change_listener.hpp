@@ -2,9 +2,10 @@
 // Revocation that takes effect now: one LISTEN connection per process receives the
 // `keygate_key_changed` notices that a trigger on api_keys sends for every UPDATE or DELETE
 // (keygate keys revoke/rotate, or any SQL), and hands each changed key hash to `on_change`.
-// After a reconnect it asks PostgreSQL which keys changed while it was away (by updated_at,
-// against PostgreSQL's own clock) and hands each to `on_change`, then calls `on_resync` so the
-// owner drops its in-process cache as well. (A key DELETEd while it was away leaves no row to
+// On every connect it asks PostgreSQL which keys changed while it was not listening (since it
+// last heard from PostgreSQL, or since the process started; by updated_at, against
+// PostgreSQL's own clock) and hands each to `on_change`; after a reconnect it also calls
+// `on_resync` so the owner drops its in-process cache as well. (A key DELETEd while it was away leaves no row to
 // find: its Redis record lives on until cache.redis_ttl.)
 #include <boost/asio/any_io_executor.hpp>
 

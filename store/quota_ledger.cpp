@@ -1,5 +1,7 @@
 #include "store/quota_ledger.hpp"
 
+#include "store/log_line.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -41,17 +43,7 @@ const PgStatement& flush_statement() {
   return statement;
 }
 
-void log_warning(const std::string& message) {
-  std::fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"quota: %s\"}\n", message.c_str());
-}
-
-// The error text names PostgreSQL; keep it a JSON string.
-std::string json_safe(std::string text) {
-  for (char& c : text) {
-    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) c = ' ';
-  }
-  return text;
-}
+void log_warning(const std::string& message) { write_log_line("warn", "quota: " + message); }
 
 }  // namespace
 
@@ -89,7 +81,7 @@ asio::awaitable<std::optional<std::int64_t>> PgQuotaLedger::load(std::string key
   params.emplace_back(std::to_string(period_start_s));
   const PgResult result = co_await pool_.query_prepared(load_statement(), std::move(params));
   if (!result.ok()) {
-    log_warning("could not load a quota count: " + json_safe(result.error()));
+    log_warning("could not load a quota count: " + result.error());
     co_return std::nullopt;
   }
   std::int64_t used = 0;
@@ -151,7 +143,7 @@ asio::awaitable<bool> PgQuotaLedger::flush() {
   if (result.status() == PgStatus::query_error) {
     // The statement itself failed (e.g. schema not migrated): retrying cannot help.
     log_warning("dropped " + std::to_string(batch.size()) +
-                " quota counts: " + json_safe(result.error()));
+                " quota counts: " + result.error());
     co_return false;
   }
   for (const auto& [id, count] : batch) merge(pending_, id, count);  // kept for the next flush

@@ -15,6 +15,8 @@
 // cancels the waiter's timer, whose completion Asio posts to the executor.
 #include "store/redis_client.hpp"
 
+#include "store/log_line.hpp"
+
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
@@ -249,8 +251,8 @@ std::string_view reply_text(const redisReply* reply) {
 }
 
 void log_line(const RedisOptions& options, std::string_view what) {
-  std::fprintf(stderr, "keygate: redis %s:%u: %.*s\n", options.host.c_str(),
-               static_cast<unsigned>(options.port), static_cast<int>(what.size()), what.data());
+  const std::string address = options.host + ":" + std::to_string(options.port);
+  write_log_line("info", std::string("redis: ") + std::string(what), {{"redis", address}});
 }
 
 // More commands than this unanswered on one connection: the server is not keeping up, and new

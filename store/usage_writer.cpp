@@ -1,5 +1,7 @@
 #include "store/usage_writer.hpp"
 
+#include "store/log_line.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -44,11 +46,11 @@ constexpr std::string_view staging_columns =
     "response_time_us, created_at";
 
 void log_event(std::string_view level, std::string_view msg, std::string_view detail = {}) {
-  boost::json::object line;
-  line["level"] = level;
-  line["msg"] = msg;
-  if (!detail.empty()) line["detail"] = detail;
-  std::fprintf(stderr, "%s\n", boost::json::serialize(line).c_str());
+  if (detail.empty()) {
+    write_log_line(level, msg);
+  } else {
+    write_log_line(level, msg, {{"detail", detail}});
+  }
 }
 
 // ---- days and timestamps (proleptic Gregorian, UTC) -----------------------------------------
