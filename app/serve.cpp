@@ -107,8 +107,6 @@ proxy::ProxyOptions proxy_options(const Config& config) {
 std::shared_ptr<const authz::AuthorizerSettings> authorizer_settings(const Config& config) {
   auto settings = std::make_shared<authz::AuthorizerSettings>();
   settings->pepper = config.keys.pepper;
-  settings->default_rate_limit = {config.rate_limit.default_limit.limit,
-                                  config.rate_limit.default_limit.window_seconds};
   std::vector<authz::Route> routes;
   for (const RouteConfig& rc : config.routes) {
     authz::Route route;
@@ -130,6 +128,21 @@ authz::RateLimiterOptions rate_limiter_options(const Config& config) {
   if (!on_error) throw ConfigError("rate_limit.on_redis_error: expected local, deny or allow");
   o.on_redis_error = *on_error;
   o.replicas = config.rate_limit.replicas;
+  return o;
+}
+
+store::UsageWriterOptions usage_writer_options(const Config& config) {
+  store::UsageWriterOptions o;
+  o.dsn = config.postgres.dsn;
+  o.connect_timeout = config.postgres.connect_timeout;
+  // COPY batches are larger than key lookups: at least 5 s, whatever the lookup timeout.
+  o.query_timeout = std::max(config.postgres.query_timeout, std::chrono::milliseconds(5000));
+  o.batch_size = config.usage.batch_size;
+  o.flush_interval = config.usage.flush_interval;
+  o.queue_size = config.usage.queue_size;
+  o.spill_path = config.usage.spill_path;
+  o.last_used_interval = config.usage.last_used_interval;
+  o.retention_days = config.usage.retention_days;
   return o;
 }
 
@@ -162,17 +175,7 @@ int run_serve(const Config& config, Args args) {
   std::unique_ptr<store::UsageWriter> usage_writer;
   if (config.usage.enabled) {
     usage_queue = std::make_unique<store::UsageQueue>(threads, config.usage.queue_size);
-    store::UsageWriterOptions usage_opts;
-    usage_opts.dsn = config.postgres.dsn;
-    usage_opts.connect_timeout = config.postgres.connect_timeout;
-    usage_opts.query_timeout = std::max(config.postgres.query_timeout, std::chrono::milliseconds(5000));
-    usage_opts.batch_size = config.usage.batch_size;
-    usage_opts.flush_interval = config.usage.flush_interval;
-    usage_opts.queue_size = config.usage.queue_size;
-    usage_opts.spill_path = config.usage.spill_path;
-    usage_opts.last_used_interval = config.usage.last_used_interval;
-    usage_opts.retention_days = config.usage.retention_days;
-    usage_writer = std::make_unique<store::UsageWriter>(std::move(usage_opts), *usage_queue);
+    usage_writer = std::make_unique<store::UsageWriter>(usage_writer_options(config), *usage_queue);
     usage_writer->start();
   }
 

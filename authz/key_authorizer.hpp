@@ -19,7 +19,6 @@ class RateLimiter;
 struct AuthorizerSettings {
   std::string pepper;  // non-empty: keys are hashed with HMAC-SHA-256
   RouteTable routes;
-  RateLimitSpec default_rate_limit{100, 60};
 };
 
 class KeyAuthorizer final : public Authorizer {
