@@ -36,14 +36,7 @@ namespace {
 // A scratch database with the schema migrated.
 struct MigratedDatabase : ScratchDatabase {
   MigratedDatabase() {
-    run_coro([&]() -> asio::awaitable<void> {
-      PgConnection connection(co_await asio::this_coro::executor);
-      auto connected = co_await connection.connect(dsn(), 5s);
-      if (!connected.ok()) throw std::runtime_error(connected.error());
-      keygate::store::Migrator migrator(connection, keygate::store::embedded_migrations());
-      auto run = co_await migrator.up();
-      if (!run.ok()) throw std::runtime_error(run.error);
-    }());
+    migrate_up();
   }
   PgOptions options() const { return PgOptions{dsn(), 2, 5s, 5s}; }
 };

@@ -239,12 +239,7 @@ TEST_CASE("Redis killed: mode local decides per process with limit / replicas, t
 
 TEST_CASE("a quota survives a Redis restart: the count is reloaded from PostgreSQL") {
   test::ScratchDatabase db;
-  test::run_coro([&]() -> asio::awaitable<void> {
-    store::PgConnection connection(co_await asio::this_coro::executor);
-    REQUIRE((co_await connection.connect(db.dsn(), 5s)).ok());
-    store::Migrator migrator(connection, store::embedded_migrations());
-    REQUIRE((co_await migrator.up()).ok());
-  }());
+  db.migrate_up();
   const std::string id = db.sql("INSERT INTO api_keys (owner_type, owner_id, name, key_prefix, key_hash, quota) "
                                 "VALUES ('user', '1', 'q', 'kg_live_abcd', decode(repeat('ab', 32), 'hex'), 10) "
                                 "RETURNING id::text").get(0, 0).data();
@@ -306,12 +301,7 @@ TEST_CASE("a quota survives a Redis restart: the count is reloaded from PostgreS
 
 TEST_CASE("quota ledger: concurrent writers never move a period's count backwards") {
   test::ScratchDatabase db;
-  test::run_coro([&]() -> asio::awaitable<void> {
-    store::PgConnection connection(co_await asio::this_coro::executor);
-    REQUIRE((co_await connection.connect(db.dsn(), 5s)).ok());
-    store::Migrator migrator(connection, store::embedded_migrations());
-    REQUIRE((co_await migrator.up()).ok());
-  }());
+  db.migrate_up();
   const std::string id = db.sql("INSERT INTO api_keys (owner_type, owner_id, name, key_prefix, key_hash, quota, "
                                 "quota_period_seconds) VALUES ('user', '1', 'q', 'kg_live_abcd', "
                                 "decode(repeat('cd', 32), 'hex'), 100, 3600) RETURNING id::text").get(0, 0).data();

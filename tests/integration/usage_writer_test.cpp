@@ -43,14 +43,7 @@ struct UsageDatabase : ScratchDatabase {
   std::filesystem::path folder;
 
   UsageDatabase() {
-    run_coro([&]() -> asio::awaitable<void> {
-      PgConnection connection(co_await asio::this_coro::executor);
-      auto connected = co_await connection.connect(dsn(), 5s);
-      if (!connected.ok()) throw std::runtime_error(connected.error());
-      keygate::store::Migrator migrator(connection, keygate::store::embedded_migrations());
-      auto run = co_await migrator.up();
-      if (!run.ok()) throw std::runtime_error(run.error);
-    }());
+    migrate_up();
     key_id = std::string(new_key().get(0, 0));
     std::random_device random;
     folder = std::filesystem::temp_directory_path() / ("kg-usage-test-" + std::to_string(random()));

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "store/migrator.hpp"
 #include "store/pg_connection.hpp"
 #include "support/run_coro.hpp"
 #include "support/test_env.hpp"
@@ -65,6 +66,18 @@ class ScratchDatabase {
   const std::string& dsn() const { return dsn_; }
   const std::string& name() const { return name_; }
   store::PgResult sql(const std::string& statement) const { return run_sql(dsn_, statement); }
+
+  // Applies every embedded migration (keygate's whole schema); throws on failure.
+  void migrate_up() const {
+    run_coro([&]() -> boost::asio::awaitable<void> {
+      store::PgConnection connection(co_await boost::asio::this_coro::executor);
+      store::PgResult connected = co_await connection.connect(dsn_, std::chrono::seconds(10));
+      if (!connected.ok()) throw std::runtime_error(connected.error());
+      store::Migrator migrator(connection, store::embedded_migrations());
+      auto run = co_await migrator.up();
+      if (!run.ok()) throw std::runtime_error(run.error);
+    }());
+  }
 
  private:
   std::string name_;
