@@ -40,6 +40,16 @@ ClientConnection::ClientConnection(Worker& w, tcp::socket s)
   deadline.watch_client(&stream.socket());
 }
 
+HeaderArena::HeaderArena(Worker& worker)
+    : worker_(worker),
+      block_(worker.header_blocks.take()),
+      resource_(block_.get(), HeaderBlocks::size) {}
+
+HeaderArena::~HeaderArena() {
+  resource_.release();  // what did not fit in the block
+  worker_.header_blocks.give_back(std::move(block_));
+}
+
 AnswerFraming framing_of(Exchange& x) {
   if (x.conn.worker.draining) x.keep_alive = false;
   return {x.keep_alive, x.http10};

@@ -15,12 +15,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
+#include <memory_resource>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include "authz/authorizer.hpp"
 #include "proxy/answers.hpp"
 #include "proxy/deadline.hpp"
+#include "proxy/headers.hpp"
 #include "proxy/stream.hpp"
 #include "store/ip_network.hpp"
 
@@ -32,10 +36,10 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
-using Request = http::request<http::buffer_body>;
-using Response = http::response<http::buffer_body>;
-using RequestParser = http::request_parser<http::buffer_body>;
-using ResponseParser = http::response_parser<http::buffer_body>;
+using Request = http::request<http::buffer_body, Fields>;
+using Response = http::response<http::buffer_body, Fields>;
+using RequestParser = http::request_parser<http::buffer_body, FieldAllocator>;
+using ResponseParser = http::response_parser<http::buffer_body, FieldAllocator>;
 
 inline constexpr auto awaitable_tuple = asio::as_tuple(asio::use_awaitable);
 
@@ -61,9 +65,35 @@ struct ClientConnection {
   std::string scratch;        // answers and header values are formatted here
 };
 
+// Where the header fields of one exchange (the request, its edits, the upstream's response)
+// are allocated: a block borrowed from the worker, then the heap should a header not fit.
+// Nothing is freed field by field; all of it goes when the exchange ends, so declare the
+// arena before the parsers that use it.
+class HeaderArena {
+ public:
+  explicit HeaderArena(Worker& worker);
+  ~HeaderArena();
+  HeaderArena(const HeaderArena&) = delete;
+  HeaderArena& operator=(const HeaderArena&) = delete;
+
+  FieldAllocator allocator() { return FieldAllocator(&resource_); }
+
+ private:
+  Worker& worker_;
+  std::unique_ptr<char[]> block_;
+  std::pmr::monotonic_buffer_resource resource_;  // on block_
+};
+
+// A parser whose fields live in `arena`.
+template <class Parser>
+Parser make_parser(HeaderArena& arena) {
+  return Parser(std::piecewise_construct, std::tuple<>(), std::make_tuple(arena.allocator()));
+}
+
 // One request as it moves through the phases.
 struct Exchange {
   ClientConnection& conn;
+  HeaderArena& arena;  // the request's fields and the response's
   RequestParser& parser;
   std::chrono::steady_clock::time_point started;
   http::verb method = http::verb::unknown;  // as the client sent it

@@ -152,7 +152,7 @@ asio::awaitable<Step> send_request(Exchange& x, UpstreamConnection& upstream, ch
   const ProxyOptions& options = x.conn.worker.options;
   Request& request = x.parser.get();
   auto& body = request.body();
-  http::request_serializer<http::buffer_body> serializer{request};
+  http::request_serializer<http::buffer_body, Fields> serializer{request};
   do {
     if (!x.parser.is_done()) {
       body.data = window;
@@ -196,7 +196,9 @@ asio::awaitable<Step> read_response_header(Exchange& x, UpstreamConnection& upst
   const ProxyOptions& options = x.conn.worker.options;
   const bool head = x.parser.get().method() == http::verb::head;
   for (;;) {
-    parser.emplace();
+    // (An interim response's fields stay in the arena until the exchange ends.)
+    parser.emplace(std::piecewise_construct, std::tuple<>(),
+                   std::make_tuple(x.arena.allocator()));
     parser->header_limit(upstream_header_limit);
     parser->body_limit(boost::none);
     if (head) parser->skip(true);
@@ -252,7 +254,7 @@ asio::awaitable<bool> relay_response(Exchange& x, UpstreamConnection& upstream,
   const ProxyOptions& options = x.conn.worker.options;
   Response& response = parser.get();
   auto& body = response.body();
-  http::response_serializer<http::buffer_body> serializer{response};
+  http::response_serializer<http::buffer_body, Fields> serializer{response};
   bool header_sent = false;
   do {
     if (!parser.is_done()) {

@@ -3,8 +3,11 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
+#include <initializer_list>
+#include <iterator>
 
 namespace keygate::proxy {
 
@@ -15,6 +18,41 @@ namespace {
 constexpr std::string_view key_id_header = "X-Api-Key-Id";
 constexpr std::string_view key_owner_header = "X-Api-Key-Owner";
 constexpr std::string_view key_scopes_header = "X-Api-Key-Scopes";
+constexpr std::string_view rate_limit_header = "RateLimit-Limit";
+constexpr std::string_view rate_remaining_header = "RateLimit-Remaining";
+constexpr std::string_view rate_reset_header = "RateLimit-Reset";
+constexpr std::string_view forwarded_for_header = "X-Forwarded-For";
+constexpr std::string_view forwarded_proto_header = "X-Forwarded-Proto";
+
+// RFC 9110 7.6.1 (Connection and the fields it names are handled by remove_hop_by_hop).
+bool is_hop_by_hop(http::field name) {
+  switch (name) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::transfer_encoding:
+    case http::field::upgrade:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// For the names Beast has no enum value for: compared as text, without a lookup by name.
+bool is_named(const Fields::value_type& field, std::string_view name) {
+  return field.name() == http::field::unknown && boost::beast::iequals(field.name_string(), name);
+}
+
+// Every field with one of `names` (names Beast has no enum value for), in one pass.
+void remove_named(Fields& fields, std::initializer_list<std::string_view> names) {
+  for (auto it = fields.begin(); it != fields.end();) {
+    const bool found = std::any_of(names.begin(), names.end(),
+                                   [&](std::string_view name) { return is_named(*it, name); });
+    it = found ? fields.erase(it) : std::next(it);
+  }
+}
 
 // Values come from the key store: keep control characters out of the header block.
 void append_printable(std::string& out, std::string_view value) {
@@ -50,48 +88,46 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
-bool has_ambiguous_framing(const http::fields& fields) {
+bool has_ambiguous_framing(const Fields& fields) {
   const std::size_t codings = fields.count(http::field::transfer_encoding);
   if (codings == 0) return false;
   if (codings > 1 || fields.count(http::field::content_length) > 0) return true;
   return !boost::beast::iequals(trim(fields[http::field::transfer_encoding]), "chunked");
 }
 
-void remove_hop_by_hop(http::fields& fields) {
+void remove_hop_by_hop(Fields& fields) {
   // Fields named in Connection go too. Collect names first: erasing frees their storage.
   std::array<std::string, 8> named;
   std::size_t count = 0;
-  // (Not equal_range: Beast's spans the fields in between when a name repeats apart.)
-  for (const auto& field : fields) {
-    if (field.name() != http::field::connection) continue;
-    for (const auto token : http::token_list{field.value()}) {
-      if (count < named.size()) named[count++].assign(token.data(), token.size());
+  for (auto it = fields.begin(); it != fields.end();) {
+    if (it->name() == http::field::connection) {
+      for (const auto token : http::token_list{it->value()}) {
+        // keep-alive (the usual token) is hop-by-hop anyway: no need to look it up by name
+        if (count < named.size() && !boost::beast::iequals(token, "keep-alive")) {
+          named[count++].assign(token.data(), token.size());
+        }
+      }
     }
+    it = is_hop_by_hop(it->name()) ? fields.erase(it) : std::next(it);
   }
   for (std::size_t i = 0; i < count; ++i) fields.erase(named[i]);
-  for (const auto name : {http::field::connection, http::field::keep_alive,
-                          http::field::proxy_connection, http::field::te, http::field::trailer,
-                          http::field::transfer_encoding, http::field::upgrade}) {
-    fields.erase(name);
-  }
 }
 
-void remove_identity(http::fields& fields) {
-  fields.erase(key_id_header);
-  fields.erase(key_owner_header);
-  fields.erase(key_scopes_header);
+void remove_identity(Fields& fields) {
+  remove_named(fields, {key_id_header, key_owner_header, key_scopes_header});
 }
 
-void set_identity(http::fields& fields, const store::KeyRecord& key, std::string& scratch) {
+void set_identity(Fields& fields, const store::KeyRecord& key, std::string& scratch) {
+  // After remove_identity: inserted, nothing to replace.
   scratch.clear();
   append_printable(scratch, key.id);
-  fields.set(key_id_header, scratch);
+  fields.insert(http::field::unknown, key_id_header, scratch);
   scratch.clear();
   append_owner(scratch, key);
-  fields.set(key_owner_header, scratch);
+  fields.insert(http::field::unknown, key_owner_header, scratch);
   scratch.clear();
   append_scopes(scratch, key);
-  fields.set(key_scopes_header, scratch);
+  fields.insert(http::field::unknown, key_scopes_header, scratch);
 }
 
 void append_identity(std::string& out, const store::KeyRecord& key) {
@@ -109,42 +145,53 @@ void append_identity(std::string& out, const store::KeyRecord& key) {
   out += "\r\n";
 }
 
-void set_rate_limit(http::fields& fields, const authz::RateLimitStatus& rate) {
+void set_rate_limit(Fields& fields, const authz::RateLimitStatus& rate) {
   if (!rate.applies) return;
+  remove_named(fields, {rate_limit_header, rate_remaining_header, rate_reset_header});
   std::array<char, 24> buffer;
-  fields.set("RateLimit-Limit", number(buffer, rate.limit));
-  fields.set("RateLimit-Remaining", number(buffer, rate.remaining));
-  fields.set("RateLimit-Reset", number(buffer, rate.reset_seconds));
+  fields.insert(http::field::unknown, rate_limit_header, number(buffer, rate.limit));
+  fields.insert(http::field::unknown, rate_remaining_header, number(buffer, rate.remaining));
+  fields.insert(http::field::unknown, rate_reset_header, number(buffer, rate.reset_seconds));
 }
 
 void append_rate_limit(std::string& out, const authz::RateLimitStatus& rate) {
   if (!rate.applies) return;
   std::array<char, 24> buffer;
-  out += "RateLimit-Limit: ";
+  out += rate_limit_header;
+  out += ": ";
   out += number(buffer, rate.limit);
-  out += "\r\nRateLimit-Remaining: ";
+  out += "\r\n";
+  out += rate_remaining_header;
+  out += ": ";
   out += number(buffer, rate.remaining);
-  out += "\r\nRateLimit-Reset: ";
+  out += "\r\n";
+  out += rate_reset_header;
+  out += ": ";
   out += number(buffer, rate.reset_seconds);
   out += "\r\n";
 }
 
-void set_forwarded(http::fields& fields, std::string_view peer, bool peer_trusted,
+void set_forwarded(Fields& fields, std::string_view peer, bool peer_trusted,
                    std::string_view proto, std::string& scratch) {
   scratch.clear();
-  if (peer_trusted) {
-    // Several X-Forwarded-For fields are one comma-separated list (RFC 9110 5.3).
-    for (const auto& field : fields) {
-      if (!boost::beast::iequals(field.name_string(), "x-forwarded-for")) continue;
-      const auto value = trim(field.value());
-      if (value.empty()) continue;
-      scratch += value;
-      scratch += ", ";
+  for (auto it = fields.begin(); it != fields.end();) {
+    if (is_named(*it, forwarded_for_header)) {
+      // Several X-Forwarded-For fields are one comma-separated list (RFC 9110 5.3).
+      const auto value = trim(it->value());
+      if (peer_trusted && !value.empty()) {
+        scratch += value;
+        scratch += ", ";
+      }
+      it = fields.erase(it);
+    } else if (is_named(*it, forwarded_proto_header)) {
+      it = fields.erase(it);
+    } else {
+      ++it;
     }
   }
   scratch += peer;
-  fields.set("X-Forwarded-For", scratch);
-  fields.set("X-Forwarded-Proto", proto);
+  fields.insert(http::field::unknown, forwarded_for_header, scratch);
+  fields.insert(http::field::unknown, forwarded_proto_header, proto);
 }
 
 std::string remove_query_parameter(std::string_view query, std::string_view parameter) {

@@ -3,6 +3,7 @@
 // Pure functions on a field set; no I/O.
 #include <boost/beast/http/fields.hpp>
 
+#include <memory_resource>
 #include <string>
 #include <string_view>
 
@@ -11,31 +12,35 @@
 
 namespace keygate::proxy {
 
+// Field sets allocate from the exchange's arena (see HeaderArena in exchange.hpp).
+using FieldAllocator = std::pmr::polymorphic_allocator<char>;
+using Fields = boost::beast::http::basic_fields<FieldAllocator>;
+
 // A request whose body length two parties could read differently (request smuggling):
 // Transfer-Encoding other than exactly one "chunked" (e.g. "gzip", "chunked, chunked",
 // "gzip, chunked"), or Transfer-Encoding together with Content-Length. Beast's parser already
 // refuses differing Content-Length values and Content-Length after a chunked coding.
-bool has_ambiguous_framing(const boost::beast::http::fields& fields);
+bool has_ambiguous_framing(const Fields& fields);
 
 // RFC 9110 7.6.1: Connection and every field it names, Keep-Alive, Proxy-Connection, TE,
 // Trailer, Transfer-Encoding and Upgrade. The serializer re-frames the body.
-void remove_hop_by_hop(boost::beast::http::fields& fields);
+void remove_hop_by_hop(Fields& fields);
 
 // The X-Api-Key-* identity headers: removed from every client request (an upstream may trust
 // them), then set from the identified key.
-void remove_identity(boost::beast::http::fields& fields);
-void set_identity(boost::beast::http::fields& fields, const store::KeyRecord& key,
+void remove_identity(Fields& fields);
+void set_identity(Fields& fields, const store::KeyRecord& key,
                   std::string& scratch);
 // Appends the same headers as raw "Name: value\r\n" lines (authz mode answers).
 void append_identity(std::string& out, const store::KeyRecord& key);
 
 // RateLimit-Limit/-Remaining/-Reset (IETF httpapi draft names), when rate.applies.
-void set_rate_limit(boost::beast::http::fields& fields, const authz::RateLimitStatus& rate);
+void set_rate_limit(Fields& fields, const authz::RateLimitStatus& rate);
 void append_rate_limit(std::string& out, const authz::RateLimitStatus& rate);
 
 // X-Forwarded-For: the peer appended to the client's list when the peer is a trusted proxy,
 // else the peer alone; X-Forwarded-Proto: `proto` (http, or https behind a TLS listener).
-void set_forwarded(boost::beast::http::fields& fields, std::string_view peer, bool peer_trusted,
+void set_forwarded(Fields& fields, std::string_view peer, bool peer_trusted,
                    std::string_view proto, std::string& scratch);
 
 // The query string without `parameter` (name=value pairs split on '&').

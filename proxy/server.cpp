@@ -158,17 +158,6 @@ void Worker::close_idle() {
   }
 }
 
-std::unique_ptr<char[]> RelayBuffers::take() {
-  if (spare_.empty()) return std::make_unique<char[]>(size);
-  auto buffer = std::move(spare_.back());
-  spare_.pop_back();
-  return buffer;
-}
-
-void RelayBuffers::give_back(std::unique_ptr<char[]> buffer) {
-  if (spare_.size() < 64) spare_.push_back(std::move(buffer));
-}
-
 // ---- Server -------------------------------------------------------------------------------
 
 struct Server::State {

@@ -322,10 +322,11 @@ void log(const Exchange& x, const RequestFacts* facts, const authz::AuthResult* 
 asio::awaitable<bool> serve_request(ClientConnection& conn) {
   Worker& worker = conn.worker;
   const ProxyOptions& options = worker.options;
-  RequestParser parser;
+  HeaderArena arena(worker);
+  RequestParser parser = make_parser<RequestParser>(arena);
   parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
   parser.body_limit(options.max_body_bytes);
-  Exchange x{conn, parser, std::chrono::steady_clock::now()};
+  Exchange x{conn, arena, parser, std::chrono::steady_clock::now()};
 
   conn.deadline.arm(Phase::request_header, options.header_timeout);
   bool got_bytes = false;

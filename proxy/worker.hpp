@@ -52,17 +52,28 @@ struct SessionLink {
   bool idle = true;  // waiting for the first byte of a request
 };
 
-// Body bytes move through one of these fixed buffers; kept per worker so that idle
+// Fixed-size buffers lent for the length of one exchange; kept per worker so that idle
 // keep-alive connections hold none.
-class RelayBuffers {
+template <std::size_t Size>
+class BufferPool {
  public:
-  static constexpr std::size_t size = 32 * 1024;
-  std::unique_ptr<char[]> take();
-  void give_back(std::unique_ptr<char[]> buffer);
+  static constexpr std::size_t size = Size;
+  std::unique_ptr<char[]> take() {
+    if (spare_.empty()) return std::make_unique_for_overwrite<char[]>(size);
+    auto buffer = std::move(spare_.back());
+    spare_.pop_back();
+    return buffer;
+  }
+  void give_back(std::unique_ptr<char[]> buffer) {
+    if (spare_.size() < 64) spare_.push_back(std::move(buffer));
+  }
 
  private:
   std::vector<std::unique_ptr<char[]>> spare_;
 };
+
+using RelayBuffers = BufferPool<32 * 1024>;  // body bytes move through one of these
+using HeaderBlocks = BufferPool<4 * 1024>;   // the header fields of one exchange (HeaderArena)
 
 struct Worker {
   Worker(ServerShared& shared_state, unsigned worker_index,
@@ -81,6 +92,7 @@ struct Worker {
   const unsigned index;
   UpstreamPool pool;
   RelayBuffers buffers;
+  HeaderBlocks header_blocks;
   SessionLink sessions;  // sentinel of the list of open connections
   bool draining = false;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor;
