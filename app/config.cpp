@@ -574,6 +574,7 @@ void read_rate_limit(const Reader& r, const Entry& section, Config::RateLimit& l
       {"default", parsed_into(r, limits.default_limit, rate_limit)},
       {"on_redis_error", parsed_into(r, limits.on_redis_error, redis_error_policy)},
       {"replicas", number_into(r, limits.replicas, 1)},
+      {"lease", number_into(r, limits.lease, 1, 100000)},
   });
 }
 
@@ -868,7 +869,8 @@ std::vector<std::string> options_needing_restart(const Config& a, const Config& 
                          a.rate_limit.default_limit.window_seconds !=
                              b.rate_limit.default_limit.window_seconds ||
                          a.rate_limit.on_redis_error != b.rate_limit.on_redis_error ||
-                         a.rate_limit.replicas != b.rate_limit.replicas},
+                         a.rate_limit.replicas != b.rate_limit.replicas ||
+                         a.rate_limit.lease != b.rate_limit.lease},
       {"limits", la.max_header_bytes != lb.max_header_bytes ||
                      la.max_body_bytes != lb.max_body_bytes ||
                      la.header_timeout != lb.header_timeout || la.idle_timeout != lb.idle_timeout ||

@@ -78,6 +78,7 @@ struct Config {
     RateLimitValue default_limit{100, 60};
     std::string on_redis_error = "local";  // local | deny | allow
     unsigned replicas = 1;                 // local fallback divides limits by this
+    std::int64_t lease = 100;              // requests one Redis call may count at most
   } rate_limit;
 
   struct Limits {

@@ -128,6 +128,7 @@ authz::RateLimiterOptions rate_limiter_options(const Config& config) {
   if (!on_error) throw ConfigError("rate_limit.on_redis_error: expected local, deny or allow");
   o.on_redis_error = *on_error;
   o.replicas = config.rate_limit.replicas;
+  o.lease = config.rate_limit.lease;
   return o;
 }
 

@@ -150,11 +150,30 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
     co_return out;
   }
 
+  const SlidingWindow window = SlidingWindow::make(policy.limit, policy.window_seconds);
+  const std::int64_t index = window.bucket_index(now_ms);
+
+  // The worker's lease: requests already counted in this bucket, admitted without a call.
+  if (auto it = counters_.find(counter);
+      it != counters_.end() && it->second.window_ms == window.window_ms()) {
+    CounterState& state = it->second;
+    if (state.lease_left > 0 && state.lease_index == index) {
+      --state.lease_left;
+      if (state.seen_index == index) ++state.current;
+      store::metrics().ratelimit_lease_hits.fetch_add(1, std::memory_order_relaxed);
+      const WindowDecision d = describe(
+          window, true, roll(WindowCounts::of(state.previous, state.current), state.seen_index, index),
+          now_ms);
+      RateOutcome out{RateVerdict::allowed, status_for(key, policy, d, -1, now_ms),
+                      RateOutcome::Source::redis};
+      co_return out;
+    }
+  }
+
   if (counter_ == nullptr || now_ms < skip_redis_until_ms_ || !counter_->available()) {
     co_return without_redis(key, counter, policy, now_ms);
   }
 
-  const SlidingWindow window = SlidingWindow::make(policy.limit, policy.window_seconds);
   store::QuotaHit quota_hit;
   store::WindowHit hit;
   hit.counter = counter;
@@ -163,6 +182,7 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   hit.buckets = SlidingWindow::buckets;
   hit.now_ticks = window.ticks(now_ms);
   hit.tick_ms = window.tick_ms;
+  hit.want = options_.lease;
   if (quota) {
     quota_hit.key_id = key.id;
     quota_hit.quota = quota->quota;
@@ -170,7 +190,21 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
     quota_hit.expire_ms = quota->period_end_ms > 0 ? quota->period_end_ms - now_ms + 60'000 : 0;
     hit.quota = &quota_hit;
   }
+  {
+    // An expired lease's unused requests go back with this call (if it fails, they stay
+    // counted: stricter, never looser).
+    CounterState& state = state_of(counter, window);
+    if (state.lease_left > 0 && state.lease_index != index) {
+      state.give_back_index = state.lease_index;
+      state.give_back = state.lease_left;
+      state.lease_left = 0;
+    }
+    hit.give_back = state.give_back;
+    hit.give_back_index = state.give_back_index;
+    state.give_back = 0;
+  }
   const store::WindowHitResult result = co_await counter_->hit(hit);
+  // `counters_` may have changed while suspended: look the state up again below.
   if (result.status == store::WindowHitResult::Status::unavailable) {
     skip_redis_until_ms_ = now_ms + options_.redis_retry_interval.count();
     co_return without_redis(key, counter, policy, now_ms);
@@ -180,13 +214,26 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
     co_return without_redis(key, counter, policy, now_ms);
   }
 
-  WindowCounts counts;
-  for (std::size_t i = 0; i < counts.at.size() && i < result.counts.size(); ++i) {
-    counts.at[i] = result.counts[i];
+  // The counts as this worker sees them: a lease's unused requests are not admitted yet.
+  const std::int64_t unused = result.allowed() ? std::max<std::int64_t>(result.granted - 1, 0) : 0;
+  const std::int64_t current = result.current - unused;
+  record_seen(counter, window, now_ms, result.previous, current);
+  if (unused > 0) {
+    CounterState& state = state_of(counter, window);
+    if (state.lease_left > 0 && state.lease_index != index) {
+      state.give_back_index = state.lease_index;  // a concurrent call's lease, now stale
+      state.give_back = state.lease_left;
+      state.lease_left = 0;
+    }
+    state.lease_index = index;
+    state.lease_left += unused;  // merged with a lease a concurrent call got in this bucket
   }
-  seen_.record(counter, window, now_ms, counts);
   if (quota && result.quota_used >= 0) remember_quota(key.id, quota->period_start_s, result.quota_used);
 
+  WindowCounts counts = WindowCounts::of(result.previous, current);
+  if (!result.allowed() && result.counts.size() == counts.at.size()) {
+    std::copy(result.counts.begin(), result.counts.end(), counts.at.begin());
+  }
   const WindowDecision d = describe(window, result.allowed(), counts, now_ms);
   RateOutcome out;
   out.source = RateOutcome::Source::redis;
@@ -213,11 +260,43 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   co_return out;
 }
 
+RateLimiter::CounterState& RateLimiter::state_of(const std::string& counter,
+                                                 const SlidingWindow& window) {
+  auto [it, inserted] = counters_.try_emplace(counter);
+  if (inserted || it->second.window_ms != window.window_ms()) {
+    it->second = CounterState{};
+    it->second.window_ms = window.window_ms();
+  }
+  return it->second;
+}
+
+void RateLimiter::record_seen(const std::string& counter, const SlidingWindow& window,
+                              std::int64_t now_ms, std::int64_t previous, std::int64_t current) {
+  if (counters_.size() >= counters_prune_at_) prune_counters(now_ms);
+  CounterState& state = state_of(counter, window);
+  state.seen_index = window.bucket_index(now_ms);
+  state.previous = previous;
+  state.current = current;
+}
+
+void RateLimiter::prune_counters(std::int64_t now_ms) {
+  // A counter whose report has left the window and that holds nothing to give back is the
+  // same as one never seen.
+  std::erase_if(counters_, [now_ms](const auto& item) {
+    const CounterState& state = item.second;
+    const std::int64_t bucket_ms = state.window_ms / SlidingWindow::buckets;
+    return bucket_ms > 0 && now_ms / bucket_ms > state.seen_index + SlidingWindow::buckets &&
+           state.give_back == 0 && (state.lease_left == 0 || now_ms / bucket_ms != state.lease_index);
+  });
+  counters_prune_at_ = std::max<std::size_t>(1024, 2 * counters_.size());
+}
+
 RateLimitStatus RateLimiter::peek(const store::KeyRecord& key, const Route* route) {
   const RateLimitPolicy policy = choose_policy(key, route, options_.default_limit);
   const std::string counter = counter_name(key, route, policy);
   const std::int64_t now_ms = to_ms(now_());
   const SlidingWindow window = SlidingWindow::make(policy.limit, policy.window_seconds);
+  const std::int64_t index = window.bucket_index(now_ms);
   long long quota_used = -1;
   if (const auto quota = QuotaPeriod::of(key, now_ms)) {
     const auto it = quota_seen_.find(key.id);
@@ -233,7 +312,12 @@ RateLimitStatus RateLimiter::peek(const store::KeyRecord& key, const Route* rout
     s.retry_after_seconds = 0;
     return s;
   }
-  const WindowDecision d = describe(window, true, seen_.peek(counter, window, now_ms), now_ms);
+  WindowCounts seen;
+  if (auto it = counters_.find(counter);
+      it != counters_.end() && it->second.window_ms == window.window_ms()) {
+    seen = roll(WindowCounts::of(it->second.previous, it->second.current), it->second.seen_index, index);
+  }
+  const WindowDecision d = describe(window, true, seen, now_ms);
   RateLimitStatus s = status_for(key, policy, d, quota_used, now_ms);
   s.retry_after_seconds = 0;
   return s;
@@ -263,7 +347,7 @@ RateOutcome RateLimiter::without_redis(const store::KeyRecord& key, const std::s
         }
       }
       const WindowDecision d = local_.hit(counter, window, now_ms);
-      seen_.record(counter, window, now_ms, d.counts);
+      record_seen(counter, window, now_ms, d.counts.previous(), d.counts.current());
       out.verdict = d.allowed ? RateVerdict::allowed : RateVerdict::rate_limited;
       if (count != nullptr) {
         if (d.allowed) ++count->used;

@@ -9,9 +9,11 @@
 //      answered 429 locally, with no Redis call, until the moment the sliding window can allow
 //      a request again (for a quota: the end of its period, re-checked at least every second so
 //      a raised quota takes effect).
-//   3. the shared counter (one Lua script through store::RateCounter, i.e. Redis): window and
-//      quota decided and counted together (store/redis_rate_counter.hpp).
-//   4. Redis unavailable (no connection, timeout, error reply): on_redis_error decides —
+//   3. the worker's lease on the counter, if it holds one for the current bucket: admitted with
+//      no Redis call (authz/sliding_window.hpp, LEASES; `lease` requests at most per call).
+//   4. the shared counter (one Lua script through store::RateCounter, i.e. Redis): window and
+//      quota decided and counted together (store/redis_rate_counter.hpp); it may grant a lease.
+//   5. Redis unavailable (no connection, timeout, error reply): on_redis_error decides —
 //      local (per-process windows with the limit divided by `replicas`; a quota continues from
 //      the last count Redis reported to this worker, or from 0 if it never did), deny, or
 //      allow — and the request counts in store::metrics().ratelimit_decided_without_redis.
@@ -23,7 +25,8 @@
 // then Remaining is what is left of the quota (and for a refilling quota, Limit is the quota
 // and Reset the end of its period). Answers refused before the rate-limit step (expired,
 // revoked, 403) get `peek`: the last state Redis reported to this worker for that counter,
-// rolled forward to now, with no I/O (the full limit if this worker has not seen the counter).
+// rolled forward to now, with no I/O (the full limit if this worker has not seen the counter;
+// after a rejection only p and c are kept, so c is assumed to sit in the newest bucket).
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
@@ -55,6 +58,8 @@ struct RateLimiterOptions {
   OnRedisError on_redis_error = OnRedisError::local;
   unsigned replicas = 1;  // local fallback: each process allows limit / replicas (at least 1)
   std::chrono::milliseconds redis_retry_interval{1000};
+  // Requests one Redis call may count at most (a lease); 1: every request is one call.
+  std::int64_t lease = 1;
 };
 
 struct RateLimitPolicy {
@@ -104,6 +109,7 @@ class RateLimiter {
   RateLimitStatus peek(const store::KeyRecord& key, const Route* route);
 
   std::size_t near_cache_size() const { return near_cache_.size(); }
+  std::size_t counters_size() const { return counters_.size(); }
 
  private:
   struct Blocked {
@@ -116,7 +122,24 @@ class RateLimiter {
     std::int64_t period_start_s = 0;
     std::int64_t used = 0;
   };
+  // What this worker knows of one shared counter: the last p and c Redis reported (for peek
+  // and for lease answers' headers; admitted lease requests are added to c as they are used)
+  // and its lease. Kept small: there is one per counter seen, e.g. 100,000 for 100,000 keys.
+  struct CounterState {
+    std::int64_t window_ms = 0;  // the policy's window; a different one starts afresh
+    std::int64_t seen_index = 0;  // bucket index of the report
+    std::int64_t previous = 0;
+    std::int64_t current = 0;
+    std::int64_t lease_index = 0;  // bucket the lease was counted in
+    std::int64_t lease_left = 0;   // its requests not admitted yet
+    std::int64_t give_back_index = 0;  // an expired lease's unused requests, returned by the
+    std::int64_t give_back = 0;        // next call for this counter
+  };
 
+  CounterState& state_of(const std::string& counter, const SlidingWindow& window);
+  void record_seen(const std::string& counter, const SlidingWindow& window, std::int64_t now_ms,
+                   std::int64_t previous, std::int64_t current);
+  void prune_counters(std::int64_t now_ms);
   RateOutcome without_redis(const store::KeyRecord& key, const std::string& counter,
                             const RateLimitPolicy& policy, std::int64_t now_ms);
   void remember_blocked(const std::string& name, Blocked blocked, std::int64_t now_ms);
@@ -128,7 +151,8 @@ class RateLimiter {
   store::RateCounter* counter_;
   Now now_;
   LocalSlidingWindows local_;  // the fallback's own counts
-  LocalSlidingWindows seen_;   // the last counts Redis (or the fallback) reported, for peek
+  std::unordered_map<std::string, CounterState> counters_;
+  std::size_t counters_prune_at_ = 1024;
   std::unordered_map<std::string, QuotaCount> quota_seen_;  // by key id
   std::unordered_map<std::string, Blocked> near_cache_;
   std::size_t near_cache_prune_at_ = 1024;

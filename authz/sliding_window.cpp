@@ -84,15 +84,28 @@ SlidingWindow SlidingWindow::make(std::int64_t limit, std::int64_t window_second
   return w;
 }
 
-WindowDecision decide(const SlidingWindow& window, const WindowCounts& before, std::int64_t now_ms) {
+std::int64_t room(const SlidingWindow& window, const WindowCounts& counts, std::int64_t now_ms) {
   const std::int64_t B = window.bucket_ticks;
   const std::int64_t e = position(window, now_ms).elapsed;
-  const std::int64_t p = cap(window, before.previous());
-  const std::int64_t c = cap(window, before.current());
-  const bool allowed = p * (B - e) + (c + 1) * B <= window.limit * B;
+  const std::int64_t p = cap(window, counts.previous());
+  const std::int64_t c = cap(window, counts.current());
+  const std::int64_t slack = window.limit * B - p * (B - e) - c * B;  // p*(B-e) + (c+k)*B <= L*B
+  return slack <= 0 ? 0 : slack / B;
+}
+
+std::int64_t lease_size(std::int64_t room, std::int64_t want) {
+  if (room < 1) return 0;
+  return std::max<std::int64_t>(1, std::min(want, room / lease_share));
+}
+
+WindowDecision decide(const SlidingWindow& window, const WindowCounts& before, std::int64_t now_ms,
+                      std::int64_t want) {
+  const std::int64_t granted = lease_size(room(window, before, now_ms), want);
   WindowCounts after = before;
-  if (allowed) ++after.at[N];
-  return describe(window, allowed, after, now_ms);
+  after.at[N] += granted;
+  WindowDecision d = describe(window, granted > 0, after, now_ms);
+  d.granted = granted;
+  return d;
 }
 
 WindowDecision describe(const SlidingWindow& window, bool allowed, const WindowCounts& after,
@@ -105,6 +118,7 @@ WindowDecision describe(const SlidingWindow& window, bool allowed, const WindowC
 
   WindowDecision d;
   d.allowed = allowed;
+  d.granted = allowed ? 1 : 0;
   d.counts = after;
   const std::int64_t room = window.limit * B - p * (B - e) - c * B;
   d.remaining = room <= 0 ? 0 : room / B;

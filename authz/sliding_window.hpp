@@ -30,6 +30,18 @@
 //                 would be allowed if no other request came (buckets leaving one by one)
 //   reset       = ticks until the estimate decays to 0 (the full limit is available again):
 //                 until the newest non-empty bucket has left the window entirely
+//
+// LEASES (rate_limit.lease). One call may count more than one request: `decide` with
+// want > 1 counts g = lease_size(room, want) requests in bucket j at once, where room is how
+// many requests fit now (room >= 1 <=> allowed). The worker then admits the g - 1 extra
+// requests itself, without Redis, but only while bucket j lasts; what it has not used by then is
+// given back to bucket j on its next call for that counter. So every admitted request was
+// counted in the bucket in which it was admitted, before it was admitted: the counts never
+// exceed what an exact per-request count would hold, and a lease cannot push a window over its
+// limit. The cost is the other way: while a lease is outstanding its unused requests count as
+// used, so another worker or replica may be refused up to that many requests early, for at
+// most one bucket (W/20). A lease takes at most 1/16 of the room, so near the limit every call
+// counts one request (g = 1), exactly as without leases.
 #include <array>
 #include <cstdint>
 #include <string>
@@ -74,14 +86,28 @@ WindowCounts roll(WindowCounts counts, std::int64_t index, std::int64_t later_in
 
 struct WindowDecision {
   bool allowed = false;
+  std::int64_t granted = 0;         // requests counted: 0 when rejected, else 1 or a lease
   std::int64_t remaining = 0;       // requests left right after this one
   std::int64_t reset_ms = 0;        // until the full limit is available again
   std::int64_t retry_after_ms = 0;  // 0 when allowed
   WindowCounts counts;              // after this request (bucket j incremented when allowed)
 };
 
-// Decides one request at `now_ms` (ms since the epoch, >= 0) given the counts before it.
-WindowDecision decide(const SlidingWindow& window, const WindowCounts& before, std::int64_t now_ms);
+// A lease takes at most this share of the room (see LEASES above).
+constexpr std::int64_t lease_share = 16;
+
+// Requests that fit at `now_ms` given `counts` (0 when the next one would be rejected).
+std::int64_t room(const SlidingWindow& window, const WindowCounts& counts, std::int64_t now_ms);
+
+// How many requests one call counts when `room` fit and the caller would take up to `want`:
+// 0 when room < 1, else min(want, room / lease_share), at least 1.
+std::int64_t lease_size(std::int64_t room, std::int64_t want);
+
+// Decides one request at `now_ms` (ms since the epoch, >= 0) given the counts before it, and
+// when it is allowed counts lease_size(room, want) requests in bucket j (`remaining` is then
+// what is left after all of them).
+WindowDecision decide(const SlidingWindow& window, const WindowCounts& before, std::int64_t now_ms,
+                      std::int64_t want = 1);
 
 // The values of `decide` for counts that already include the decision (`allowed` as given):
 // what a caller that received (allowed, counts after) from Redis uses to fill its headers.

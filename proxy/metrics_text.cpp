@@ -119,7 +119,11 @@ std::string render_metrics(const store::Metrics& m) {
           "Rate-limit decisions taken without Redis (on_redis_error).",
           m.ratelimit_decided_without_redis);
   counter(out, "keygate_ratelimit_redis_calls_total",
-          "Rate-limit scripts sent to Redis (one per counted request).", m.ratelimit_redis_calls);
+          "Rate-limit scripts sent to Redis (each counts one request, or a lease of several).",
+          m.ratelimit_redis_calls);
+  counter(out, "keygate_ratelimit_lease_hits_total",
+          "Requests admitted from a worker's lease (counted in Redis earlier), without a call.",
+          m.ratelimit_lease_hits);
   counter(out, "keygate_ratelimit_near_cache_hits_total",
           "429s answered from the in-process over-limit cache, without asking Redis.",
           m.ratelimit_near_cache_hits);

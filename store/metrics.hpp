@@ -52,6 +52,7 @@ struct Metrics {
   Counter ratelimit_decided_without_redis{0};  // Redis down: decided by on_redis_error
   Counter ratelimit_redis_calls{0};             // rate-limit scripts sent to Redis
   Counter ratelimit_near_cache_hits{0};         // 429s answered from the over-limit cache
+  Counter ratelimit_lease_hits{0};              // admitted from a worker's lease, no Redis call
   Counter usage_queued{0}, usage_written{0}, usage_spilled{0}, usage_replayed{0}, usage_dropped{0};
   Gauge usage_queue_depth{0};
 

@@ -1,5 +1,6 @@
 #include "store/redis_rate_counter.hpp"
 
+#include <algorithm>
 #include <array>
 #include <string>
 
@@ -11,12 +12,14 @@ namespace keygate::store {
 namespace {
 
 // KEYS[1] the counter's buckets (hash), KEYS[2] the quota's used count (only with a quota).
-// ARGV: limit L, bucket B (ticks), now t (ticks), buckets N, expiry of the hash (ms),
-//       quota Q, the count to start from when KEYS[2] is missing (-1: not loaded yet),
-//       expiry of KEYS[2] (ms, 0: none).
-// Returns {status, used, count of bucket j-N, ..., count of bucket j}; status 1 allowed,
-// 0 rate limited, 2 quota used up, 3 quota count missing (load it and call again).
-// The window arithmetic is authz/sliding_window.hpp's, term for term.
+// ARGV: 1 limit L, 2 bucket B (ticks), 3 now t (ticks), 4 buckets N, 5 expiry of the hash (ms),
+//       6 lease: requests wanted at most, 7 bucket index and 8 count of unused lease requests
+//       to give back (0: none), and with a quota: 9 quota Q, 10 the count to start from when
+//       KEYS[2] is missing (-1: not loaded yet), 11 expiry of KEYS[2] (ms, 0: none).
+// Returns, allowed: {1, used, granted, p, c} (after counting); otherwise
+// {status, used, 0, count of bucket j-N, ..., count of bucket j}: status 0 rate limited,
+// 2 quota used up, 3 quota count missing (load it and call again).
+// The window and lease arithmetic is authz/sliding_window.hpp's, term for term.
 constexpr std::string_view sliding_window_lua = R"lua(
 local limit = tonumber(ARGV[1])
 local bucket = tonumber(ARGV[2])
@@ -37,36 +40,49 @@ for i = 1, #fields, 2 do
     counts[index - first + 1] = math.max(0, tonumber(fields[i + 1]) or 0)
   end
 end
+local back = tonumber(ARGV[8])
+if back > 0 then
+  local index = tonumber(ARGV[7])
+  if index >= first and index <= j then
+    local slot = index - first + 1
+    back = math.min(back, counts[slot])
+    if back > 0 then
+      counts[slot] = redis.call('HINCRBY', KEYS[1], string.format('%d', index), -back)
+    end
+  end
+end
 local used = -1
 if #KEYS > 1 then
   local stored = redis.call('GET', KEYS[2])
   if stored then
     used = tonumber(stored) or 0
   else
-    used = tonumber(ARGV[7])
-    if used < 0 then return {3, -1, unpack(counts)} end
+    used = tonumber(ARGV[10])
+    if used < 0 then return {3, -1, 0, unpack(counts)} end
   end
-  if used >= tonumber(ARGV[6]) then return {2, used, unpack(counts)} end
+  if used >= tonumber(ARGV[9]) then return {2, used, 0, unpack(counts)} end
 end
 local previous = math.min(counts[1], limit)
 local current = 0
 for i = 2, n + 1 do current = current + counts[i] end
 current = math.min(current, limit)
-if previous * (bucket - e) + (current + 1) * bucket > limit * bucket then
-  return {0, used, unpack(counts)}
-end
-counts[n + 1] = redis.call('HINCRBY', KEYS[1], string.format('%d', j), 1)
+local slack = limit * bucket - previous * (bucket - e) - current * bucket
+if slack < bucket then return {0, used, 0, unpack(counts)} end
+local granted = math.max(1, math.min(tonumber(ARGV[6]), math.floor(math.floor(slack / bucket) / 16)))
+counts[n + 1] = redis.call('HINCRBY', KEYS[1], string.format('%d', j), granted)
 if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 if #KEYS > 1 then
-  used = used + 1
-  if tonumber(ARGV[8]) > 0 then
-    redis.call('SET', KEYS[2], string.format('%d', used), 'PX', ARGV[8])
+  used = used + granted
+  if tonumber(ARGV[11]) > 0 then
+    redis.call('SET', KEYS[2], string.format('%d', used), 'PX', ARGV[11])
   else
     redis.call('SET', KEYS[2], string.format('%d', used))
   end
 end
-return {1, used, unpack(counts)}
+current = 0
+for i = 2, n + 1 do current = current + counts[i] end
+return {1, used, granted, counts[1], current}
 )lua";
 
 enum class ScriptStatus { rate_limited = 0, allowed = 1, quota_exceeded = 2, quota_missing = 3 };
@@ -87,18 +103,29 @@ struct ScriptReply {
 
 ScriptReply parse(const RedisResult& redis, std::int64_t buckets) {
   ScriptReply out;
-  if (!redis.ok() || redis.reply.kind != RedisReply::Kind::array ||
-      redis.reply.elements.size() != static_cast<std::size_t>(buckets + 3)) {
-    return out;
-  }
+  if (!redis.ok() || redis.reply.kind != RedisReply::Kind::array) return out;
+  const std::size_t size = redis.reply.elements.size();
   std::int64_t status = 0;
   if (!integer_at(redis.reply, 0, status) || status < 0 || status > 3 ||
-      !integer_at(redis.reply, 1, out.result.quota_used)) {
+      !integer_at(redis.reply, 1, out.result.quota_used) ||
+      !integer_at(redis.reply, 2, out.result.granted)) {
     return out;
   }
-  out.result.counts.resize(static_cast<std::size_t>(buckets + 1));
-  for (std::size_t i = 0; i < out.result.counts.size(); ++i) {
-    if (!integer_at(redis.reply, i + 2, out.result.counts[i])) return out;
+  WindowHitResult& r = out.result;
+  if (status == static_cast<int>(ScriptStatus::allowed)) {
+    if (size != 5 || r.granted < 1 || !integer_at(redis.reply, 3, r.previous) ||
+        !integer_at(redis.reply, 4, r.current)) {
+      return out;
+    }
+  } else {
+    if (size != static_cast<std::size_t>(buckets + 4)) return out;
+    r.counts.resize(static_cast<std::size_t>(buckets + 1));
+    for (std::size_t i = 0; i < r.counts.size(); ++i) {
+      if (!integer_at(redis.reply, i + 3, r.counts[i])) return out;
+    }
+    r.previous = r.counts.front();
+    r.current = 0;
+    for (std::size_t i = 1; i < r.counts.size(); ++i) r.current += r.counts[i];
   }
   out.status = static_cast<ScriptStatus>(status);
   out.ok = true;
@@ -129,11 +156,15 @@ boost::asio::awaitable<WindowHitResult> RedisRateCounter::hit(const WindowHit& r
   const std::string now = std::to_string(request.now_ticks);
   const std::string buckets = std::to_string(request.buckets);
   const std::string expire = std::to_string(expire_ms);
+  // Keys with a quota take one request per call (a lease would count against the quota too).
+  const std::string want = std::to_string(request.quota == nullptr ? std::max<std::int64_t>(request.want, 1) : 1);
+  const std::string back_index = std::to_string(request.give_back_index);
+  const std::string back = std::to_string(std::max<std::int64_t>(request.give_back, 0));
 
   WindowHitResult out;
   if (request.quota == nullptr) {
     const std::array<std::string_view, 1> keys{counter};
-    const std::array<std::string_view, 5> args{limit, bucket, now, buckets, expire};
+    const std::array<std::string_view, 8> args{limit, bucket, now, buckets, expire, want, back_index, back};
     metrics().ratelimit_redis_calls.fetch_add(1, std::memory_order_relaxed);
     const RedisResult result = co_await redis_.eval_script(sliding_window_script(), keys, args);
     ScriptReply reply = parse(result, request.buckets);
@@ -155,8 +186,8 @@ boost::asio::awaitable<WindowHitResult> RedisRateCounter::hit(const WindowHit& r
   std::string start_from = "-1";
   ScriptReply reply;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    const std::array<std::string_view, 8> args{limit, bucket, now, buckets, expire,
-                                               quota_limit, start_from, quota_expire};
+    const std::array<std::string_view, 11> args{limit, bucket, now, buckets, expire, want, back_index,
+                                                back, quota_limit, start_from, quota_expire};
     metrics().ratelimit_redis_calls.fetch_add(1, std::memory_order_relaxed);
     const RedisResult result = co_await redis_.eval_script(sliding_window_script(), keys, args);
     reply = parse(result, request.buckets);

@@ -47,6 +47,13 @@ struct WindowHit {
   std::int64_t now_ticks = 0;     // t
   std::int64_t tick_ms = 1;       // for the keys' expiry only
   const QuotaHit* quota = nullptr;  // null: the key has no quota
+  // Lease (authz/sliding_window.hpp, LEASES): count up to `want` requests at once (1: this one
+  // only). Keys with a quota are counted one request per call.
+  std::int64_t want = 1;
+  // Unused requests of an earlier lease, counted in bucket `give_back_index`: taken out of that
+  // bucket (if it is still kept) before deciding.
+  std::int64_t give_back = 0;
+  std::int64_t give_back_index = 0;
 };
 
 struct WindowHitResult {
@@ -58,8 +65,13 @@ struct WindowHitResult {
   enum class Verdict { allowed, rate_limited, quota_exceeded };
   Status status = Status::unavailable;
   Verdict verdict = Verdict::rate_limited;
-  std::vector<std::int64_t> counts;  // N+1 buckets, oldest first, after this request
-  std::int64_t quota_used = -1;      // after this request; -1 without a quota
+  // After this call: p (the oldest bucket) and c (the sum of the N newer ones), and, only
+  // when the request was refused (Retry-After needs them), all N+1 buckets, oldest first.
+  std::int64_t previous = 0;
+  std::int64_t current = 0;
+  std::vector<std::int64_t> counts;
+  std::int64_t granted = 0;      // requests counted by this call: 0, 1, or a lease
+  std::int64_t quota_used = -1;  // after this request; -1 without a quota
 
   bool allowed() const { return verdict == Verdict::allowed; }
 };

@@ -149,6 +149,64 @@ TEST_CASE("two limiters with their own connections share one limit through Redis
   }());
 }
 
+TEST_CASE("leases in Redis: one call counts a lease, the C++ arithmetic agrees, unused requests "
+          "go back to their bucket") {
+  const auto options = options_for(test::redis_url());
+  test::run_coro([&]() -> asio::awaitable<void> {
+    store::RedisClient redis(co_await asio::this_coro::executor, options);
+    redis.start();
+    REQUIRE(co_await redis.wait_connected(5s));
+    store::RedisRateCounter counter(redis);
+    TestClock clock;
+    authz::RateLimiterOptions lease_options;
+    lease_options.lease = 100;
+    authz::RateLimiter limiter(lease_options, &counter, clock.source());
+    const std::string id = unique_id("lease");
+    const auto key = key_with(id, 1000, 60);  // B = 3 s; room 1000 -> a lease of 62
+    const std::string redis_key = "kg:rl:{" + id + "}:60s";
+    const std::string first_bucket = std::to_string(clock.ms / 3'000);
+
+    const std::uint64_t calls_before = redis_calls();
+    for (int i = 1; i <= 70; ++i) {
+      const RateOutcome o = co_await limiter.check(key, nullptr);
+      REQUIRE(o.verdict == RateVerdict::allowed);
+      CHECK(o.status.remaining == 1000 - i);
+    }
+    CHECK(redis_calls() - calls_before == 2);  // 62, then 58 (room 938 / 16)
+    const store::RedisResult counted = co_await call(redis, "HGET", redis_key, first_bucket);
+    REQUIRE(counted.ok());
+    CHECK(counted.reply.str == "120");  // counted before admitted: 70 used, 50 held
+
+    // The next bucket: the next call gives the 50 back to the first bucket.
+    clock.ms += 3'000;
+    REQUIRE((co_await limiter.check(key, nullptr)).verdict == RateVerdict::allowed);
+    const store::RedisResult after = co_await call(redis, "HGET", redis_key, first_bucket);
+    REQUIRE(after.ok());
+    CHECK(after.reply.str == "70");
+
+    // The same script call, C++ side by side: want 100 at room 1000 - 70 - 58 (second lease).
+    const authz::SlidingWindow window = authz::SlidingWindow::make(1000, 60);
+    authz::WindowCounts before;
+    before.at[authz::SlidingWindow::buckets - 1] = 70;
+    before.at[authz::SlidingWindow::buckets] = 58;
+    const authz::WindowDecision expected = authz::decide(window, before, clock.ms, 100);
+    store::WindowHit hit;
+    hit.counter = redis_key;
+    hit.limit = window.limit;
+    hit.bucket_ticks = window.bucket_ticks;
+    hit.buckets = authz::SlidingWindow::buckets;
+    hit.now_ticks = window.ticks(clock.ms);
+    hit.tick_ms = window.tick_ms;
+    hit.want = 100;
+    const store::WindowHitResult got = co_await counter.hit(hit);
+    REQUIRE(got.status == store::WindowHitResult::Status::ok);
+    CHECK(got.granted == expected.granted);
+    CHECK(got.previous == expected.counts.previous());
+    CHECK(got.current == expected.counts.current());
+    redis.stop();
+  }());
+}
+
 TEST_CASE("the counter keys expire by themselves after the following window") {
   const auto options = options_for(test::redis_url());
   test::run_coro([&]() -> asio::awaitable<void> {

@@ -65,6 +65,7 @@ void check_same(const Config& a, const Config& b) {
   CHECK(a.rate_limit.default_limit.window_seconds == b.rate_limit.default_limit.window_seconds);
   CHECK(a.rate_limit.on_redis_error == b.rate_limit.on_redis_error);
   CHECK(a.rate_limit.replicas == b.rate_limit.replicas);
+  CHECK(a.rate_limit.lease == b.rate_limit.lease);
   CHECK(a.limits.max_header_bytes == b.limits.max_header_bytes);
   CHECK(a.limits.max_body_bytes == b.limits.max_body_bytes);
   CHECK(a.limits.header_timeout == b.limits.header_timeout);
@@ -139,6 +140,7 @@ rate_limit:
   default: 10/1m
   on_redis_error: deny
   replicas: 3
+  lease: 1
 limits:
   max_header_bytes: 8192
   max_body_bytes: 0
@@ -190,6 +192,7 @@ shutdown_timeout: 1s
   CHECK(c.rate_limit.default_limit.window_seconds == 60);
   CHECK(c.rate_limit.on_redis_error == "deny");
   CHECK(c.rate_limit.replicas == 3);
+  CHECK(c.rate_limit.lease == 1);
   CHECK(c.limits.max_header_bytes == 8192);
   CHECK(c.limits.max_body_bytes == 0);
   CHECK(c.limits.header_timeout == 5s);
@@ -285,6 +288,8 @@ TEST_CASE("numbers must be whole and in range") {
         "config.yaml:2: usage.batch_size: expected a whole number of at least 1, got \"-5\"");
   CHECK(error_of("rate_limit:\n  replicas: 99999999999\n") ==
         "config.yaml:2: rate_limit.replicas: expected a whole number of at least 1, got \"99999999999\"");
+  CHECK(error_of("rate_limit:\n  lease: 0\n") ==
+        "config.yaml:2: rate_limit.lease: expected a whole number from 1 to 100000, got \"0\"");
   CHECK(error_of("threads: 0\n") ==
         "config.yaml:1: threads: expected auto or a whole number from 1 to 256, got \"0\"");
   CHECK(error_of("threads: 257\n") ==

@@ -3,6 +3,7 @@
 // tests/integration/rate_limit_*_test.cpp) and an injected clock.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -25,6 +26,7 @@ class FakeCounter final : public store::RateCounter {
   bool failing = false;  // hit() answers unavailable
   bool quota_lost = false;  // hit() answers quota_unavailable for keys with a quota
   int calls = 0;
+  std::int64_t given_back = 0;  // lease requests returned
 
   bool available() const override { return up; }
   boost::asio::awaitable<store::WindowHitResult> hit(const store::WindowHit& request) override {
@@ -52,13 +54,25 @@ class FakeCounter final : public store::RateCounter {
         out.quota_used = *used;
         const WindowCounts counts = windows_.peek(counter, w, now_ms);
         out.counts.assign(counts.at.begin(), counts.at.end());
+        out.previous = counts.previous();
+        out.current = counts.current();
         co_return out;
       }
     }
-    const WindowDecision d = windows_.hit(counter, w, now_ms);
+    WindowCounts before = windows_.peek(counter, w, now_ms);
+    const std::int64_t slot = request.give_back_index - (w.bucket_index(now_ms) - SlidingWindow::buckets);
+    if (request.give_back > 0 && slot >= 0 && slot <= SlidingWindow::buckets) {
+      before.at[slot] -= std::min(request.give_back, before.at[slot]);
+    }
+    given_back += request.give_back;
+    const WindowDecision d = decide(w, before, now_ms, request.quota != nullptr ? 1 : request.want);
+    windows_.record(counter, w, now_ms, d.allowed ? d.counts : before);
     out.verdict = d.allowed ? store::WindowHitResult::Verdict::allowed
                             : store::WindowHitResult::Verdict::rate_limited;
-    out.counts.assign(d.counts.at.begin(), d.counts.at.end());
+    out.granted = d.granted;
+    out.previous = d.counts.previous();
+    out.current = d.counts.current();
+    if (!d.allowed) out.counts.assign(d.counts.at.begin(), d.counts.at.end());
     if (used != nullptr) {
       if (d.allowed) ++*used;
       out.quota_used = *used;
@@ -393,4 +407,65 @@ TEST_CASE("peek: the last state Redis reported, with no call and nothing counted
 
   clock.ms += 11'000;  // every bucket has left
   CHECK(limiter.peek(key, nullptr).remaining == 5);
+}
+
+TEST_CASE("lease: one call counts up to `lease` requests; the worker admits the rest itself") {
+  FakeCounter redis;
+  Clock clock;
+  RateLimiterOptions options;
+  options.lease = 100;
+  RateLimiter limiter(options, &redis, clock.source());
+  const auto key = key_with("k-lease", 1000, 60);  // B = 3 s; room 1000 -> lease 1000/16 = 62
+  const std::uint64_t lease_hits_before = store::metrics().ratelimit_lease_hits.load();
+
+  for (int i = 1; i <= 62; ++i) {
+    const RateOutcome out = check(limiter, key);
+    REQUIRE(out.verdict == RateVerdict::allowed);
+    // Remaining is what an exact count would say: the lease's unused requests are not spent.
+    CHECK(out.status.remaining == 1000 - i);
+  }
+  CHECK(redis.calls == 1);
+  CHECK(store::metrics().ratelimit_lease_hits.load() - lease_hits_before == 61);
+  check(limiter, key);  // the lease is used up: a second call (room 938 -> 58)
+  CHECK(redis.calls == 2);
+
+  // Next bucket: the old lease is over; its 57 unused requests go back with the next call.
+  clock.ms += 3'000;
+  check(limiter, key);
+  CHECK(redis.calls == 3);
+  CHECK(redis.given_back == 57);
+  CHECK(limiter.peek(key, nullptr).remaining == 1000 - 64);
+}
+
+TEST_CASE("lease: near the limit every call counts one request, and a fleet never exceeds it") {
+  FakeCounter redis;  // shared: two workers (or replicas) on one Redis
+  Clock clock;
+  RateLimiterOptions options;
+  options.lease = 100;
+  RateLimiter a(options, &redis, clock.source());
+  RateLimiter b(options, &redis, clock.source());
+  const auto key = key_with("k-fleet", 100, 10);  // room 100 -> leases of 6, then smaller
+
+  int admitted = 0;
+  for (int i = 0; i < 400; ++i) {
+    RateLimiter& worker = (i % 3 == 0) ? b : a;  // uneven, like real load
+    if (check(worker, key).verdict == RateVerdict::allowed) ++admitted;
+  }
+  // Each call counted its whole lease before any of it was used: never more than the limit;
+  // fewer only by what one worker still holds unused when the other is refused.
+  CHECK(admitted <= 100);
+  CHECK(admitted >= 100 - 2 * 6);
+  CHECK(redis.calls < 400);
+}
+
+TEST_CASE("lease: keys with a quota are counted one request per call") {
+  FakeCounter redis;
+  Clock clock;
+  RateLimiterOptions options;
+  options.lease = 100;
+  RateLimiter limiter(options, &redis, clock.source());
+  auto key = key_with("k-lease-quota", 1000, 60);
+  key.quota = 500;
+  for (int i = 0; i < 10; ++i) check(limiter, key);
+  CHECK(redis.calls == 10);
 }

@@ -266,3 +266,30 @@ TEST_CASE("local windows against an exact sliding log: steady traffic") {
     CHECK(most <= 51);
   }
 }
+
+TEST_CASE("leases: room and lease_size; decide counts the lease in the current bucket") {
+  const SlidingWindow w = SlidingWindow::make(1000, 60);  // B = 3000 ms
+  const std::int64_t start = 1'699'999'980'000;  // a 60 s boundary
+  CHECK(room(w, WindowCounts{}, start) == 1000);
+  CHECK(room(w, WindowCounts::of(0, 999), start) == 1);
+  CHECK(room(w, WindowCounts::of(0, 1000), start) == 0);
+  CHECK(room(w, WindowCounts::of(1000, 0), start + 1500) == 500);  // p weighs half
+
+  CHECK(lease_size(0, 100) == 0);
+  CHECK(lease_size(1, 100) == 1);
+  CHECK(lease_size(31, 100) == 1);   // near the limit: one request per call
+  CHECK(lease_size(32, 100) == 2);
+  CHECK(lease_size(1000, 100) == 62);
+  CHECK(lease_size(1'000'000, 100) == 100);
+  CHECK(lease_size(1'000'000, 1) == 1);
+
+  const WindowDecision d = decide(w, WindowCounts::of(0, 10), start, 100);
+  CHECK(d.allowed);
+  CHECK(d.granted == 61);  // room 990 / 16
+  CHECK(d.counts.current() == 71);
+  CHECK(d.remaining == 1000 - 71);
+  const WindowDecision full = decide(w, WindowCounts::of(0, 1000), start, 100);
+  CHECK_FALSE(full.allowed);
+  CHECK(full.granted == 0);
+  CHECK(full.counts.current() == 1000);
+}
