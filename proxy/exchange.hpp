@@ -144,6 +144,23 @@ asio::awaitable<error_code> read_header(Stream& socket, beast::flat_buffer& buff
   }
 }
 
+// Parses the body bytes already in `buffer` into `parser` (into its buffer_body window),
+// without a trip through the event loop. False when there were none to parse: read first.
+// need_more and need_buffer are not errors here.
+template <bool isRequest>
+bool parse_buffered_body(beast::flat_buffer& buffer, http::basic_parser<isRequest>& parser,
+                         error_code& ec) {
+  if (buffer.size() == 0) return false;
+  const std::size_t used = parser.put(buffer.data(), ec);
+  buffer.consume(used);
+  if (ec == http::error::need_buffer) ec = {};
+  if (ec == http::error::need_more) {
+    ec = {};
+    return used > 0;
+  }
+  return true;
+}
+
 // Writes x.conn.scratch (a complete answer) as the response to x. A failed write ends the
 // connection.
 asio::awaitable<void> send_answer(Exchange& x, int status);

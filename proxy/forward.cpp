@@ -11,11 +11,12 @@
 #include "proxy/forward.hpp"
 
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/serializer.hpp>
-#include <boost/beast/http/write.hpp>
 
 #include <boost/asio/ssl/stream.hpp>
 
+#include <array>
+#include <charconv>
+#include <cstring>
 #include <optional>
 
 #include "proxy/headers.hpp"
@@ -44,6 +45,42 @@ class Window {
  private:
   RelayBuffers& buffers_;
   std::unique_ptr<char[]> data_;
+};
+
+// A message on its way out: the header formatted beforehand goes with the first write, then
+// the body as it arrives, chunk-framed when the message is chunked. (What Beast's serializer
+// writes, without walking the field list buffer by buffer on every write.)
+class Outgoing {
+ public:
+  Outgoing(std::string_view header, bool chunked) : header_(header), chunked_(chunked) {}
+
+  // What to write next: the header if not sent yet, `size` body bytes at `data` (maybe none),
+  // and with `last` the end of a chunked body. Unused entries are empty.
+  std::array<asio::const_buffer, 5> next(const char* data, std::size_t size, bool last) {
+    std::array<asio::const_buffer, 5> out;
+    std::size_t n = 0;
+    if (!header_.empty()) {
+      out[n++] = asio::buffer(header_.data(), header_.size());
+      header_ = {};
+    }
+    if (size > 0 && chunked_) {
+      // chunk-size CRLF data CRLF (RFC 9112 7.1)
+      const auto end = std::to_chars(chunk_line_, chunk_line_ + 16, size, 16).ptr;
+      std::memcpy(end, "\r\n", 2);
+      out[n++] = asio::buffer(chunk_line_, static_cast<std::size_t>(end + 2 - chunk_line_));
+      out[n++] = asio::buffer(data, size);
+      out[n++] = asio::buffer("\r\n", 2);
+    } else if (size > 0) {
+      out[n++] = asio::buffer(data, size);
+    }
+    if (last && chunked_) out[n++] = asio::buffer("0\r\n\r\n", 5);  // last-chunk, no trailers
+    return out;
+  }
+
+ private:
+  std::string_view header_;  // empty once sent
+  bool chunked_;
+  char chunk_line_[18];
 };
 
 void count(store::Counter& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
@@ -152,39 +189,43 @@ asio::awaitable<Step> send_request(Exchange& x, UpstreamConnection& upstream, ch
   const ProxyOptions& options = x.conn.worker.options;
   Request& request = x.parser.get();
   auto& body = request.body();
-  http::request_serializer<http::buffer_body, Fields> serializer{request};
+  x.conn.scratch.clear();
+  format_header(x.conn.scratch, request);
+  Outgoing outgoing(x.conn.scratch, request.chunked());
+  bool last = false;
   do {
+    const char* data = nullptr;
+    std::size_t size = 0;
     if (!x.parser.is_done()) {
       body.data = window;
       body.size = RelayBuffers::size;
       x.conn.deadline.arm(Phase::request_body, options.idle_timeout);
-      auto [ec, n] = co_await http::async_read_some(x.conn.stream, x.conn.buffer, x.parser,
-                                                    awaitable_tuple);
-      if (ec == http::error::need_buffer) ec = {};
+      error_code ec;
+      if (!parse_buffered_body(x.conn.buffer, x.parser, ec)) {
+        auto [read_error, n] = co_await http::async_read_some(x.conn.stream, x.conn.buffer,
+                                                              x.parser, awaitable_tuple);
+        ec = read_error == http::error::need_buffer ? error_code() : read_error;
+      }
       if (ec) {
         co_await fail_upload(x, ec);
         co_return Step::done;
       }
       body_consumed = true;
-      body.size = RelayBuffers::size - body.size;
-      body.data = body.size > 0 ? window : nullptr;  // an empty chunk would end the body
-      body.more = !x.parser.is_done();
+      size = RelayBuffers::size - body.size;
+      data = window;
       if (x.parser.is_done()) x.body_unread = false;
-      if (body.size == 0 && body.more) continue;  // only framing was read
-    } else {
-      body.data = nullptr;
-      body.size = 0;
-      body.more = false;
+      if (size == 0 && !x.parser.is_done()) continue;  // only framing was read
     }
+    last = x.parser.is_done();
     x.conn.deadline.arm(Phase::upstream_response, options.upstream_response_timeout);
-    auto [ec, n] = co_await http::async_write(upstream.stream, serializer, awaitable_tuple);
-    if (ec == http::error::need_buffer) ec = {};
+    const auto buffers = outgoing.next(data, size, last);
+    auto [ec, n] = co_await asio::async_write(upstream.stream, buffers, awaitable_tuple);
     if (ec) {
       if (upstream.reused && !body_consumed && !x.conn.deadline.expired()) co_return Step::retry;
       co_await fail_upstream(x);
       co_return Step::done;
     }
-  } while (!x.parser.is_done() && !serializer.is_done());
+  } while (!last);
   co_return Step::ok;
 }
 
@@ -254,16 +295,24 @@ asio::awaitable<bool> relay_response(Exchange& x, UpstreamConnection& upstream,
   const ProxyOptions& options = x.conn.worker.options;
   Response& response = parser.get();
   auto& body = response.body();
-  http::response_serializer<http::buffer_body, Fields> serializer{response};
+  x.conn.scratch.clear();
+  format_header(x.conn.scratch, response);
+  Outgoing outgoing(x.conn.scratch, response.chunked());
   bool header_sent = false;
+  bool last = false;
   do {
+    const char* data = nullptr;
+    std::size_t size = 0;
     if (!parser.is_done()) {
       body.data = window;
       body.size = RelayBuffers::size;
       x.conn.deadline.arm(Phase::response_body, options.idle_timeout);
-      auto [ec, n] = co_await http::async_read_some(upstream.stream, x.conn.upstream_buffer,
-                                                    parser, awaitable_tuple);
-      if (ec == http::error::need_buffer) ec = {};
+      error_code ec;
+      if (!parse_buffered_body(x.conn.upstream_buffer, parser, ec)) {
+        auto [read_error, n] = co_await http::async_read_some(
+            upstream.stream, x.conn.upstream_buffer, parser, awaitable_tuple);
+        ec = read_error == http::error::need_buffer ? error_code() : read_error;
+      }
       if (ec) {
         x.keep_alive = false;
         if (!header_sent) {
@@ -273,25 +322,21 @@ asio::awaitable<bool> relay_response(Exchange& x, UpstreamConnection& upstream,
         }
         co_return false;
       }
-      body.size = RelayBuffers::size - body.size;
-      body.data = body.size > 0 ? window : nullptr;  // an empty chunk would end the body
-      body.more = !parser.is_done();
-      if (body.size == 0 && body.more) continue;  // only framing was read
-    } else {
-      body.data = nullptr;
-      body.size = 0;
-      body.more = false;
+      size = RelayBuffers::size - body.size;
+      data = window;
+      if (size == 0 && !parser.is_done()) continue;  // only framing was read
     }
+    last = parser.is_done();
     x.conn.deadline.arm(Phase::response_body, options.idle_timeout);
-    auto [ec, n] = co_await http::async_write(x.conn.stream, serializer, awaitable_tuple);
-    if (ec == http::error::need_buffer) ec = {};
+    const auto buffers = outgoing.next(data, size, last);
+    auto [ec, n] = co_await asio::async_write(x.conn.stream, buffers, awaitable_tuple);
     if (ec) {
       x.keep_alive = false;
       co_return false;
     }
     if (!header_sent) x.status = response.result_int();
     header_sent = true;
-  } while (!parser.is_done() && !serializer.is_done());
+  } while (!last);
   co_return true;
 }
 

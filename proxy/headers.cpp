@@ -194,6 +194,51 @@ void set_forwarded(Fields& fields, std::string_view peer, bool peer_trusted,
   fields.insert(http::field::unknown, forwarded_proto_header, proto);
 }
 
+namespace {
+
+void append_version(std::string& out, unsigned version) {
+  out += "HTTP/";
+  out += static_cast<char>('0' + version / 10);
+  out += '.';
+  out += static_cast<char>('0' + version % 10);
+}
+
+void append_fields(std::string& out, const Fields& fields) {
+  for (const auto& field : fields) {
+    out += field.name_string();
+    out += ": ";
+    out += field.value();
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+}  // namespace
+
+void format_header(std::string& out, const http::request_header<Fields>& request) {
+  out += request.method_string();
+  out += ' ';
+  out += request.target();
+  out += ' ';
+  append_version(out, request.version());
+  out += "\r\n";
+  append_fields(out, request);
+}
+
+void format_header(std::string& out, const http::response_header<Fields>& response) {
+  append_version(out, response.version());
+  const unsigned status = response.result_int();
+  out += ' ';
+  out += static_cast<char>('0' + status / 100);
+  out += static_cast<char>('0' + status / 10 % 10);
+  out += static_cast<char>('0' + status % 10);
+  out += ' ';
+  const auto reason = response.reason();
+  out += reason.empty() ? http::obsolete_reason(response.result()) : reason;
+  out += "\r\n";
+  append_fields(out, response);
+}
+
 std::string remove_query_parameter(std::string_view query, std::string_view parameter) {
   std::string kept;
   kept.reserve(query.size());

@@ -2,6 +2,7 @@
 // Internal to proxy/ (Beast fields in the interface): the header edits of the request path.
 // Pure functions on a field set; no I/O.
 #include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
 
 #include <memory_resource>
 #include <string>
@@ -42,6 +43,11 @@ void append_rate_limit(std::string& out, const authz::RateLimitStatus& rate);
 // else the peer alone; X-Forwarded-Proto: `proto` (http, or https behind a TLS listener).
 void set_forwarded(Fields& fields, std::string_view peer, bool peer_trusted,
                    std::string_view proto, std::string& scratch);
+
+// The request line or status line, the fields and the empty line, as they go on the wire
+// (the bytes Beast's serializer would write), appended to `out`.
+void format_header(std::string& out, const boost::beast::http::request_header<Fields>& request);
+void format_header(std::string& out, const boost::beast::http::response_header<Fields>& response);
 
 // The query string without `parameter` (name=value pairs split on '&').
 std::string remove_query_parameter(std::string_view query, std::string_view parameter);
