@@ -182,7 +182,6 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   hit.buckets = SlidingWindow::buckets;
   hit.now_ticks = window.ticks(now_ms);
   hit.tick_ms = window.tick_ms;
-  hit.want = options_.lease;
   if (quota) {
     quota_hit.key_id = key.id;
     quota_hit.quota = quota->quota;
@@ -199,6 +198,9 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
       state.give_back = state.lease_left;
       state.lease_left = 0;
     }
+    // A lease only for a counter this worker already counted in this sub-window: a key seen
+    // once (most of them, with many keys) does not hold requests it will never use.
+    hit.want = state.seen_index == index ? options_.lease : 1;
     hit.give_back = state.give_back;
     hit.give_back_index = state.give_back_index;
     state.give_back = 0;

@@ -41,7 +41,8 @@
 // limit. The cost is the other way: while a lease is outstanding its unused requests count as
 // used, so another worker or replica may be refused up to that many requests early, for at
 // most one bucket (W/20). A lease takes at most 1/16 of the room, so near the limit every call
-// counts one request (g = 1), exactly as without leases.
+// counts one request (g = 1), exactly as without leases. (The limiter asks for a lease only on
+// its second call for a counter in the same bucket, so one-off keys hold nothing.)
 #include <array>
 #include <cstdint>
 #include <string>

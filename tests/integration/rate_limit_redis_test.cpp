@@ -162,7 +162,7 @@ TEST_CASE("leases in Redis: one call counts a lease, the C++ arithmetic agrees, 
     lease_options.lease = 100;
     authz::RateLimiter limiter(lease_options, &counter, clock.source());
     const std::string id = unique_id("lease");
-    const auto key = key_with(id, 1000, 60);  // B = 3 s; room 1000 -> a lease of 62
+    const auto key = key_with(id, 1000, 60);  // B = 3 s
     const std::string redis_key = "kg:rl:{" + id + "}:60s";
     const std::string first_bucket = std::to_string(clock.ms / 3'000);
 
@@ -172,23 +172,24 @@ TEST_CASE("leases in Redis: one call counts a lease, the C++ arithmetic agrees, 
       REQUIRE(o.verdict == RateVerdict::allowed);
       CHECK(o.status.remaining == 1000 - i);
     }
-    CHECK(redis_calls() - calls_before == 2);  // 62, then 58 (room 938 / 16)
+    // 1 (first call of the sub-window), a lease of 62 (room 999 / 16), then 58 (room 937 / 16).
+    CHECK(redis_calls() - calls_before == 3);
     const store::RedisResult counted = co_await call(redis, "HGET", redis_key, first_bucket);
     REQUIRE(counted.ok());
-    CHECK(counted.reply.str == "120");  // counted before admitted: 70 used, 50 held
+    CHECK(counted.reply.str == "121");  // counted before admitted: 70 used, 51 held
 
-    // The next bucket: the next call gives the 50 back to the first bucket.
+    // The next bucket: the next call gives the 51 back to the first bucket.
     clock.ms += 3'000;
     REQUIRE((co_await limiter.check(key, nullptr)).verdict == RateVerdict::allowed);
     const store::RedisResult after = co_await call(redis, "HGET", redis_key, first_bucket);
     REQUIRE(after.ok());
     CHECK(after.reply.str == "70");
 
-    // The same script call, C++ side by side: want 100 at room 1000 - 70 - 58 (second lease).
+    // The same script call, C++ side by side: want 100 at room 1000 - 70 - 1.
     const authz::SlidingWindow window = authz::SlidingWindow::make(1000, 60);
     authz::WindowCounts before;
     before.at[authz::SlidingWindow::buckets - 1] = 70;
-    before.at[authz::SlidingWindow::buckets] = 58;
+    before.at[authz::SlidingWindow::buckets] = 1;
     const authz::WindowDecision expected = authz::decide(window, before, clock.ms, 100);
     store::WindowHit hit;
     hit.counter = redis_key;

@@ -415,26 +415,28 @@ TEST_CASE("lease: one call counts up to `lease` requests; the worker admits the 
   RateLimiterOptions options;
   options.lease = 100;
   RateLimiter limiter(options, &redis, clock.source());
-  const auto key = key_with("k-lease", 1000, 60);  // B = 3 s; room 1000 -> lease 1000/16 = 62
+  const auto key = key_with("k-lease", 1000, 60);  // B = 3 s
   const std::uint64_t lease_hits_before = store::metrics().ratelimit_lease_hits.load();
 
-  for (int i = 1; i <= 62; ++i) {
+  // The first call of a sub-window counts one request; the second takes a lease of
+  // 999 / 16 = 62 (this request and 61 more).
+  for (int i = 1; i <= 63; ++i) {
     const RateOutcome out = check(limiter, key);
     REQUIRE(out.verdict == RateVerdict::allowed);
     // Remaining is what an exact count would say: the lease's unused requests are not spent.
     CHECK(out.status.remaining == 1000 - i);
   }
-  CHECK(redis.calls == 1);
-  CHECK(store::metrics().ratelimit_lease_hits.load() - lease_hits_before == 61);
-  check(limiter, key);  // the lease is used up: a second call (room 938 -> 58)
   CHECK(redis.calls == 2);
+  CHECK(store::metrics().ratelimit_lease_hits.load() - lease_hits_before == 61);
+  check(limiter, key);  // the lease is used up: a third call (room 937 -> 58)
+  CHECK(redis.calls == 3);
 
   // Next bucket: the old lease is over; its 57 unused requests go back with the next call.
   clock.ms += 3'000;
   check(limiter, key);
-  CHECK(redis.calls == 3);
+  CHECK(redis.calls == 4);
   CHECK(redis.given_back == 57);
-  CHECK(limiter.peek(key, nullptr).remaining == 1000 - 64);
+  CHECK(limiter.peek(key, nullptr).remaining == 1000 - 65);
 }
 
 TEST_CASE("lease: near the limit every call counts one request, and a fleet never exceeds it") {
