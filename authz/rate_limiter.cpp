@@ -154,9 +154,8 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   const std::int64_t index = window.bucket_index(now_ms);
 
   // The worker's lease: requests already counted in this bucket, admitted without a call.
-  if (auto it = counters_.find(counter);
-      it != counters_.end() && it->second.window_ms == window.window_ms()) {
-    CounterState& state = it->second;
+  if (CounterState* found = find_state(counter, window)) {
+    CounterState& state = *found;
     if (state.lease_left > 0 && state.lease_index == index) {
       --state.lease_left;
       if (state.seen_index == index) ++state.current;
@@ -262,11 +261,34 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   co_return out;
 }
 
+namespace {
+
+std::uint64_t counter_key(const std::string& counter) { return std::hash<std::string>{}(counter); }
+std::uint32_t counter_check(const std::string& counter) {
+  return static_cast<std::uint32_t>(fnv1a(14695981039346656037ull, counter) >> 32);
+}
+
+}  // namespace
+
+RateLimiter::CounterState* RateLimiter::find_state(const std::string& counter,
+                                                   const SlidingWindow& window) {
+  const auto it = counters_.find(counter_key(counter));
+  if (it == counters_.end() || it->second.window_ms != window.window_ms() ||
+      it->second.check != counter_check(counter)) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
 RateLimiter::CounterState& RateLimiter::state_of(const std::string& counter,
                                                  const SlidingWindow& window) {
-  auto [it, inserted] = counters_.try_emplace(counter);
-  if (inserted || it->second.window_ms != window.window_ms()) {
+  const std::uint32_t check = counter_check(counter);
+  auto [it, inserted] = counters_.try_emplace(counter_key(counter));
+  // Another counter with the same key (or another window) is replaced: the state is only a
+  // memory, and a lease lost this way stays counted in Redis (stricter, never looser).
+  if (inserted || it->second.window_ms != window.window_ms() || it->second.check != check) {
     it->second = CounterState{};
+    it->second.check = check;
     it->second.window_ms = window.window_ms();
   }
   return it->second;
@@ -315,9 +337,8 @@ RateLimitStatus RateLimiter::peek(const store::KeyRecord& key, const Route* rout
     return s;
   }
   WindowCounts seen;
-  if (auto it = counters_.find(counter);
-      it != counters_.end() && it->second.window_ms == window.window_ms()) {
-    seen = roll(WindowCounts::of(it->second.previous, it->second.current), it->second.seen_index, index);
+  if (const CounterState* state = find_state(counter, window)) {
+    seen = roll(WindowCounts::of(state->previous, state->current), state->seen_index, index);
   }
   const WindowDecision d = describe(window, true, seen, now_ms);
   RateLimitStatus s = status_for(key, policy, d, quota_used, now_ms);

@@ -124,8 +124,11 @@ class RateLimiter {
   };
   // What this worker knows of one shared counter: the last p and c Redis reported (for peek
   // and for lease answers' headers; admitted lease requests are added to c as they are used)
-  // and its lease. Kept small: there is one per counter seen, e.g. 100,000 for 100,000 keys.
+  // and its lease. Kept small: there is one per counter seen, e.g. 100,000 for 100,000 keys,
+  // so the map is keyed by a 64-bit hash of the counter's name, not the name (about 100 bytes
+  // a counter less); `check`, a second hash, tells two names with the same key apart.
   struct CounterState {
+    std::uint32_t check = 0;
     std::int64_t window_ms = 0;  // the policy's window; a different one starts afresh
     std::int64_t seen_index = 0;  // bucket index of the report
     std::int64_t previous = 0;
@@ -136,6 +139,8 @@ class RateLimiter {
     std::int64_t give_back = 0;        // next call for this counter
   };
 
+  // The state of `counter` with `window`, or null; state_of creates (or resets) it.
+  CounterState* find_state(const std::string& counter, const SlidingWindow& window);
   CounterState& state_of(const std::string& counter, const SlidingWindow& window);
   void record_seen(const std::string& counter, const SlidingWindow& window, std::int64_t now_ms,
                    std::int64_t previous, std::int64_t current);
@@ -151,7 +156,7 @@ class RateLimiter {
   store::RateCounter* counter_;
   Now now_;
   LocalSlidingWindows local_;  // the fallback's own counts
-  std::unordered_map<std::string, CounterState> counters_;
+  std::unordered_map<std::uint64_t, CounterState> counters_;
   std::size_t counters_prune_at_ = 1024;
   std::unordered_map<std::string, QuotaCount> quota_seen_;  // by key id
   std::unordered_map<std::string, Blocked> near_cache_;
