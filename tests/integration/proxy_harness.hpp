@@ -170,13 +170,24 @@ class TestUpstream {
     return arrived_.wait_for(lock, limit, [&] { return received_.size() >= n; });
   }
   // Closes every connection waiting for its next request (an upstream's keep-alive timeout).
+  // Closes every connection once all of them wait for a next request: a connection that has
+  // just written its answer is not idle yet until its loop comes back to the read (up to 5 s).
   void close_idle() {
-    std::promise<void> done;
-    asio::post(io_, [&] {
-      for (auto* socket : idle_) socket->close();
-      done.set_value();
-    });
-    done.get_future().wait_for(5s);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (;;) {
+      std::promise<bool> done;
+      asio::post(io_, [&] {
+        if (idle_.size() < open_ && std::chrono::steady_clock::now() < deadline) {
+          done.set_value(false);
+          return;
+        }
+        for (auto* socket : idle_) socket->close();
+        done.set_value(true);
+      });
+      auto result = done.get_future();
+      if (result.wait_for(5s) != std::future_status::ready || result.get()) return;
+      std::this_thread::sleep_for(5ms);
+    }
   }
 
   std::uint16_t port = 0;
@@ -193,6 +204,11 @@ class TestUpstream {
 
   asio::awaitable<void> serve(tcp::socket socket, int connection) {
     constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
+    ++open_;
+    struct Closed {
+      std::size_t& open;
+      ~Closed() { --open; }
+    } closed{open_};
     beast::flat_buffer buffer;
     std::vector<char> window(64 * 1024);
     for (;;) {
@@ -270,6 +286,7 @@ class TestUpstream {
   std::vector<Received> received_;
   std::atomic<int> connections_{0};
   std::list<tcp::socket*> idle_;
+  std::size_t open_ = 0;  // serve() loops running (on io_ only)
 };
 
 // ---- the proxy under test -----------------------------------------------------------------
