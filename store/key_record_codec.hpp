@@ -1,6 +1,7 @@
 #pragma once
-// The form of a KeyRecord in Redis: compact JSON with a version field, so a keygate that meets
-// a record written by another version treats it as a miss instead of misreading it.
+// The form of a KeyRecord in Redis: a compact length-prefixed text with a version tag (format in
+// key_record_codec.cpp), so a keygate that meets a record written by another version treats it
+// as a miss instead of misreading it.
 #include <optional>
 #include <string>
 #include <string_view>

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Profiles keygate in the `hot` scenario (driven by bench/profile).
+"""Profiles keygate in the `hot` (default) or `spread` scenario (driven by bench/profile).
 
 Same setup as the suite (throwaway PostgreSQL and Redis with the benchmark keys, the nginx
 upstream, keygate `threads: 1` pinned to the server core, wrk on the client core), then:
@@ -8,7 +8,7 @@ upstream, keygate `threads: 1` pinned to the server core, wrk on the client core
              callgrind_annotate, self and inclusive, with file:line when keygate has debug info
   perf       keygate runs normally; `perf record -e cpu-clock` samples it during the load
              (hardware counters are often unavailable in VMs; cpu-clock is a software event)
-Writes results/profile-hot-<tool>.txt. Every process is stopped by PID.
+Writes results/profile-<scenario>-<tool>.txt. Every process is stopped by PID.
 """
 import argparse
 import os
@@ -30,15 +30,18 @@ def main(argv):
     p.add_argument("--seconds", type=int, default=15, help="measured load, at most 60")
     p.add_argument("--connections", type=int, default=10)
     p.add_argument("--out", default=os.path.join(S.BENCH, "results"))
+    p.add_argument("--scenario", choices=("hot", "spread"), default="hot",
+                   help="hot: 1,000 keys from the L1 cache; spread: 100,000 keys, no warm-up "
+                        "(L1 misses: Redis, then PostgreSQL for keys Redis does not hold yet)")
     a = p.parse_args(argv)
     a.seconds = max(1, min(60, a.seconds))
     sargs = S.parse_args(["--keygate", a.keygate, "--workdir", a.workdir, "--quick",
-                          "--keys", "110000", "--scenarios", "hot",
+                          "--keys", "110000", "--scenarios", a.scenario,
                           "--connections", str(a.connections)])
     os.sched_setaffinity(0, {sargs.client_cpu})
     suite = S.Suite(sargs)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    out_txt = os.path.join(a.out, f"profile-hot-{a.tool}.txt")
+    out_txt = os.path.join(a.out, f"profile-{a.scenario}-{a.tool}.txt")
     try:
         suite.start_stores()
         suite.migrate_and_load()
@@ -56,13 +59,14 @@ def main(argv):
                        usage=False if S.Suite.usage_option_exists() else None,
                        wrapper=wrapper).start(timeout=180)
         status, _ = S.http_get(kg.port, "/bench",
-                               {"Authorization": f"Bearer {suite.sample_keys['hot']}"},
+                               {"Authorization": f"Bearer {suite.sample_keys[a.scenario]}"},
                                timeout=30)
         if status != 200:
-            raise RuntimeError(f"keygate answered {status} to a hot key")
-        warm = 20 if a.tool == "callgrind" else 3
-        S.log(f"warm-up {warm} s (fills the L1 cache with the 1,000 hot keys)")
-        S.run_wrk(sargs, kg.port, suite.key_files["hot"], warm)
+            raise RuntimeError(f"keygate answered {status} to a {a.scenario} key")
+        if a.scenario == "hot":
+            warm = 20 if a.tool == "callgrind" else 3
+            S.log(f"warm-up {warm} s (fills the L1 cache with the 1,000 hot keys)")
+            S.run_wrk(sargs, kg.port, suite.key_files["hot"], warm)
         perf = None
         if a.tool == "callgrind":
             subprocess.run(["callgrind_control", "-i", "on", str(kg.proc.pid)], check=True,
@@ -74,11 +78,11 @@ def main(argv):
                                      "sleep", str(a.seconds)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             suite.procs.add("perf", perf.pid, lambda: S.stores.stop_pid(perf.pid, signal.SIGINT))
-        S.log(f"measuring {a.seconds} s of `hot` load under {a.tool}")
-        res, cmd = S.run_wrk(sargs, kg.port, suite.key_files["hot"], a.seconds)
+        S.log(f"measuring {a.seconds} s of `{a.scenario}` load under {a.tool}")
+        res, cmd = S.run_wrk(sargs, kg.port, suite.key_files[a.scenario], a.seconds)
         S.log(f"{res['requests']} requests, {res['requests'] / (res['duration_us'] / 1e6):.0f} "
               f"req/s, errors {res['errors']}")
-        header = [f"# keygate `hot` profile ({a.tool}), {res['requests']} requests measured",
+        header = [f"# keygate `{a.scenario}` profile ({a.tool}), {res['requests']} requests measured",
                   f"# load: {cmd}", ""]
         if a.tool == "callgrind":
             # dump what the measured load cost (callgrind.out.1), before shutdown adds its own
