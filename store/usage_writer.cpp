@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <exception>
 #include <random>
+#include <unordered_set>
 
 #include "store/metrics.hpp"
 
@@ -27,14 +28,28 @@ using SteadyTime = SteadyClock::time_point;
 using std::chrono::milliseconds;
 
 struct UsageWriter::Batch {
-  std::string data;                   // COPY text lines
-  std::vector<std::size_t> line_ends;  // offset just past each line's '\n'
-  std::set<std::int32_t> days;        // UTC days of the lines' created_at
+  // A batch from memory that was never sent holds its events, sent with one binary COPY
+  // straight into api_key_usage (write_front says why that is safe). Once that could have
+  // written anything, and for a batch read from the spill file, it holds COPY text lines for
+  // the staging table and ON CONFLICT DO NOTHING.
+  std::vector<UsageEvent> events;      // direct batch: the events (key ids checked), in order
+  std::string data;                    // staged batch: COPY text lines
+  std::vector<std::size_t> line_ends;  // staged batch: offset just past each line's '\n'
+  std::set<std::int32_t> days;         // UTC days of the events' created_at
   bool from_spill = false;
   std::uint64_t spill_end = 0;  // from_spill and nonzero: consumed() up to here once stored
   int query_failures = 0;
 
-  std::size_t lines() const { return line_ends.size(); }
+  bool direct() const { return !events.empty(); }
+  std::size_t lines() const { return events.size() + line_ends.size(); }
+  // Turns a direct batch into a staged one (same events, as COPY text lines).
+  void stage(std::uint64_t process_id) {
+    for (const UsageEvent& e : events) {
+      if (append_usage_line(data, e, process_id)) line_ends.push_back(data.size());
+    }
+    events.clear();
+    events.shrink_to_fit();
+  }
 };
 
 namespace {
@@ -44,6 +59,10 @@ constexpr std::size_t spill_read_max_bytes = 8 * 1024 * 1024;
 constexpr std::string_view staging_columns =
     "event_id, api_key_id, endpoint, method, status_code, ip_address, user_agent, "
     "response_time_us, created_at";
+// The columns of a direct batch's binary COPY, in append_usage_binary_row's order.
+constexpr std::string_view direct_columns =
+    "event_id, api_key_id, endpoint, method, status_code, ip_address, user_agent, "
+    "response_time_ms, response_time_us, created_at";
 
 void log_event(std::string_view level, std::string_view msg, std::string_view detail = {}) {
   if (detail.empty()) {
@@ -103,25 +122,32 @@ std::int32_t today_utc() {
 
 // ---- COPY text ------------------------------------------------------------------------------
 
-// Appends `text` as one COPY text field: backslash, tab, newline and CR escaped, other control
-// characters as '?', and anything that is not valid UTF-8 as U+FFFD (a cut sequence at the
-// end of a truncated field included), so PostgreSQL never rejects a batch over one odd byte.
-void append_copy_text(std::string& out, std::string_view text) {
-  if (text.empty()) {
-    out += "\\N";
-    return;
-  }
+// Appends `text` cleaned: other control characters than tab, newline and CR as '?', and
+// anything that is not valid UTF-8 as U+FFFD (a cut sequence at the end of a truncated field
+// included), so PostgreSQL never rejects a batch over one odd byte. With `copy_escape`, as one
+// COPY text field: backslash, tab, newline and CR escaped. The binary and the text encodings
+// of an event thus store the same characters.
+void append_clean_text(std::string& out, std::string_view text, bool copy_escape) {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   const std::size_t n = text.size();
   for (std::size_t i = 0; i < n;) {
+    // A run of printable ASCII (the usual case) in one append.
+    std::size_t run = i;
+    while (run < n && p[run] >= 0x20 && p[run] < 0x7f && !(copy_escape && p[run] == '\\')) ++run;
+    if (run > i) {
+      out.append(text.substr(i, run - i));
+      i = run;
+      continue;
+    }
     const unsigned char c = p[i];
     if (c < 0x80) {
-      switch (c) {
-        case '\\': out += "\\\\"; break;
-        case '\t': out += "\\t"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        default: out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
+      if (copy_escape && (c == '\\' || c == '\t' || c == '\n' || c == '\r')) {
+        out.push_back('\\');
+        out.push_back(c == '\\' ? '\\' : c == '\t' ? 't' : c == '\n' ? 'n' : 'r');
+      } else if (c == '\t' || c == '\n' || c == '\r') {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
       }
       ++i;
       continue;
@@ -149,6 +175,61 @@ void append_copy_text(std::string& out, std::string_view text) {
       ++i;
     }
   }
+}
+
+// One COPY text field; an empty text is NULL.
+void append_copy_text(std::string& out, std::string_view text) {
+  if (text.empty()) {
+    out += "\\N";
+    return;
+  }
+  append_clean_text(out, text, true);
+}
+
+// ---- COPY binary (PostgreSQL's documented format: network byte order throughout) -------------
+
+void put_u8(std::string& out, std::uint8_t v) { out.push_back(static_cast<char>(v)); }
+void put_u16(std::string& out, std::uint16_t v) {
+  put_u8(out, static_cast<std::uint8_t>(v >> 8));
+  put_u8(out, static_cast<std::uint8_t>(v));
+}
+void put_u32(std::string& out, std::uint32_t v) {
+  put_u16(out, static_cast<std::uint16_t>(v >> 16));
+  put_u16(out, static_cast<std::uint16_t>(v));
+}
+void put_u64(std::string& out, std::uint64_t v) {
+  put_u32(out, static_cast<std::uint32_t>(v >> 32));
+  put_u32(out, static_cast<std::uint32_t>(v));
+}
+void put_int4_field(std::string& out, std::int32_t v) {
+  put_u32(out, 4);
+  put_u32(out, static_cast<std::uint32_t>(v));
+}
+// A text field (length, then the cleaned bytes); an empty text is NULL, as in the text form.
+void put_text_field(std::string& out, std::string_view text) {
+  if (text.empty()) {
+    put_u32(out, 0xffffffffu);  // -1: NULL
+    return;
+  }
+  const std::size_t at = out.size();
+  put_u32(out, 0);
+  append_clean_text(out, text, false);
+  const auto len = static_cast<std::uint32_t>(out.size() - at - 4);
+  for (int k = 0; k < 4; ++k) out[at + k] = static_cast<char>(len >> (24 - 8 * k));
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return c - 'A' + 10;  // checked by is_uuid_text
+}
+
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
 }
 
 bool is_uuid_text(std::string_view s) {
@@ -265,6 +346,49 @@ bool append_usage_line(std::string& out, const UsageEvent& e, std::uint64_t proc
   return true;
 }
 
+void append_usage_binary_header(std::string& out) {
+  out.append("PGCOPY\n\xff\r\n\0", 11);
+  put_u32(out, 0);  // flags: no OIDs
+  put_u32(out, 0);  // no header extension
+}
+
+void append_usage_binary_trailer(std::string& out) { put_u16(out, 0xffff); }
+
+bool append_usage_binary_row(std::string& out, const UsageEvent& e, std::uint64_t process_id) {
+  const std::string_view key = e.key_id.view();
+  if (!is_uuid_text(key)) return false;
+  put_u16(out, 10);  // fields, in direct_columns' order
+  put_u32(out, 16);  // event_id: the bytes usage_event_id() spells
+  put_u64(out, process_id);
+  put_u64(out, e.sequence);
+  put_u32(out, 16);  // api_key_id
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    if (key[i] == '-') continue;
+    put_u8(out, static_cast<std::uint8_t>(hex_value(key[i]) << 4 | hex_value(key[i + 1])));
+    ++i;
+  }
+  put_text_field(out, e.endpoint.view());
+  put_text_field(out, e.method.view());
+  put_int4_field(out, e.status);
+  // inet: family (PGSQL_AF_INET 2, PGSQL_AF_INET6 3), bits, is_cidr, length, address bytes.
+  const bool v4 = e.client_ip.is_v4;
+  put_u32(out, v4 ? 8 : 20);
+  put_u8(out, v4 ? 2 : 3);
+  put_u8(out, v4 ? 32 : 128);
+  put_u8(out, 0);
+  put_u8(out, v4 ? 4 : 16);
+  out.append(reinterpret_cast<const char*>(e.client_ip.bytes.data()) + (v4 ? 12 : 0), v4 ? 4 : 16);
+  put_text_field(out, e.user_agent.view());
+  // As the staging INSERT computes them from the text form (without its int4 overflow).
+  const std::uint32_t us = std::min<std::uint32_t>(e.response_time_us, 0x7fffffff);
+  put_int4_field(out, static_cast<std::int32_t>((std::uint64_t{us} + 500) / 1000));
+  put_int4_field(out, static_cast<std::int32_t>(us));
+  // timestamptz: microseconds since 2000-01-01 00:00:00 UTC.
+  put_u32(out, 8);
+  put_u64(out, static_cast<std::uint64_t>(e.created_at_us - 946684800000000LL));
+  return true;
+}
+
 std::optional<std::int32_t> usage_line_day(std::string_view line) {
   const auto tab = line.rfind('\t');
   if (tab == std::string_view::npos) return std::nullopt;
@@ -377,8 +501,11 @@ void UsageWriter::collect() {
   for (std::size_t i = before; i < backlog_.size(); ++i) {
     UsageEvent& e = backlog_[i];
     e.sequence = next_sequence_++;
-    auto [it, inserted] = last_used_.try_emplace(std::string(e.key_id.view()), e.created_at_us);
-    if (!inserted) it->second = std::max(it->second, e.created_at_us);
+    if (auto it = last_used_.find(e.key_id.view()); it != last_used_.end()) {
+      it->second = std::max(it->second, e.created_at_us);
+    } else {
+      last_used_.emplace(std::string(e.key_id.view()), e.created_at_us);
+    }
   }
   if (backlog_size() > options_.queue_size) spill_overflow();
   update_depth();
@@ -429,16 +556,16 @@ void UsageWriter::update_depth() {
 UsageWriter::Batch UsageWriter::take_batch() {
   Batch batch;
   const std::size_t n = std::min(options_.batch_size, backlog_size());
-  batch.data.reserve(n * 160);
-  batch.line_ends.reserve(n);
+  batch.events.reserve(n);
   std::size_t invalid = 0;
   for (std::size_t i = backlog_head_; i < backlog_head_ + n; ++i) {
-    if (!append_usage_line(batch.data, backlog_[i], process_id_)) {
+    const UsageEvent& e = backlog_[i];
+    if (!is_uuid_text(e.key_id.view())) {
       ++invalid;
       continue;
     }
-    batch.line_ends.push_back(batch.data.size());
-    batch.days.insert(usage_day_of(backlog_[i].created_at_us));
+    batch.events.push_back(e);
+    batch.days.insert(usage_day_of(e.created_at_us));
   }
   backlog_head_ += n;
   compact_backlog();
@@ -655,6 +782,86 @@ asio::awaitable<UsageWriter::WriteOutcome> UsageWriter::write_front(SteadyTime d
   }
 
   PgConnection& c = *connection_;
+  if (batch.direct()) {
+    // The fast path, for a batch never sent before: in one transaction, lock its keys, then one
+    // binary COPY straight into api_key_usage. It needs no staging table: if anything fails
+    // before the COMMIT is sent, nothing of the batch is committed (PostgreSQL rolls back a
+    // refused statement's transaction, and a broken connection's), so the batch may go again
+    // as it is. Only when the COMMIT was sent and no answer came (the connection broke or
+    // timed out) is the outcome unknown; from then on the batch takes the staging path below,
+    // whose ON CONFLICT DO NOTHING on the event ids makes a second write of a committed row a
+    // no-op, like every replay from the spill file. (A direct retry could not double a row
+    // either, the event id being the primary key: it would be refused, costing a COPY.) This
+    // spares PostgreSQL the staging table's COPY and the INSERT..SELECT's second pass over
+    // each row (issue #5: PostgreSQL's CPU per usage row).
+    //
+    // The keys: api_key_usage has no foreign key to api_keys (its per-row check was half of
+    // PostgreSQL's CPU per row; migration 0004). Instead each key of the batch is locked once
+    // (FOR KEY SHARE, as the foreign key's check did per row), so a concurrent DELETE waits
+    // for this COMMIT and its trigger then deletes these rows too, and the rows of a key that
+    // is already gone are left out, as the staging path's EXISTS does.
+    std::vector<std::string> keys;
+    {
+      std::unordered_set<std::string> seen;
+      for (const UsageEvent& e : batch.events) {
+        std::string id = lower_ascii(e.key_id.view());
+        if (seen.insert(id).second) keys.push_back(std::move(id));
+      }
+    }
+    bool commit_sent = false;
+    std::uint64_t copied_rows = 0;
+    PgResult step = co_await c.execute("BEGIN", remaining(deadline, options_.query_timeout));
+    if (step.ok()) {
+      PgParams params;
+      params.emplace_back(format_pg_array(keys));
+      step = co_await c.query("SELECT id FROM api_keys WHERE id = ANY($1::uuid[]) FOR KEY SHARE",
+                              std::move(params), remaining(deadline, options_.query_timeout));
+    }
+    if (step.ok()) {
+      std::unordered_set<std::string> existing;
+      for (int r = 0; r < step.rows(); ++r) existing.emplace(step.get(r, 0));
+      std::string data;
+      data.reserve(batch.events.size() * 256 + 32);
+      append_usage_binary_header(data);
+      std::size_t rows = 0;
+      for (const UsageEvent& e : batch.events) {
+        if (existing.size() != keys.size() && !existing.contains(lower_ascii(e.key_id.view()))) continue;
+        append_usage_binary_row(data, e, process_id_);
+        ++rows;
+      }
+      append_usage_binary_trailer(data);
+      if (rows > 0) {
+        std::string copy = "COPY api_key_usage (" + std::string(direct_columns) + ") FROM STDIN (FORMAT binary)";
+        step = co_await c.copy_in(std::move(copy), std::move(data), remaining(deadline, options_.query_timeout));
+        copied_rows = step.ok() ? step.affected_rows() : 0;
+      }
+    }
+    if (step.ok()) {
+      commit_sent = true;
+      step = co_await c.execute("COMMIT", remaining(deadline, options_.query_timeout));
+    }
+    if (step.ok()) co_return stored(copied_rows);
+    if (step.status() != PgStatus::query_error) {
+      drop_connection();
+      if (commit_sent) batch.stage(process_id_);  // the outcome is unknown
+      note_failure(step.error());
+      co_return WriteOutcome::retry;
+    }
+    // Refused, so nothing was committed: leave the connection clean, then decide.
+    if (c.connected()) {
+      PgResult rolled_back = co_await c.execute("ROLLBACK", remaining(deadline, options_.query_timeout));
+      if (!rolled_back.ok()) drop_connection();
+    }
+    if (!is_data_error(step.sqlstate())) {
+      if (step.sqlstate() == "23514") known_days_.clear();  // no partition for a row: look again
+      note_failure(step.error());
+      co_return WriteOutcome::retry;
+    }
+    // A row PostgreSQL refuses: the staging path isolates it.
+    batch.stage(process_id_);
+    co_return WriteOutcome::split;
+  }
+
   PgResult result = co_await c.execute("BEGIN", remaining(deadline, options_.query_timeout));
   if (result.ok()) {
     std::string copy = "COPY keygate_usage_staging (" + std::string(staging_columns) + ") FROM STDIN";
@@ -662,11 +869,15 @@ asio::awaitable<UsageWriter::WriteOutcome> UsageWriter::write_front(SteadyTime d
   }
   std::uint64_t inserted = 0;
   if (result.ok()) {
+    // Locks the batch's keys first, as the direct path does (see there).
     std::string insert =
+        "SELECT 1 FROM api_keys k WHERE k.id IN (SELECT api_key_id FROM keygate_usage_staging) "
+        "FOR KEY SHARE OF k; "
         "INSERT INTO api_key_usage (event_id, api_key_id, endpoint, method, status_code, "
         "ip_address, user_agent, response_time_ms, response_time_us, created_at) "
         "SELECT s.event_id, s.api_key_id, s.endpoint, s.method, s.status_code, s.ip_address, "
-        "s.user_agent, (s.response_time_us + 500) / 1000, s.response_time_us, s.created_at "
+        "s.user_agent, ((s.response_time_us::bigint + 500) / 1000)::integer, s.response_time_us, "
+        "s.created_at "
         "FROM keygate_usage_staging s "
         "WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = s.api_key_id) "
         "ON CONFLICT DO NOTHING";
@@ -785,8 +996,9 @@ asio::awaitable<void> UsageWriter::drain() {
   // Whatever is left goes to the spill file, to be replayed by the next start.
   std::string lines;
   std::size_t count = 0;
-  for (const Batch& b : in_flight_) {
+  for (Batch& b : in_flight_) {
     if (b.from_spill) continue;  // still in the file
+    b.stage(process_id_);
     lines += b.data;
     count += b.lines();
   }

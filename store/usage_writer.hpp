@@ -2,11 +2,17 @@
 // The usage log's writer (issue #5): one per process, on a thread of its own with its own
 // io_context and its own PostgreSQL connection (never the request path's pool). It empties the
 // UsageQueue's shards every few milliseconds into a backlog, and writes the backlog in batches
-// (batch_size events, or whatever is there every flush_interval) with
-//   BEGIN; COPY keygate_usage_staging FROM STDIN; INSERT INTO api_key_usage SELECT ...
-//   ON CONFLICT DO NOTHING; COMMIT
-// so a batch retried after a broken connection (whose COMMIT may have landed) adds no row
-// twice: every event carries an id (process id + sequence) that is UNIQUE per partition.
+// (batch_size events, or whatever is there every flush_interval). A batch never sent before
+// goes in one transaction: its keys locked once each (SELECT .. FOR KEY SHARE; rows of keys
+// that are gone are left out), then one `COPY api_key_usage (...) FROM STDIN (FORMAT binary)`.
+// A batch whose outcome is unknown (COMMIT sent, then the connection broke or timed out: the
+// commit may have landed), and every batch replayed from the spill file, goes the careful way:
+//   BEGIN; COPY keygate_usage_staging FROM STDIN; SELECT .. FOR KEY SHARE (its keys);
+//   INSERT INTO api_key_usage SELECT ... ON CONFLICT DO NOTHING; COMMIT
+// so it adds no row twice: every event carries an id (process id + sequence) that is, with
+// created_at, the table's primary key. Migration 0004 replaced api_key_usage's foreign key by
+// these per-batch locks and a cascading delete trigger: with the direct COPY, a usage row costs
+// PostgreSQL about a third of what it did (bench/usage_rows measures it).
 //
 // While PostgreSQL is away the writer keeps the events and retries with backoff; past
 // queue_size events in memory it appends the oldest to the spill file (UsageSpill), which it
@@ -25,6 +31,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -128,7 +135,12 @@ class UsageWriter {
   std::size_t backlog_head_ = 0;
   std::deque<Batch> in_flight_;      // encoded batches being written, front first
   UsageSpill spill_;
-  std::unordered_map<std::string, std::int64_t> last_used_;  // key id -> latest request (us)
+  struct TextHash {  // lets last_used_ be searched by string_view, with no string made
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  // key id -> latest request (us)
+  std::unordered_map<std::string, std::int64_t, TextHash, std::equal_to<>> last_used_;
   std::chrono::steady_clock::time_point last_used_flushed_;
 
   std::unique_ptr<PgConnection> connection_;
@@ -153,6 +165,14 @@ std::string usage_event_id(std::uint64_t process_id, std::uint64_t sequence);
 // api_key_id, endpoint, method, status_code, ip_address, user_agent, response_time_us,
 // created_at. False (nothing appended) when the event's key id is not a uuid.
 bool append_usage_line(std::string& out, const UsageEvent& event, std::uint64_t process_id);
+// The binary COPY form of the same event, for the columns event_id, api_key_id, endpoint,
+// method, status_code, ip_address, user_agent, response_time_ms, response_time_us, created_at
+// (what a direct batch sends): the same values as the text line, with response_time_ms
+// rounded from response_time_us. False (nothing appended) when the key id is not a uuid. A
+// COPY's data is the header, the rows, then the trailer.
+bool append_usage_binary_row(std::string& out, const UsageEvent& event, std::uint64_t process_id);
+void append_usage_binary_header(std::string& out);
+void append_usage_binary_trailer(std::string& out);
 // The UTC day (days since 1970-01-01) of a line's created_at; nullopt when malformed.
 std::optional<std::int32_t> usage_line_day(std::string_view line);
 std::int32_t usage_day_of(std::int64_t unix_us);

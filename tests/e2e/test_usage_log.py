@@ -274,6 +274,7 @@ class UsageLogTest(harness.KeygateTestCase):
         harness.run_cli(["migrate", "up"], db.dsn)
         first = dump()
         self.assertIn("PARTITION BY RANGE (created_at)", first)
+        self.assertIn("api_key_usage_pkey PRIMARY KEY (event_id, created_at)", first)  # 0004
         self.assertEqual(rows(), "/a:2,/b:1")
         self.assertEqual(harness.psql(db.dsn, "SELECT count(*) FROM api_key_usage_p" + harness.psql(
             db.dsn, "SELECT to_char((now() AT TIME ZONE 'UTC' - interval '40 days')::date, 'YYYYMMDD')")), "1")

@@ -5,11 +5,18 @@
 
 #include <boost/asio/this_coro.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -349,4 +356,216 @@ TEST_CASE("the writer creates day partitions ahead and drops those past retentio
   CHECK(db.number("SELECT count(*) FROM pg_class WHERE relname = 'api_key_usage_p20000101'") == 0);
   CHECK(db.rows() == 0);
   writer.stop_and_drain(5s);
+}
+
+TEST_CASE("a batch whose COMMIT landed but whose answer never came is retried through staging, not doubled") {
+  UsageDatabase db;
+  // The first transaction that inserts usage rows outlives the writer's query timeout in its
+  // COMMIT (a deferred trigger), then commits: the writer sees a timeout after sending COMMIT
+  // (the outcome unknown to it) while the rows are there.
+  db.sql("CREATE TABLE slow_once (x integer); INSERT INTO slow_once VALUES (1);"
+         "CREATE FUNCTION slow_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+         "IF EXISTS (SELECT 1 FROM slow_once) THEN DELETE FROM slow_once; PERFORM pg_sleep(1.5); "
+         "END IF; RETURN NULL; END $$;"
+         "CREATE CONSTRAINT TRIGGER slow_once AFTER INSERT ON api_key_usage "
+         "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_once()");
+  auto options = db.options();
+  options.query_timeout = 500ms;
+  UsageQueue queue(2, 100000);
+  UsageWriter writer(options, queue);
+  writer.start();
+  record_requests(queue, db.key_id, 1000);
+  REQUIRE_MESSAGE(eventually([&] { return db.number("SELECT count(*) FROM slow_once") == 0 && db.rows() == 1000; }),
+                  "rows: " << db.rows());
+  record_requests(queue, db.key_id, 500);  // later batches go the direct way again
+  REQUIRE_MESSAGE(eventually([&] { return db.rows() == 1500; }), "rows: " << db.rows());
+  writer.stop_and_drain(5s);
+  CHECK(db.rows() == 1500);
+  CHECK(db.distinct_events() == 1500);
+}
+
+TEST_CASE("deleting a key deletes its usage rows; its id cannot change while rows refer to it") {
+  UsageDatabase db;
+  const std::string other = std::string(db.new_key().get(0, 0));
+  UsageQueue queue(1, 1000);
+  UsageWriter writer(db.options(), queue);
+  writer.start();
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(queue.record(0, request(db.key_id, i)));
+    REQUIRE(queue.record(0, request(other, i)));
+  }
+  REQUIRE(eventually([&] { return db.rows() == 20; }));
+  writer.stop_and_drain(5s);
+  db.sql("DELETE FROM api_keys WHERE id = '" + other + "'");
+  CHECK(db.rows() == 10);
+  CHECK(db.number("SELECT count(*) FROM api_key_usage WHERE api_key_id = '" + other + "'") == 0);
+  CHECK_THROWS(db.sql("UPDATE api_keys SET id = gen_random_uuid() WHERE id = '" + db.key_id + "'"));
+  db.sql("TRUNCATE api_keys CASCADE");
+  CHECK(db.rows() == 0);
+}
+
+TEST_CASE("the binary and the text encodings of a usage event store the same row") {
+  UsageDatabase db;
+  std::vector<UsageFacts> facts;
+  const std::string odd = "/caf\xc3\xa9/\t\\back\nslash\r\x01\x7f/\xff\xe2\x82/cut\xe2\x82";
+  const std::string emoji = "agent \xf0\x9f\x98\x80 \xed\xa0\x80 \xc0\xaf";
+  for (int i = 0; i < 6; ++i) facts.push_back(request(db.key_id, i));
+  facts[1].endpoint = odd;
+  facts[1].user_agent = emoji;
+  facts[2].user_agent = "";  // NULL
+  facts[2].method = "";
+  facts[3].client_ip = IpAddress{};  // "::"
+  facts[3].duration = std::chrono::microseconds(0xffffffffLL);  // saturates; ms without overflow
+  facts[4].duration = std::chrono::microseconds(1499);
+  facts[5].client_ip = *IpAddress::parse("::ffff:10.1.2.3");
+  std::string text, binary;
+  keygate::store::append_usage_binary_header(binary);
+  for (std::size_t i = 0; i < facts.size(); ++i) {
+    keygate::store::UsageEvent e;
+    fill_usage_event(e, facts[i]);
+    e.sequence = i + 1;
+    REQUIRE(keygate::store::append_usage_line(text, e, 0x0123456789abcdefULL));
+    REQUIRE(keygate::store::append_usage_binary_row(binary, e, 0x0123456789abcdefULL));
+  }
+  keygate::store::append_usage_binary_trailer(binary);
+  const std::string columns =
+      "event_id uuid, api_key_id uuid, endpoint text, method text, status_code integer, "
+      "ip_address inet, user_agent text, response_time_ms integer, response_time_us integer, "
+      "created_at timestamptz";
+  db.sql("CREATE TABLE from_text (" + columns + "); CREATE TABLE from_binary (" + columns + ")");
+  run_coro([&]() -> asio::awaitable<void> {
+    PgConnection c(co_await asio::this_coro::executor);
+    auto connected = co_await c.connect(db.dsn(), 5s);
+    REQUIRE(connected.ok());
+    std::string copy_text =
+        "COPY from_text (event_id, api_key_id, endpoint, method, status_code, ip_address, "
+        "user_agent, response_time_us, created_at) FROM STDIN";
+    auto t = co_await c.copy_in(std::move(copy_text), text, 5s);
+    REQUIRE_MESSAGE(t.ok(), t.error());
+    std::string copy_binary =
+        "COPY from_binary (event_id, api_key_id, endpoint, method, status_code, ip_address, "
+        "user_agent, response_time_ms, response_time_us, created_at) FROM STDIN (FORMAT binary)";
+    auto b = co_await c.copy_in(std::move(copy_binary), binary, 5s);
+    REQUIRE_MESSAGE(b.ok(), b.error());
+  }());
+  // The staging INSERT's rounding for the text form.
+  db.sql("UPDATE from_text SET response_time_ms = ((response_time_us::bigint + 500) / 1000)::integer");
+  CHECK(db.number("SELECT count(*) FROM from_binary") == 6);
+  CHECK(db.number("SELECT count(*) FROM (SELECT * FROM from_text EXCEPT SELECT * FROM from_binary) d") == 0);
+  CHECK(db.number("SELECT count(*) FROM (SELECT * FROM from_binary EXCEPT SELECT * FROM from_text) d") == 0);
+  CHECK(db.sql("SELECT event_id FROM from_binary WHERE response_time_us = 1000").get(0, 0) ==
+        keygate::store::usage_event_id(0x0123456789abcdefULL, 1));
+  CHECK(db.number("SELECT count(*) FROM from_binary WHERE user_agent IS NULL AND method IS NULL") == 1);
+  CHECK(db.number("SELECT response_time_ms FROM from_binary WHERE response_time_us = 2147483647") == 2147484);
+  CHECK(db.number("SELECT response_time_ms FROM from_binary WHERE response_time_us = 1499") == 1);
+  CHECK(db.sql("SELECT ip_address FROM from_binary WHERE response_time_us = 2147483647").get(0, 0) == "::");
+  const std::string bad = "\xef\xbf\xbd";  // U+FFFD
+  CHECK(db.sql("SELECT endpoint FROM from_binary WHERE response_time_us = 1001").get(0, 0) ==
+        "/caf\xc3\xa9/\t\\back\nslash\r?" "?/" + bad + bad + bad + "/cut" + bad + bad);
+}
+
+// ---- a measurement, not a test: bench/usage_rows runs it with --no-skip --------------------
+
+namespace {
+
+// CPU seconds (user + system) of the PostgreSQL server whose postmaster is `postmaster`: its
+// own, what it reaped from its finished children, and its live children's (backends, WAL
+// writer, checkpointer, autovacuum). Read from /proc, so the server must run on this machine.
+double postgres_cpu_seconds(long postmaster) {
+  auto stat = [](long pid) -> std::vector<std::string> {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto paren = text.rfind(')');
+    if (paren == std::string::npos) return {};
+    std::vector<std::string> fields;  // fields[0] is the state (field 3 of proc(5))
+    std::istringstream rest(text.substr(paren + 2));
+    for (std::string f; rest >> f;) fields.push_back(f);
+    return fields;
+  };
+  const auto own = stat(postmaster);
+  if (own.size() < 15) throw std::runtime_error("no /proc entry for the postmaster");
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  long long ticks = std::stoll(own[11]) + std::stoll(own[12]) + std::stoll(own[13]) + std::stoll(own[14]);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto child = stat(std::stol(name));
+    if (child.size() >= 15 && std::stol(child[1]) == postmaster) {
+      ticks += std::stoll(child[11]) + std::stoll(child[12]);
+    }
+  }
+  return static_cast<double>(ticks) / tick;
+}
+
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+std::size_t env_number(const char* name, std::size_t fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::stoull(value) : fallback;
+}
+
+}  // namespace
+
+TEST_CASE("usage writer cost: PostgreSQL CPU per usage row (measurement)" * doctest::skip()) {
+  const std::size_t n = env_number("KEYGATE_USAGE_BENCH_EVENTS", 200000);
+  const std::size_t keys = env_number("KEYGATE_USAGE_BENCH_KEYS", 1000);
+  UsageDatabase db;
+  db.sql("INSERT INTO api_keys (owner_type, owner_id, name, key_prefix, key_hash) "
+         "SELECT 'user', g::text, 'bench', 'kg_test_abcd', "
+         "decode(md5(g::text) || md5(random()::text), 'hex') FROM generate_series(2, " +
+         std::to_string(keys) + ") g");
+  auto ids = db.sql("SELECT id FROM api_keys ORDER BY id");
+  std::vector<std::string> key_ids;
+  for (int r = 0; r < ids.rows(); ++r) key_ids.emplace_back(ids.get(r, 0));
+
+  auto options = db.options();
+  options.batch_size = env_number("KEYGATE_USAGE_BENCH_BATCH", 5000);
+  options.flush_interval = 1s;
+  options.queue_size = n + 1;
+  options.query_timeout = 60s;
+  MetricsDelta delta;
+  UsageQueue queue(2, n + 2);
+  UsageWriter writer(options, queue);
+  std::mt19937 random(42);
+  for (std::size_t i = 0; i < n; ++i) {
+    UsageFacts f = request(key_ids[random() % key_ids.size()], static_cast<int>(i));
+    const std::string endpoint = "/inventory/items/" + std::to_string(i % 500);
+    f.endpoint = endpoint;
+    f.user_agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) bench/1.0";
+    REQUIRE(queue.record(static_cast<unsigned>(i % 2), f));
+  }
+  // The postmaster's pid: the first line of postmaster.pid in the data directory.
+  std::ifstream pid_file(std::string(db.sql("SHOW data_directory").get(0, 0)) + "/postmaster.pid");
+  long postmaster = 0;
+  pid_file >> postmaster;
+  REQUIRE(postmaster > 0);
+  // The writer's partitions first, so the measured window holds only the rows' work.
+  {
+    UsageQueue warm_queue(1, 10);
+    UsageWriter warm(options, warm_queue);
+    warm.start();
+    REQUIRE(warm_queue.record(0, request(db.key_id, 0)));
+    REQUIRE(eventually([&] { return delta.written_since() == 1; }));
+    warm.stop_and_drain(5s);
+  }
+  const double pg_before = postgres_cpu_seconds(postmaster);
+  const double own_before = process_cpu_seconds();
+  const auto started = std::chrono::steady_clock::now();
+  writer.start();
+  REQUIRE(eventually([&] { return delta.written_since() == n + 1; }, 600s));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double pg_cpu = postgres_cpu_seconds(postmaster) - pg_before;
+  const double own_cpu = process_cpu_seconds() - own_before;
+  writer.stop_and_drain(10s);
+  CHECK(db.rows() == static_cast<long long>(n + 1));
+  CHECK(delta.dropped_since() == 0);
+  std::printf("usage_rows: rows=%zu batch=%zu keys=%zu seconds=%.2f rows_per_s=%.0f "
+              "pg_cpu_us_per_row=%.2f writer_process_cpu_us_per_row=%.2f\n",
+              n, options.batch_size, key_ids.size(), seconds, static_cast<double>(n) / seconds,
+              pg_cpu * 1e6 / static_cast<double>(n), own_cpu * 1e6 / static_cast<double>(n));
 }
