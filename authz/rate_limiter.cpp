@@ -33,6 +33,11 @@ std::uint64_t fnv1a(std::uint64_t h, std::string_view bytes) {
   return h;
 }
 
+std::uint64_t counter_key(const std::string& counter) { return std::hash<std::string>{}(counter); }
+std::uint32_t counter_check(const std::string& counter) {
+  return static_cast<std::uint32_t>(fnv1a(14695981039346656037ull, counter) >> 32);
+}
+
 }  // namespace
 
 std::optional<OnRedisError> parse_on_redis_error(std::string_view text) {
@@ -188,22 +193,29 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
     quota_hit.expire_ms = quota->period_end_ms > 0 ? quota->period_end_ms - now_ms + 60'000 : 0;
     hit.quota = &quota_hit;
   }
-  {
+  // A counter this worker calls for the first time in this sub-window is remembered only in
+  // `first_calls_`; its second call there creates its state and asks for a lease. So a key
+  // seen once (most of them, with many keys) costs no memory here and holds no lease.
+  const std::uint64_t ckey = counter_key(counter);
+  FirstCall& first = first_calls_[ckey % first_calls_.size()];
+  bool keep_state = first.key == ckey && first.index == index;
+  if (CounterState* state = find_state(counter, window)) {
+    keep_state = true;
     // An expired lease's unused requests go back with this call (if it fails, they stay
     // counted: stricter, never looser).
-    CounterState& state = state_of(counter, window);
-    if (state.lease_left > 0 && state.lease_index != index) {
-      state.give_back_index = state.lease_index;
-      state.give_back = state.lease_left;
-      state.lease_left = 0;
+    if (state->lease_left > 0 && state->lease_index != index) {
+      state->give_back_index = state->lease_index;
+      state->give_back = state->lease_left;
+      state->lease_left = 0;
     }
-    // A lease only for a counter this worker already counted in this sub-window: a key seen
-    // once (most of them, with many keys) does not hold requests it will never use.
-    hit.want = state.seen_index == index ? options_.lease : 1;
-    hit.give_back = state.give_back;
-    hit.give_back_index = state.give_back_index;
-    state.give_back = 0;
+    hit.want = state->seen_index == index ? options_.lease : 1;
+    hit.give_back = state->give_back;
+    hit.give_back_index = state->give_back_index;
+    state->give_back = 0;
+  } else if (keep_state) {
+    hit.want = options_.lease;
   }
+  first = FirstCall{ckey, index};
   const store::WindowHitResult result = co_await counter_->hit(hit);
   // `counters_` may have changed while suspended: look the state up again below.
   if (result.status == store::WindowHitResult::Status::unavailable) {
@@ -218,7 +230,7 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   // The counts as this worker sees them: a lease's unused requests are not admitted yet.
   const std::int64_t unused = result.allowed() ? std::max<std::int64_t>(result.granted - 1, 0) : 0;
   const std::int64_t current = result.current - unused;
-  record_seen(counter, window, now_ms, result.previous, current);
+  if (keep_state || unused > 0) record_seen(counter, window, now_ms, result.previous, current);
   if (unused > 0) {
     CounterState& state = state_of(counter, window);
     if (state.lease_left > 0 && state.lease_index != index) {
@@ -260,15 +272,6 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   out.status = status_for(key, policy, d, out.quota_used, now_ms);
   co_return out;
 }
-
-namespace {
-
-std::uint64_t counter_key(const std::string& counter) { return std::hash<std::string>{}(counter); }
-std::uint32_t counter_check(const std::string& counter) {
-  return static_cast<std::uint32_t>(fnv1a(14695981039346656037ull, counter) >> 32);
-}
-
-}  // namespace
 
 RateLimiter::CounterState* RateLimiter::find_state(const std::string& counter,
                                                    const SlidingWindow& window) {

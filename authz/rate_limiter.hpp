@@ -25,8 +25,9 @@
 // then Remaining is what is left of the quota (and for a refilling quota, Limit is the quota
 // and Reset the end of its period). Answers refused before the rate-limit step (expired,
 // revoked, 403) get `peek`: the last state Redis reported to this worker for that counter,
-// rolled forward to now, with no I/O (the full limit if this worker has not seen the counter;
-// after a rejection only p and c are kept, so c is assumed to sit in the newest bucket).
+// rolled forward to now, with no I/O (the full limit if this worker has not counted it twice in
+// a sub-window: a counter seen once keeps no state; only p and c are kept, so c is assumed to
+// sit in the newest bucket).
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
@@ -36,6 +37,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "authz/authorizer.hpp"
 #include "authz/duration.hpp"
@@ -157,6 +159,13 @@ class RateLimiter {
   Now now_;
   LocalSlidingWindows local_;  // the fallback's own counts
   std::unordered_map<std::uint64_t, CounterState> counters_;
+  // Counters called once in their current bucket: (key, bucket index), direct-mapped; a
+  // collision only means a counter's second call is taken for a first one (no lease yet).
+  struct FirstCall {
+    std::uint64_t key = 0;
+    std::int64_t index = -1;
+  };
+  std::vector<FirstCall> first_calls_ = std::vector<FirstCall>(16384);
   std::size_t counters_prune_at_ = 1024;
   std::unordered_map<std::string, QuotaCount> quota_seen_;  // by key id
   std::unordered_map<std::string, Blocked> near_cache_;

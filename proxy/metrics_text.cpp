@@ -1,5 +1,7 @@
 #include "proxy/metrics_text.hpp"
 
+#include <malloc.h>
+
 #include <array>
 #include <charconv>
 #include <string_view>
@@ -106,6 +108,14 @@ std::string render_metrics(const store::Metrics& m) {
   sample(out, "keygate_upstream_errors_total", "kind=\"connect\"", read(m.upstream_errors_connect));
   sample(out, "keygate_upstream_errors_total", "kind=\"timeout\"", read(m.upstream_errors_timeout));
   sample(out, "keygate_upstream_errors_total", "kind=\"other\"", read(m.upstream_errors_other));
+
+  // glibc's own accounting: bytes handed out by malloc now, and bytes it holds from the OS.
+  // Their difference is what freed memory costs in RSS (fragmentation), e.g. after a burst.
+  const struct mallinfo2 heap = ::mallinfo2();
+  header(out, "keygate_heap_bytes", "gauge",
+         "Heap memory (glibc malloc): in use by keygate, and held from the OS in all.");
+  sample(out, "keygate_heap_bytes", "state=\"in_use\"", heap.uordblks + heap.hblkhd);
+  sample(out, "keygate_heap_bytes", "state=\"held\"", heap.arena + heap.hblkhd);
 
   gauge(out, "keygate_open_connections", "Open client connections.", m.open_connections);
   gauge(out, "keygate_open_upstream_connections", "Open upstream connections (busy or pooled).",

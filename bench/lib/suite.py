@@ -624,9 +624,14 @@ class Suite:
         }
         self.mem_phase["bytes_per_key"] = ((self.mem_phase["rss_mb"] - self.mem_phase["idle_rss_mb"])
                                            * 1024 * 1024 / max(1, cached))
+        # malloc's own view: live bytes vs what it holds (the rest of RSS is code, stacks, ...)
+        self.mem_phase["heap_in_use_mb"] = m.get('keygate_heap_bytes{state="in_use"}', 0) / 2**20
+        self.mem_phase["heap_held_mb"] = m.get('keygate_heap_bytes{state="held"}', 0) / 2**20
         log(f"memory: {int(cached):,} keys cached (L1 misses filled), RSS "
             f"{self.mem_phase['idle_rss_mb']:.1f} MB idle -> {self.mem_phase['rss_mb']:.1f} MB "
-            f"(~{self.mem_phase['bytes_per_key']:.0f} bytes per cached key), "
+            f"(~{self.mem_phase['bytes_per_key']:.0f} bytes per cached key; heap in use "
+            f"{self.mem_phase['heap_in_use_mb']:.1f} MB of {self.mem_phase['heap_held_mb']:.1f} MB "
+            f"held), "
             f"{res['requests'] / self.mem_phase['seconds']:.0f} req/s while filling")
         kg.stop()
 
