@@ -735,7 +735,8 @@ def write_report(suite, out_dir, command, started, quiet):
               f"CPU {a.server_cpu}; loopback only")
     md.append(f"- keys: {suite.key_count:,} rows in `api_keys` (generated and COPYed in "
               f"{suite.load_seconds:.0f} s); hot 1,000; spread {a.spread_keys:,}; "
-              f"invalid/unknown 1,000 each; limited 1 key at 1/3600s; every other key 2e9/1s")
+              f"invalid/unknown 1,000 each; limited 1 key at 1/3600s; every other key "
+              f"{keygen.HUGE_LIMIT[0]:.0e}/{keygen.HUGE_LIMIT[1]}s")
     md.append(f"- machine: {machine_info()}")
     md.append(f"- quiet check before the run: {quiet * 100:.0f}% idle over 2 s"
               + ("" if quiet >= 0.9 else " — **WARNING: the machine was busy; numbers are noisy**"))
