@@ -223,23 +223,25 @@ double percent(std::int64_t part, std::int64_t whole) {
   return whole == 0 ? 0.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole);
 }
 
-}  // namespace
-
-TEST_CASE("sliding window in Redis: scripted arrivals agree with the C++ arithmetic and are "
-          "compared with an exact sliding log") {
-  std::string error;
-  const auto options = store::parse_redis_url(test::redis_url(), &error);
-  REQUIRE_MESSAGE(options.has_value(), error);
-  const std::string run = std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}());
-
-  // 36 keys: 20 steady, 6 bursty, 4 at window edges, 4 over the limit, 2 flooding.
+// The scripted clients, the same in every test: 36 keys, 20 steady, 6 bursty, 4 at window
+// edges, 4 over the limit, 2 flooding.
+std::vector<Arrivals> the_mix() {
   std::mt19937_64 rng(20240604);
   std::vector<Arrivals> keys;
   const std::pair<Pattern, int> mix[] = {{steady, 20}, {bursty, 6}, {edges, 4}, {over, 4}, {flood, 2}};
   for (const auto& [pattern, count] : mix) {
     for (int i = 0; i < count; ++i) keys.push_back(script_for(pattern, rng));
   }
+  return keys;
+}
 
+// Runs one coroutine per key (each key's requests in order; keys pipeline on one connection)
+// and sums the keys' tallies by pattern. `drive_key(counter, i, tally)` drives key i.
+template <typename DriveKey>
+std::vector<Tally> run_keys(const std::vector<Arrivals>& keys, DriveKey drive_key) {
+  std::string error;
+  const auto options = store::parse_redis_url(test::redis_url(), &error);
+  REQUIRE_MESSAGE(options.has_value(), error);
   std::vector<Tally> tallies(pattern_count);
   test::run_coro(
       [&]() -> asio::awaitable<void> {
@@ -247,13 +249,11 @@ TEST_CASE("sliding window in Redis: scripted arrivals agree with the C++ arithme
         redis.start();
         REQUIRE(co_await redis.wait_connected(5s));
         store::RedisRateCounter counter(redis);
-        // One coroutine per key (each key's requests in order; keys pipeline on the connection).
         auto executor = co_await asio::this_coro::executor;
         std::vector<Tally> per_key(keys.size());
         std::size_t running = keys.size();
         for (std::size_t i = 0; i < keys.size(); ++i) {
-          const std::string name = "kg:rl:{accuracy-" + run + "-" + std::to_string(i) + "}:10s";
-          asio::co_spawn(executor, drive(counter, name, keys[i], per_key[i]),
+          asio::co_spawn(executor, drive_key(counter, i, per_key[i]),
                          [&running](std::exception_ptr) { --running; });
         }
         asio::steady_timer timer(executor);
@@ -275,6 +275,24 @@ TEST_CASE("sliding window in Redis: scripted arrivals agree with the C++ arithme
         }
       }(),
       std::chrono::seconds(240));
+  return tallies;
+}
+
+std::string run_id() {
+  return std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}());
+}
+
+}  // namespace
+
+TEST_CASE("sliding window in Redis: scripted arrivals agree with the C++ arithmetic and are "
+          "compared with an exact sliding log") {
+  const std::string run = run_id();
+  const std::vector<Arrivals> keys = the_mix();
+  const std::vector<Tally> tallies = run_keys(
+      keys, [&run, &keys](store::RedisRateCounter& counter, std::size_t i, Tally& tally) {
+        return drive(counter, "kg:rl:{accuracy-" + run + "-" + std::to_string(i) + "}:10s", keys[i],
+                     tally);
+      });
 
   Tally all;
   Tally realistic;  // every pattern but the flood
@@ -327,49 +345,14 @@ TEST_CASE("sliding window in Redis: scripted arrivals agree with the C++ arithme
 
 TEST_CASE("leases (rate_limit.lease 100, two workers): the same arrivals stay within the limit "
           "and under 1% misjudged") {
-  std::string error;
-  const auto options = store::parse_redis_url(test::redis_url(), &error);
-  REQUIRE_MESSAGE(options.has_value(), error);
-  const std::string run = std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}());
-  std::mt19937_64 rng(20240604);  // the same arrivals as the test above
-  std::vector<Arrivals> keys;
-  const std::pair<Pattern, int> mix[] = {{steady, 20}, {bursty, 6}, {edges, 4}, {over, 4}, {flood, 2}};
-  for (const auto& [pattern, count] : mix) {
-    for (int i = 0; i < count; ++i) keys.push_back(script_for(pattern, rng));
-  }
-  std::vector<Tally> tallies(pattern_count);
+  const std::string run = run_id();
+  const std::vector<Arrivals> keys = the_mix();  // the same arrivals as the test above
   const std::uint64_t calls_before = store::metrics().ratelimit_redis_calls.load();
-  test::run_coro(
-      [&]() -> asio::awaitable<void> {
-        store::RedisClient redis(co_await asio::this_coro::executor, *options);
-        redis.start();
-        REQUIRE(co_await redis.wait_connected(5s));
-        store::RedisRateCounter counter(redis);
-        auto executor = co_await asio::this_coro::executor;
-        std::vector<Tally> per_key(keys.size());
-        std::size_t running = keys.size();
-        for (std::size_t i = 0; i < keys.size(); ++i) {
-          asio::co_spawn(executor,
-                         drive_leased(counter, "lease-accuracy-" + run + "-" + std::to_string(i),
-                                      keys[i], per_key[i]),
-                         [&running](std::exception_ptr) { --running; });
-        }
-        asio::steady_timer timer(executor);
-        while (running > 0) {
-          timer.expires_after(5ms);
-          co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-        }
-        redis.stop();
-        for (std::size_t i = 0; i < keys.size(); ++i) {
-          Tally& sum = tallies[keys[i].pattern];
-          sum.requests += per_key[i].requests;
-          sum.misjudged += per_key[i].misjudged;
-          sum.wrongly_allowed += per_key[i].wrongly_allowed;
-          sum.redis_errors += per_key[i].redis_errors;
-          sum.max_in_window = std::max(sum.max_in_window, per_key[i].max_in_window);
-        }
-      }(),
-      std::chrono::seconds(240));
+  const std::vector<Tally> tallies = run_keys(
+      keys, [&run, &keys](store::RedisRateCounter& counter, std::size_t i, Tally& tally) {
+        return drive_leased(counter, "lease-accuracy-" + run + "-" + std::to_string(i), keys[i],
+                            tally);
+      });
   const std::uint64_t calls = store::metrics().ratelimit_redis_calls.load() - calls_before;
 
   Tally realistic;
