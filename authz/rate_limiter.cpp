@@ -33,11 +33,6 @@ std::uint64_t fnv1a(std::uint64_t h, std::string_view bytes) {
   return h;
 }
 
-std::uint64_t counter_key(const std::string& counter) { return std::hash<std::string>{}(counter); }
-std::uint32_t counter_check(const std::string& counter) {
-  return static_cast<std::uint32_t>(fnv1a(14695981039346656037ull, counter) >> 32);
-}
-
 }  // namespace
 
 std::optional<OnRedisError> parse_on_redis_error(std::string_view text) {
@@ -157,9 +152,10 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
 
   const SlidingWindow window = SlidingWindow::make(policy.limit, policy.window_seconds);
   const std::int64_t index = window.bucket_index(now_ms);
+  const CounterId id = CounterId::of(counter);
 
   // The worker's lease: requests already counted in this bucket, admitted without a call.
-  if (CounterState* found = find_state(counter, window)) {
+  if (CounterState* found = find_state(id, window)) {
     CounterState& state = *found;
     if (state.lease_left > 0 && state.lease_index == index) {
       --state.lease_left;
@@ -175,7 +171,7 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   }
 
   if (counter_ == nullptr || now_ms < skip_redis_until_ms_ || !counter_->available()) {
-    co_return without_redis(key, counter, policy, now_ms);
+    co_return without_redis(key, counter, id, policy, now_ms);
   }
 
   store::QuotaHit quota_hit;
@@ -196,10 +192,9 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   // A counter this worker calls for the first time in this sub-window is remembered only in
   // `first_calls_`; its second call there creates its state and asks for a lease. So a key
   // seen once (most of them, with many keys) costs no memory here and holds no lease.
-  const std::uint64_t ckey = counter_key(counter);
-  FirstCall& first = first_calls_[ckey % first_calls_.size()];
-  bool keep_state = first.key == ckey && first.index == index;
-  if (CounterState* state = find_state(counter, window)) {
+  FirstCall& first = first_calls_[id.key % first_calls_.size()];
+  bool keep_state = first.key == id.key && first.index == index;
+  if (CounterState* state = find_state(id, window)) {
     keep_state = true;
     // An expired lease's unused requests go back with this call (if it fails, they stay
     // counted: stricter, never looser).
@@ -215,24 +210,23 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   } else if (keep_state) {
     hit.want = options_.lease;
   }
-  first = FirstCall{ckey, index};
+  first = FirstCall{id.key, index};
   const store::WindowHitResult result = co_await counter_->hit(hit);
   // `counters_` may have changed while suspended: look the state up again below.
   if (result.status == store::WindowHitResult::Status::unavailable) {
     skip_redis_until_ms_ = now_ms + options_.redis_retry_interval.count();
-    co_return without_redis(key, counter, policy, now_ms);
+    co_return without_redis(key, counter, id, policy, now_ms);
   }
   skip_redis_until_ms_ = 0;
   if (result.status == store::WindowHitResult::Status::quota_unavailable) {
-    co_return without_redis(key, counter, policy, now_ms);
+    co_return without_redis(key, counter, id, policy, now_ms);
   }
 
   // The counts as this worker sees them: a lease's unused requests are not admitted yet.
   const std::int64_t unused = result.allowed() ? std::max<std::int64_t>(result.granted - 1, 0) : 0;
   const std::int64_t current = result.current - unused;
-  if (keep_state || unused > 0) record_seen(counter, window, now_ms, result.previous, current);
   if (unused > 0) {
-    CounterState& state = state_of(counter, window);
+    CounterState& state = record_seen(id, window, now_ms, result.previous, current);
     if (state.lease_left > 0 && state.lease_index != index) {
       state.give_back_index = state.lease_index;  // a concurrent call's lease, now stale
       state.give_back = state.lease_left;
@@ -240,6 +234,8 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
     }
     state.lease_index = index;
     state.lease_left += unused;  // merged with a lease a concurrent call got in this bucket
+  } else if (keep_state) {
+    record_seen(id, window, now_ms, result.previous, current);
   }
   if (quota && result.quota_used >= 0) remember_quota(key.id, quota->period_start_s, result.quota_used);
 
@@ -273,37 +269,41 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
   co_return out;
 }
 
-RateLimiter::CounterState* RateLimiter::find_state(const std::string& counter,
-                                                   const SlidingWindow& window) {
-  const auto it = counters_.find(counter_key(counter));
+RateLimiter::CounterId RateLimiter::CounterId::of(const std::string& counter) {
+  return {std::hash<std::string>{}(counter),
+          static_cast<std::uint32_t>(fnv1a(14695981039346656037ull, counter) >> 32)};
+}
+
+RateLimiter::CounterState* RateLimiter::find_state(const CounterId& id, const SlidingWindow& window) {
+  const auto it = counters_.find(id.key);
   if (it == counters_.end() || it->second.window_ms != window.window_ms() ||
-      it->second.check != counter_check(counter)) {
+      it->second.check != id.check) {
     return nullptr;
   }
   return &it->second;
 }
 
-RateLimiter::CounterState& RateLimiter::state_of(const std::string& counter,
-                                                 const SlidingWindow& window) {
-  const std::uint32_t check = counter_check(counter);
-  auto [it, inserted] = counters_.try_emplace(counter_key(counter));
+RateLimiter::CounterState& RateLimiter::state_of(const CounterId& id, const SlidingWindow& window) {
+  auto [it, inserted] = counters_.try_emplace(id.key);
   // Another counter with the same key (or another window) is replaced: the state is only a
   // memory, and a lease lost this way stays counted in Redis (stricter, never looser).
-  if (inserted || it->second.window_ms != window.window_ms() || it->second.check != check) {
+  if (inserted || it->second.window_ms != window.window_ms() || it->second.check != id.check) {
     it->second = CounterState{};
-    it->second.check = check;
+    it->second.check = id.check;
     it->second.window_ms = window.window_ms();
   }
   return it->second;
 }
 
-void RateLimiter::record_seen(const std::string& counter, const SlidingWindow& window,
-                              std::int64_t now_ms, std::int64_t previous, std::int64_t current) {
+RateLimiter::CounterState& RateLimiter::record_seen(const CounterId& id, const SlidingWindow& window,
+                                                    std::int64_t now_ms, std::int64_t previous,
+                                                    std::int64_t current) {
   if (counters_.size() >= counters_prune_at_) prune_counters(now_ms);
-  CounterState& state = state_of(counter, window);
+  CounterState& state = state_of(id, window);
   state.seen_index = window.bucket_index(now_ms);
   state.previous = previous;
   state.current = current;
+  return state;
 }
 
 void RateLimiter::prune_counters(std::int64_t now_ms) {
@@ -340,7 +340,7 @@ RateLimitStatus RateLimiter::peek(const store::KeyRecord& key, const Route* rout
     return s;
   }
   WindowCounts seen;
-  if (const CounterState* state = find_state(counter, window)) {
+  if (const CounterState* state = find_state(CounterId::of(counter), window)) {
     seen = roll(WindowCounts::of(state->previous, state->current), state->seen_index, index);
   }
   const WindowDecision d = describe(window, true, seen, now_ms);
@@ -350,7 +350,8 @@ RateLimitStatus RateLimiter::peek(const store::KeyRecord& key, const Route* rout
 }
 
 RateOutcome RateLimiter::without_redis(const store::KeyRecord& key, const std::string& counter,
-                                       const RateLimitPolicy& policy, std::int64_t now_ms) {
+                                       const CounterId& id, const RateLimitPolicy& policy,
+                                       std::int64_t now_ms) {
   store::metrics().ratelimit_decided_without_redis.fetch_add(1, std::memory_order_relaxed);
   RateOutcome out;
   out.source = RateOutcome::Source::without_redis;
@@ -373,7 +374,7 @@ RateOutcome RateLimiter::without_redis(const store::KeyRecord& key, const std::s
         }
       }
       const WindowDecision d = local_.hit(counter, window, now_ms);
-      record_seen(counter, window, now_ms, d.counts.previous(), d.counts.current());
+      record_seen(id, window, now_ms, d.counts.previous(), d.counts.current());
       out.verdict = d.allowed ? RateVerdict::allowed : RateVerdict::rate_limited;
       if (count != nullptr) {
         if (d.allowed) ++count->used;

@@ -141,13 +141,20 @@ class RateLimiter {
     std::int64_t give_back = 0;        // next call for this counter
   };
 
-  // The state of `counter` with `window`, or null; state_of creates (or resets) it.
-  CounterState* find_state(const std::string& counter, const SlidingWindow& window);
-  CounterState& state_of(const std::string& counter, const SlidingWindow& window);
-  void record_seen(const std::string& counter, const SlidingWindow& window, std::int64_t now_ms,
-                   std::int64_t previous, std::int64_t current);
+  // A counter name's two hashes, computed once per request: the map key and the check.
+  struct CounterId {
+    std::uint64_t key = 0;
+    std::uint32_t check = 0;
+    static CounterId of(const std::string& counter);
+  };
+  // The state of the counter with `window`, or null; state_of creates (or resets) it.
+  CounterState* find_state(const CounterId& id, const SlidingWindow& window);
+  CounterState& state_of(const CounterId& id, const SlidingWindow& window);
+  CounterState& record_seen(const CounterId& id, const SlidingWindow& window, std::int64_t now_ms,
+                            std::int64_t previous, std::int64_t current);
   void prune_counters(std::int64_t now_ms);
   RateOutcome without_redis(const store::KeyRecord& key, const std::string& counter,
+                            const CounterId& id,
                             const RateLimitPolicy& policy, std::int64_t now_ms);
   void remember_blocked(const std::string& name, Blocked blocked, std::int64_t now_ms);
   void remember_quota(const std::string& key_id, std::int64_t period_start_s, std::int64_t used);
