@@ -233,14 +233,14 @@ int run_serve(const Config& config, Args args) {
   proxy::Server server(proxy_options(config), make_worker, is_ready);
   server.listen();
 
-  // Revocation: drop the key from L1 and mark it in Redis (the record there would otherwise
-  // live on until its TTL); after a reconnect, drop all of L1.
+  // Revocation: drop the key from L1 and mark it in Redis (store::forget_key; the record
+  // there would otherwise live on until its TTL); after a reconnect, drop all of L1.
   WorkerStores& main_worker = *workers[0];
   listener = std::make_unique<store::KeyChangeListener>(
       server.main_context().get_executor(), config.postgres.dsn, config.postgres.connect_timeout,
       [&l1, &main_worker](const store::KeyHash& hash) {
-        l1.invalidate(hash);
-        asio::co_spawn(*main_worker.io, main_worker.redis_cache->invalidate(hash), asio::detached);
+        asio::co_spawn(*main_worker.io, store::forget_key(l1, main_worker.redis_cache.get(), hash),
+                       asio::detached);
       },
       [&l1]() { l1.invalidate_all(); });
   listener->start();

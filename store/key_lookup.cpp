@@ -104,4 +104,11 @@ asio::awaitable<LookupResult> KeyLookup::lookup_lower_tiers(const KeyHash& hash)
   co_return LookupResult{LookupResult::Status::error, nullptr, LookupTier::postgres};
 }
 
+asio::awaitable<void> forget_key(L1Cache& l1, SharedKeyCache* shared_cache, KeyHash hash) {
+  l1.invalidate(hash);
+  if (shared_cache == nullptr) co_return;
+  co_await shared_cache->invalidate(hash);
+  l1.invalidate(hash);
+}
+
 }  // namespace keygate::store

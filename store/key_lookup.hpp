@@ -34,7 +34,17 @@ class SharedKeyCache {
   virtual boost::asio::awaitable<Probe> get(const KeyHash& hash) = 0;
   // Fills the cache in the background; never overwrites an invalidation marker.
   virtual void put(const KeyHash& hash, const KeyRecord& record) = 0;
+  // Replaces the record with an invalidation marker; false if that could not be written.
+  virtual boost::asio::awaitable<bool> invalidate(const KeyHash& hash) = 0;
 };
+
+// A key changed (revoked, deactivated, expired early, deleted): drop it from L1 and mark it in
+// the shared cache. L1 is dropped twice: at once, and again once the marker is written. A
+// lookup that starts in between (on any worker) can still read the old record from the shared
+// cache and put it in L1; the second drop removes that copy and stops lookups still in flight
+// from putting it back. If the marker cannot be written (Redis down), lookups miss Redis and
+// read PostgreSQL anyway. `shared_cache` may be null.
+boost::asio::awaitable<void> forget_key(L1Cache& l1, SharedKeyCache* shared_cache, KeyHash hash);
 
 // The source of truth (PostgreSQL). Implementations never throw.
 class KeySource {

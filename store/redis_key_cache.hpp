@@ -21,7 +21,7 @@ class RedisKeyCache final : public SharedKeyCache {
   boost::asio::awaitable<Probe> get(const KeyHash& hash) override;
   void put(const KeyHash& hash, const KeyRecord& record) override;
   // Replaces the record with the marker (awaits the write: revocation wants it done).
-  boost::asio::awaitable<bool> invalidate(const KeyHash& hash);
+  boost::asio::awaitable<bool> invalidate(const KeyHash& hash) override;
 
   // Longer than any PostgreSQL read that could race a revocation (query timeouts are seconds).
   static constexpr std::chrono::seconds marker_ttl{60};

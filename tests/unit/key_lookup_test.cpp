@@ -35,10 +35,18 @@ class MemorySharedCache final : public SharedKeyCache {
     co_return Probe{Status::hit, std::make_shared<KeyRecord>(it->second)};
   }
   void put(const KeyHash& hash, const KeyRecord& record) override { records[hash] = record; }
+  // Writing the marker takes `invalidate_delay` (a slow Redis): lookups can run meanwhile.
+  asio::awaitable<bool> invalidate(const KeyHash& hash) override {
+    asio::steady_timer pause(co_await asio::this_coro::executor, invalidate_delay);
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    records.erase(hash);
+    co_return true;
+  }
 
   std::map<KeyHash, KeyRecord> records;
   bool down = false;
   int gets = 0;
+  std::chrono::milliseconds invalidate_delay{0};
 };
 
 // Answers after a short pause, so that concurrent lookups overlap.
@@ -155,4 +163,42 @@ TEST_CASE("with the shared cache down, lookups go to the source and do not fill 
   CHECK(result.status == LookupResult::Status::found);
   CHECK(result.tier == LookupTier::postgres);
   CHECK(redis.records.empty());
+}
+
+TEST_CASE("forget_key: a lookup between the L1 drop and the shared-cache marker cannot keep the "
+          "old record in L1") {
+  L1Cache l1(l1_options());
+  MemorySharedCache redis;
+  SlowSource postgres;
+  const KeyHash hash = hash_of(7);
+  KeyRecord before = record("k7");
+  redis.records[hash] = before;  // the old record, still in Redis
+  KeyRecord revoked = before;
+  revoked.is_active = false;
+  postgres.records[hash] = revoked;  // PostgreSQL already has the change
+  redis.invalidate_delay = std::chrono::milliseconds(50);
+
+  const LookupResult after = keygate::test::run_coro([&]() -> asio::awaitable<LookupResult> {
+    auto executor = co_await asio::this_coro::executor;
+    KeyLookup lookup(executor, l1, &redis, postgres);
+    const LookupResult warm = co_await lookup.lookup(hash);
+    REQUIRE(warm.record->is_active);
+    bool forgotten = false;
+    asio::co_spawn(executor, forget_key(l1, &redis, hash),
+                   [&forgotten](std::exception_ptr) { forgotten = true; });
+    // While the marker is being written: L1 was dropped, Redis still has the old record.
+    asio::steady_timer pause(executor, std::chrono::milliseconds(10));
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    const LookupResult racing = co_await lookup.lookup(hash);
+    CHECK(racing.tier == LookupTier::redis);
+    CHECK(racing.record->is_active);  // the stale copy, now in L1 again
+    while (!forgotten) {
+      pause.expires_after(std::chrono::milliseconds(5));
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    co_return co_await lookup.lookup(hash);
+  }());
+  CHECK(after.tier == LookupTier::postgres);
+  REQUIRE(after.record);
+  CHECK_FALSE(after.record->is_active);
 }
