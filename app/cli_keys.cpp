@@ -10,7 +10,6 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
-#include <ctime>
 #include <exception>
 #include <map>
 #include <optional>
@@ -20,7 +19,8 @@
 #include <vector>
 
 #include "app/commands.hpp"
-#include "authz/duration.hpp"
+#include "core/duration.hpp"
+#include "core/time_format.hpp"
 #include "authz/key_format.hpp"
 #include "authz/key_hash.hpp"
 #include "store/key_repository.hpp"
@@ -128,10 +128,10 @@ std::vector<std::string> parse_scopes(const std::string& text) {
   return scopes;
 }
 
-std::vector<store::IpNetwork> parse_networks(const std::string& text) {
-  std::vector<store::IpNetwork> networks;
+std::vector<core::IpNetwork> parse_networks(const std::string& text) {
+  std::vector<core::IpNetwork> networks;
   for (const auto& item : split_list(text)) {
-    auto network = store::IpNetwork::parse(item);
+    auto network = core::IpNetwork::parse(item);
     if (!network) {
       throw UsageError("--allowed-ips: expected addresses or CIDR networks like 10.0.0.0/8,::1, got " +
                        quoted(item));
@@ -143,7 +143,7 @@ std::vector<store::IpNetwork> parse_networks(const std::string& text) {
 
 std::chrono::milliseconds parse_duration_flag(const std::string& flag, const std::string& text,
                                               std::string_view example, bool allow_zero) {
-  auto duration = authz::parse_duration(text);
+  auto duration = core::parse_duration(text);
   if (!duration) {
     throw UsageError(flag + ": expected a duration like " + std::string(example) + ", got " + quoted(text));
   }
@@ -168,15 +168,6 @@ const std::string& key_id_argument(const std::string& command, const ParsedArgs&
 // ---------------------------------------------------------------------------------------------
 // Output
 
-std::string format_time(store::TimePoint t) {
-  const std::time_t seconds = store::Clock::to_time_t(t);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
 std::string owner_text(const store::KeyRecord& r) { return r.owner_type + ":" + r.owner_id; }
 
 std::optional<std::string> rate_limit_text(const store::KeyRecord& r) {
@@ -192,7 +183,7 @@ std::string status_text(const store::KeyRecord& r) {
 }
 
 json::value time_json(const std::optional<store::TimePoint>& t) {
-  return t ? json::value(format_time(*t)) : json::value(nullptr);
+  return t ? json::value(core::format_utc_seconds(*t)) : json::value(nullptr);
 }
 
 json::object key_json(const KeyDetails& k, const std::string* full_key) {
@@ -217,7 +208,7 @@ json::object key_json(const KeyDetails& k, const std::string* full_key) {
   o["status"] = status_text(r);
   o["expires_at"] = time_json(r.expires_at);
   o["revoked_at"] = time_json(r.revoked_at);
-  o["created_at"] = format_time(k.created_at);
+  o["created_at"] = core::format_utc_seconds(k.created_at);
   o["last_used_at"] = time_json(k.last_used_at);
   return o;
 }
@@ -244,10 +235,10 @@ void print_details(const KeyDetails& k) {
   line("allowed ips:", ips.empty() ? "any" : ips);
   line("rate limit:", rate_limit_text(r).value_or("default"));
   line("quota:", r.quota ? std::to_string(*r.quota) : "unlimited");
-  line("expires at:", r.expires_at ? format_time(*r.expires_at) : "never");
-  if (r.revoked_at) line("revoked at:", format_time(*r.revoked_at));
-  line("created at:", format_time(k.created_at));
-  line("last used:", k.last_used_at ? format_time(*k.last_used_at) : "never");
+  line("expires at:", r.expires_at ? core::format_utc_seconds(*r.expires_at) : "never");
+  if (r.revoked_at) line("revoked at:", core::format_utc_seconds(*r.revoked_at));
+  line("created at:", core::format_utc_seconds(k.created_at));
+  line("last used:", k.last_used_at ? core::format_utc_seconds(*k.last_used_at) : "never");
 }
 
 void print_table(const std::vector<KeyDetails>& keys) {
@@ -255,7 +246,7 @@ void print_table(const std::vector<KeyDetails>& keys) {
   for (const auto& k : keys) {
     const auto& r = k.record;
     rows.push_back({r.id, k.key_prefix, owner_text(r), r.name, status_text(r),
-                    r.expires_at ? format_time(*r.expires_at) : "never", format_time(k.created_at)});
+                    r.expires_at ? core::format_utc_seconds(*r.expires_at) : "never", core::format_utc_seconds(k.created_at)});
   }
   std::vector<std::size_t> widths(rows[0].size(), 0);
   for (const auto& row : rows) {
@@ -309,7 +300,7 @@ CreateRequest parse_create(const Config& config, Args args) {
     request.key.expires_in = parse_duration_flag("--expires-in", *expires, "30d", false);
   }
   if (auto limit = parsed.value("--rate-limit")) {
-    auto spec = authz::parse_rate_limit(*limit);
+    auto spec = core::parse_rate_limit(*limit);
     if (!spec) throw UsageError("--rate-limit: expected REQUESTS/WINDOW like 100/60s, got " + quoted(*limit));
     request.key.rate_limit = spec->limit;
     request.key.window_seconds = spec->window_seconds;
@@ -366,7 +357,7 @@ asio::awaitable<int> revoke(Context ctx, std::string id) {
   auto revoked = co_await ctx.repository.revoke(id);
   if (!revoked.ok()) co_return report_failure(revoked);
   if (revoked.value.already_revoked) {
-    std::printf("Key %s was already revoked at %s.\n", id.c_str(), format_time(revoked.value.revoked_at).c_str());
+    std::printf("Key %s was already revoked at %s.\n", id.c_str(), core::format_utc_seconds(revoked.value.revoked_at).c_str());
   } else {
     std::printf("Revoked key %s.\n", id.c_str());
   }
@@ -388,7 +379,7 @@ asio::awaitable<int> rotate(Context ctx, std::string id, std::chrono::millisecon
     std::printf("Rotated key %s: the new key is %s.\n", id.c_str(), result.new_key.record.id.c_str());
     if (result.previous_expires_at) {
       std::printf("The old key stops working at %s (grace %s).\n",
-                  format_time(*result.previous_expires_at).c_str(), authz::format_duration(grace).c_str());
+                  core::format_utc_seconds(*result.previous_expires_at).c_str(), core::format_duration(grace).c_str());
     }
     print_new_key(key);
   }

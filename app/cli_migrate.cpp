@@ -7,12 +7,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <exception>
 #include <string>
 #include <vector>
 
 #include "app/commands.hpp"
+#include "core/time_format.hpp"
 #include "store/migrator.hpp"
 #include "store/pg_connection.hpp"
 
@@ -35,15 +35,6 @@ int run_to_completion(asio::io_context& io, asio::awaitable<int> command) {
   return code;
 }
 
-std::string format_time(store::TimePoint t) {
-  const std::time_t seconds = store::Clock::to_time_t(t);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
 std::string label(const store::MigrationState& m) {
   std::string version = std::to_string(m.version);
   if (version.size() < 4) version.insert(0, 4 - version.size(), '0');
@@ -56,7 +47,7 @@ void print_status(const std::vector<store::MigrationState>& states) {
   std::printf("%-*s  %-8s  %s\n", static_cast<int>(width), "MIGRATION", "STATUS", "APPLIED AT");
   for (const auto& s : states) {
     const std::string state = !s.applied ? "pending" : s.known ? "applied" : "unknown";
-    const std::string at = s.applied_at ? format_time(*s.applied_at) : "-";
+    const std::string at = s.applied_at ? core::format_utc_seconds(*s.applied_at) : "-";
     std::printf("%-*s  %-8s  %s\n", static_cast<int>(width), label(s).c_str(), state.c_str(), at.c_str());
   }
 }

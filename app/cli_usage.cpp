@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "app/commands.hpp"
-#include "authz/duration.hpp"
+#include "core/duration.hpp"
 #include "store/pg_connection.hpp"
 
 namespace keygate::app {
@@ -57,7 +57,7 @@ UsageArgs parse_usage_args(Args args) {
       if (arg.size() > 7) value = arg.substr(8);
       else if (i + 1 < args.size()) value = args[++i];
       else throw UsageError("--since: missing value");
-      const auto d = authz::parse_duration(value);
+      const auto d = core::parse_duration(value);
       if (!d || d->count() <= 0) {
         throw UsageError("--since: expected a duration like 15m, 1h or 7d, got \"" + value + "\"");
       }
@@ -162,7 +162,7 @@ asio::awaitable<int> report(const Config& config, UsageArgs args) {
   }
   // With no rows at all there is no ROLLUP row either: the window start comes from `now`.
   const std::string from = stats.rows() > 0 ? std::string(stats.get(0, 5)) : std::string();
-  const std::string window = authz::format_duration(args.since);
+  const std::string window = core::format_duration(args.since);
 
   if (args.json) {
     json::object out;

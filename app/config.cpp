@@ -20,8 +20,9 @@
 #include <string_view>
 #include <utility>
 
-#include "authz/duration.hpp"
-#include "store/ip_network.hpp"
+#include "core/duration.hpp"
+#include "core/ip_network.hpp"
+#include "core/text.hpp"
 #include "store/redis_client.hpp"
 
 extern char** environ;
@@ -69,31 +70,13 @@ std::string without_userinfo(std::string_view url) {
   return std::string(url.substr(0, start)) + "***" + std::string(url.substr(at));
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
+using core::is_ascii_alpha;
+using core::is_ascii_digit;
+using core::is_token;
+using core::to_lower_ascii;
+using core::to_upper_ascii;
 
-std::string upper(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-  return out;
-}
-
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_lower_alpha(char c) { return c >= 'a' && c <= 'z'; }
-bool is_alpha(char c) { return is_lower_alpha(c) || (c >= 'A' && c <= 'Z'); }
-
-// RFC 9110 token: method and header names.
-bool is_token(std::string_view text) {
-  constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
-  return !text.empty() && std::all_of(text.begin(), text.end(), [&](char c) {
-    return is_alpha(c) || is_digit(c) || extra.find(c) != npos;
-  });
-}
 
 // "a, b or c" for messages listing the accepted values.
 std::string alternatives(std::initializer_list<std::string_view> choices) {
@@ -127,7 +110,7 @@ std::uint64_t whole_number(std::string_view text, std::uint64_t min, std::uint64
 }
 
 bool boolean(std::string_view text, const Origin& at) {
-  const std::string word = lower(text);
+  const std::string word = to_lower_ascii(text);
   if (word == "true" || word == "yes" || word == "on") return true;
   if (word == "false" || word == "no" || word == "off") return false;
   at.fail("expected true or false, got " + quoted(text));
@@ -142,14 +125,14 @@ std::string one_of(std::string_view text, std::initializer_list<std::string_view
 }
 
 Duration duration(std::string_view text, bool zero_allowed, const Origin& at) {
-  const auto parsed = authz::parse_duration(text);
+  const auto parsed = core::parse_duration(text);
   if (!parsed) at.fail("expected a duration like 30s, got " + quoted(text));
   if (!zero_allowed && parsed->count() == 0) at.fail("must be longer than 0s, got " + quoted(text));
   return *parsed;
 }
 
 RateLimitValue rate_limit(std::string_view text, const Origin& at) {
-  const auto spec = authz::parse_rate_limit(text);
+  const auto spec = core::parse_rate_limit(text);
   if (!spec) at.fail("expected a rate limit like 100/60s, got " + quoted(text));
   return {spec->limit, spec->window_seconds};
 }
@@ -173,7 +156,7 @@ std::string required(std::string_view text, const Origin& at) {
 // A host name or IPv4 address (IPv6 comes in brackets and is checked separately).
 bool is_host_name(std::string_view host) {
   return !host.empty() && host.size() <= 253 && std::all_of(host.begin(), host.end(), [](char c) {
-           return is_alpha(c) || is_digit(c) || c == '.' || c == '-' || c == '_';
+           return is_ascii_alpha(c) || is_ascii_digit(c) || c == '.' || c == '-' || c == '_';
          });
 }
 
@@ -190,7 +173,7 @@ std::optional<Authority> split_authority(std::string_view text) {
     const std::string_view host = text.substr(1, close - 1);
     const std::string_view rest = text.substr(close + 1);
     if (!rest.empty() && !rest.starts_with(':')) return std::nullopt;
-    const auto address = store::IpAddress::parse(host);
+    const auto address = core::IpAddress::parse(host);
     if (!address || address->is_v4) return std::nullopt;
     return Authority{std::string(host), rest.empty() ? rest : rest.substr(1)};
   }
@@ -232,7 +215,7 @@ UpstreamConfig upstream_url(std::string_view text, const Origin& at) {
   const std::size_t scheme_end = text.find("://");
   if (scheme_end == npos) at.fail("expected http://host:port or https://host:port, got " + shown);
   UpstreamConfig upstream;
-  upstream.scheme = lower(text.substr(0, scheme_end));
+  upstream.scheme = to_lower_ascii(text.substr(0, scheme_end));
   if (upstream.scheme != "http" && upstream.scheme != "https") {
     at.fail("expected scheme http or https, got " + quoted(text.substr(0, scheme_end)));
   }
@@ -270,7 +253,7 @@ std::string key_prefix(std::string_view text, const Origin& at) {
   const bool valid = !text.empty() && text.size() <= 32 && is_lower_alpha(text.front()) &&
                      !text.ends_with('_') &&
                      std::all_of(text.begin(), text.end(), [](char c) {
-                       return is_lower_alpha(c) || is_digit(c) || c == '_';
+                       return is_lower_alpha(c) || is_ascii_digit(c) || c == '_';
                      });
   if (!valid) {
     at.fail("expected a lower-case word like kg_live (a-z first, then a-z 0-9 _, at most 32, "
@@ -281,17 +264,17 @@ std::string key_prefix(std::string_view text, const Origin& at) {
 
 std::string header_name(std::string_view text, const Origin& at) {
   if (!is_token(text)) at.fail("expected an HTTP header name like x-api-key, got " + quoted(text));
-  return lower(text);
+  return to_lower_ascii(text);
 }
 
 std::string method_name(std::string_view text, const Origin& at) {
   if (!is_token(text)) at.fail("expected an HTTP method like GET, got " + quoted(text));
-  return upper(text);
+  return to_upper_ascii(text);
 }
 
 std::string query_parameter(std::string_view text, const Origin& at) {
   const bool valid = std::all_of(text.begin(), text.end(), [](char c) {
-    return is_alpha(c) || is_digit(c) || c == '_' || c == '-' || c == '.' || c == '~';
+    return is_ascii_alpha(c) || is_ascii_digit(c) || c == '_' || c == '-' || c == '.' || c == '~';
   });
   if (!valid) {
     at.fail("expected a query parameter name like api_key (or nothing), got " + quoted(text));
@@ -308,7 +291,7 @@ std::string route_path(std::string_view text, const Origin& at) {
 }
 
 std::string network(std::string_view text, const Origin& at) {
-  const auto parsed = store::IpNetwork::parse(text);
+  const auto parsed = core::IpNetwork::parse(text);
   if (!parsed) {
     at.fail("expected an address or CIDR network like 10.0.0.0/8, got " + quoted(text));
   }
@@ -318,9 +301,9 @@ std::string network(std::string_view text, const Origin& at) {
 // --- ${VAR} expansion --------------------------------------------------------------------
 
 bool is_variable_name(std::string_view name) {
-  return !name.empty() && !is_digit(name.front()) &&
+  return !name.empty() && !is_ascii_digit(name.front()) &&
          std::all_of(name.begin(), name.end(),
-                     [](char c) { return is_alpha(c) || is_digit(c) || c == '_'; });
+                     [](char c) { return is_ascii_alpha(c) || is_ascii_digit(c) || c == '_'; });
 }
 
 // ${NAME} and ${NAME:-default} (the default also replaces an empty value, as in the shell);
@@ -473,7 +456,7 @@ class Reader {
     std::string_view best;
     std::size_t best_distance = std::numeric_limits<std::size_t>::max();
     for (const auto& [known, handler] : handlers) {
-      const std::size_t distance = edit_distance(lower(name), known);
+      const std::size_t distance = edit_distance(to_lower_ascii(name), known);
       if (distance < best_distance) {
         best = known;
         best_distance = distance;
@@ -664,7 +647,7 @@ std::string tls_version(std::string_view text, const Origin& at) {
 }
 
 std::string server_name(std::string_view text, const Origin& at) {
-  if (text.empty() || store::IpAddress::parse(text) || is_host_name(text)) return std::string(text);
+  if (text.empty() || core::IpAddress::parse(text) || is_host_name(text)) return std::string(text);
   at.fail("expected a host name or address like api.internal, got " + quoted(text));
 }
 

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "app/commands.hpp"
-#include "app/log.hpp"
+#include "core/log.hpp"
 #include "authz/key_authorizer.hpp"
 #include "authz/rate_limiter.hpp"
 #include "proxy/server.hpp"
@@ -90,7 +90,7 @@ proxy::ProxyOptions proxy_options(const Config& config) {
   o.credential_query_parameter = config.keys.query_parameter;
   o.hide_credentials = config.keys.hide_credentials;
   for (const std::string& cidr : config.trusted_proxies) {
-    if (auto network = store::IpNetwork::parse(cidr)) o.trusted_proxies.push_back(*network);
+    if (auto network = core::IpNetwork::parse(cidr)) o.trusted_proxies.push_back(*network);
   }
   o.max_header_bytes = config.limits.max_header_bytes;
   o.max_body_bytes = config.limits.max_body_bytes;
@@ -114,7 +114,7 @@ std::shared_ptr<const authz::AuthorizerSettings> authorizer_settings(const Confi
     route.methods = rc.methods;
     route.scopes = rc.scopes;
     route.is_public = rc.is_public;
-    if (rc.rate_limit) route.rate_limit = authz::RateLimitSpec{rc.rate_limit->limit, rc.rate_limit->window_seconds};
+    if (rc.rate_limit) route.rate_limit = core::RateLimitSpec{rc.rate_limit->limit, rc.rate_limit->window_seconds};
     routes.push_back(std::move(route));
   }
   settings->routes = authz::RouteTable(std::move(routes));
@@ -258,19 +258,19 @@ int run_serve(const Config& config, Args args) {
       next = load_config_file(config.source, process_environment());
       next_settings = authorizer_settings(next);
     } catch (const std::exception& e) {
-      log_error("reload rejected, the running configuration is kept", {{"error", e.what()}});
+      core::log_error("reload rejected, the running configuration is kept", {{"error", e.what()}});
       return false;
     }
     const std::vector<std::string> restart = options_needing_restart(running, next);
     if (running.tls.cert_file.empty() == next.tls.cert_file.empty()) {
       if (std::string error = server.reload_tls(tls_options(next)); !error.empty()) {
-        log_error("reload rejected, the running configuration is kept", {{"error", error}});
+        core::log_error("reload rejected, the running configuration is kept", {{"error", error}});
         return false;
       }
       running.tls = next.tls;
     }
     if (std::string error = server.reload_access_log(access_log_options(next)); !error.empty()) {
-      log_error("reload partly applied: the access log keeps its settings", {{"error", error}});
+      core::log_error("reload partly applied: the access log keeps its settings", {{"error", error}});
       return false;
     }
     running.access_log = next.access_log;
@@ -281,13 +281,13 @@ int run_serve(const Config& config, Args args) {
     running.keys.pepper = next.keys.pepper;
     std::string kept;
     for (const std::string& name : restart) kept += (kept.empty() ? "" : ", ") + name;
-    if (!kept.empty()) log_warn("changed options need a restart; kept as running", {{"options", kept}});
-    log_info("configuration reloaded", {{"routes", next.routes.size()}});
+    if (!kept.empty()) core::log_warn("changed options need a restart; kept as running", {{"options", kept}});
+    core::log_info("configuration reloaded", {{"routes", next.routes.size()}});
     return true;
   });
   // ==== end of reload on SIGHUP ===================================================================
 
-  log_info("keygate serving",
+  core::log_info("keygate serving",
            {{"mode", config.mode},
             {"listen", config.listen.host + ":" + std::to_string(server.port())},
             {"admin", config.admin_listen.host + ":" + std::to_string(server.admin_port())},
@@ -306,7 +306,7 @@ int run_serve(const Config& config, Args args) {
     w->io->run_for(std::chrono::milliseconds(1500));
   }
   workers.clear();
-  log_info("keygate stopped");
+  core::log_info("keygate stopped");
   return exit_ok;
 }
 

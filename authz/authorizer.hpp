@@ -15,7 +15,7 @@ namespace keygate::authz {
 struct AuthRequest {
   std::string_view method;
   std::string_view path;  // normalized, without the query string
-  store::IpAddress client_ip;
+  core::IpAddress client_ip;
   std::optional<std::string_view> credential;  // the key as sent; nullopt: none was sent
 };
 

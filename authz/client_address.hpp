@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-#include "store/ip_network.hpp"
+#include "core/ip_network.hpp"
 
 namespace keygate::authz {
 
@@ -14,7 +14,7 @@ namespace keygate::authz {
 // and the first untrusted one is the client (the leftmost if all are trusted). An entry that
 // does not parse as an address (or an empty one) stops the walk: the last good address wins,
 // because whatever lies left of it was written by a party we cannot vouch for.
-store::IpAddress client_address(const store::IpAddress& peer, std::string_view x_forwarded_for,
-                                const std::vector<store::IpNetwork>& trusted_proxies);
+core::IpAddress client_address(const core::IpAddress& peer, std::string_view x_forwarded_for,
+                                const std::vector<core::IpNetwork>& trusted_proxies);
 
 }  // namespace keygate::authz

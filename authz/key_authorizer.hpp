@@ -4,7 +4,7 @@
 #include <string>
 
 #include "authz/authorizer.hpp"
-#include "authz/duration.hpp"
+#include "core/duration.hpp"
 #include "authz/routes.hpp"
 
 namespace keygate::store {

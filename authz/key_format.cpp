@@ -2,49 +2,32 @@
 
 #include <openssl/rand.h>
 
+#include <boost/crc.hpp>
+
 #include <array>
 #include <cstdint>
 #include <stdexcept>
 
+#include "core/base62.hpp"
+
 namespace keygate::authz {
 namespace {
 
-constexpr std::string_view base62_alphabet =
-    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 constexpr std::size_t max_prefix_length = 32;
 // '_' + random + checksum: the fixed-length tail after the prefix.
 constexpr std::size_t key_tail_length = 1 + key_random_length + key_checksum_length;
 
-constexpr bool is_base62(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-// CRC-32/ISO-HDLC (zlib's crc32): reflected polynomial 0xEDB88320.
-constexpr std::array<std::uint32_t, 256> make_crc_table() {
-  std::array<std::uint32_t, 256> table{};
-  for (std::uint32_t i = 0; i < 256; ++i) {
-    std::uint32_t c = i;
-    for (int bit = 0; bit < 8; ++bit) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    table[i] = c;
-  }
-  return table;
-}
-constexpr auto crc_table = make_crc_table();
-
+// CRC-32/ISO-HDLC (zlib's crc32), as Boost.CRC computes it (table driven).
 std::uint32_t crc32(std::string_view data) {
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char byte : data) c = crc_table[(c ^ byte) & 0xFFu] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
+  boost::crc_32_type crc;
+  crc.process_bytes(data.data(), data.size());
+  return crc.checksum();
 }
 
 // Most significant digit first, zero padded to key_checksum_length.
 std::array<char, key_checksum_length> encode_checksum(std::uint32_t value) {
   std::array<char, key_checksum_length> out{};
-  std::uint64_t v = value;
-  for (std::size_t i = key_checksum_length; i-- > 0;) {
-    out[i] = base62_alphabet[v % 62];
-    v /= 62;
-  }
+  core::encode_base62_fixed(value, out);
   return out;
 }
 
@@ -75,7 +58,7 @@ std::string generate_key(std::string_view prefix) {
     }
     for (unsigned char byte : random) {
       if (byte >= acceptance_bound) continue;
-      key.push_back(base62_alphabet[byte % 62]);
+      key.push_back(core::base62_alphabet[byte % 62]);
       if (++produced == key_random_length) break;
     }
   }
@@ -94,7 +77,7 @@ KeyFormat check_key_format(std::string_view key) {
     return KeyFormat::malformed;
   }
   for (char c : key.substr(separator + 1)) {
-    if (!is_base62(c)) return KeyFormat::malformed;
+    if (!core::is_base62(c)) return KeyFormat::malformed;
   }
   const std::size_t body_length = key.size() - key_checksum_length;
   const auto expected = encode_checksum(crc32(key.substr(0, body_length)));

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/hex.hpp"
+
 namespace keygate::authz {
 namespace {
 
@@ -58,13 +60,6 @@ class PepperedHasher {
   SHA256_CTX outer_{};
 };
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 store::KeyHash hash_key(std::string_view key, std::string_view pepper) {
@@ -84,25 +79,11 @@ bool hashes_equal(const store::KeyHash& a, const store::KeyHash& b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-std::string hash_to_hex(const store::KeyHash& hash) {
-  constexpr std::string_view digits = "0123456789abcdef";
-  std::string out(hash.size() * 2, '\0');
-  for (std::size_t i = 0; i < hash.size(); ++i) {
-    out[2 * i] = digits[hash[i] >> 4];
-    out[2 * i + 1] = digits[hash[i] & 0x0F];
-  }
-  return out;
-}
+std::string hash_to_hex(const store::KeyHash& hash) { return core::to_hex(hash); }
 
 std::optional<store::KeyHash> hash_from_hex(std::string_view hex) {
   store::KeyHash out{};
-  if (hex.size() != out.size() * 2) return std::nullopt;
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    const int high = hex_value(hex[2 * i]);
-    const int low = hex_value(hex[2 * i + 1]);
-    if (high < 0 || low < 0) return std::nullopt;
-    out[i] = static_cast<std::uint8_t>(high << 4 | low);
-  }
+  if (!core::decode_hex(hex, out)) return std::nullopt;
   return out;
 }
 

@@ -20,16 +20,16 @@ bool has_scope(const store::KeyRecord& key, std::string_view required) {
                      [required](const std::string& held) { return scope_grants(held, required); });
 }
 
-bool address_allowed(const store::KeyRecord& key, const store::IpAddress& client) {
+bool address_allowed(const store::KeyRecord& key, const core::IpAddress& client) {
   if (key.allowed_ips.empty()) return true;
   return std::any_of(
       key.allowed_ips.begin(), key.allowed_ips.end(),
-      [&client](const store::IpNetwork& network) { return network.contains(client); });
+      [&client](const core::IpNetwork& network) { return network.contains(client); });
 }
 
 }  // namespace
 
-Decision decide(const store::KeyRecord& key, const Route* route, const store::IpAddress& client,
+Decision decide(const store::KeyRecord& key, const Route* route, const core::IpAddress& client,
                 store::TimePoint now) {
   if (!key.is_active || key.revoked_at) return Decision::deny(DenyReason::revoked_key);
   if (key.expires_at && *key.expires_at <= now) return Decision::deny(DenyReason::expired_key);

@@ -16,7 +16,7 @@ namespace keygate::authz {
 //   route's scopes not all granted     -> insufficient_scope
 // otherwise allow. A null route (no route matched) needs no scope. Whether a public route
 // needs a key at all is the authorizer's concern, not this function's.
-Decision decide(const store::KeyRecord& key, const Route* route, const store::IpAddress& client,
+Decision decide(const store::KeyRecord& key, const Route* route, const core::IpAddress& client,
                 store::TimePoint now);
 
 // `held` grants `required` when equal, when held is "*", or when held is "<ns>:*" and

@@ -43,7 +43,7 @@ std::optional<OnRedisError> parse_on_redis_error(std::string_view text) {
 }
 
 RateLimitPolicy choose_policy(const store::KeyRecord& key, const Route* route,
-                              const RateLimitSpec& default_limit) {
+                              const core::RateLimitSpec& default_limit) {
   if (route != nullptr && route->rate_limit) {
     return {route->rate_limit->limit, route->rate_limit->window_seconds,
             RateLimitPolicy::Source::route};

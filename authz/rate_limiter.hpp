@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "authz/authorizer.hpp"
-#include "authz/duration.hpp"
+#include "core/duration.hpp"
 #include "authz/routes.hpp"
 #include "authz/sliding_window.hpp"
 #include "store/key_record.hpp"
@@ -56,7 +56,7 @@ enum class OnRedisError { local, deny, allow };
 std::optional<OnRedisError> parse_on_redis_error(std::string_view text);
 
 struct RateLimiterOptions {
-  RateLimitSpec default_limit{100, 60};
+  core::RateLimitSpec default_limit{100, 60};
   OnRedisError on_redis_error = OnRedisError::local;
   unsigned replicas = 1;  // local fallback: each process allows limit / replicas (at least 1)
   std::chrono::milliseconds redis_retry_interval{1000};
@@ -74,7 +74,7 @@ struct RateLimitPolicy {
 // Route's limit, else the key's (a key's rate_limit without window_seconds uses the default
 // window; non-positive values count as unset), else the default.
 RateLimitPolicy choose_policy(const store::KeyRecord& key, const Route* route,
-                              const RateLimitSpec& default_limit);
+                              const core::RateLimitSpec& default_limit);
 
 // The counter a request is counted in: "kg:rl:{<key id>}:<window>s", or, for a route's own
 // limit, "kg:rl:{<key id>}:r<hash of the route's pattern and methods>:<window>s". The window is

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "core/text.hpp"
+
 namespace keygate::authz {
 
 bool prefix_matches(std::string_view prefix, std::string_view path) {
@@ -40,9 +42,7 @@ RouteTable::RouteTable(std::vector<Route> routes) : routes_(std::move(routes)) {
       throw std::invalid_argument("route pattern must start with '/': " + route.pattern);
     }
     for (std::string& method : route.methods) {
-      std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
-      });
+      std::transform(method.begin(), method.end(), method.begin(), core::ascii_upper);
     }
     Matcher matcher;
     matcher.is_glob = route.pattern.find_first_of("*?") != std::string::npos;

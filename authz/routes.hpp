@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "authz/duration.hpp"
+#include "core/duration.hpp"
 
 namespace keygate::authz {
 
@@ -25,7 +25,7 @@ struct Route {
   std::vector<std::string> methods{};         // upper case; empty = any
   std::vector<std::string> scopes{};          // all required
   bool is_public = false;                     // no key needed
-  std::optional<RateLimitSpec> rate_limit{};  // overrides the key's limit on this route
+  std::optional<core::RateLimitSpec> rate_limit{};  // overrides the key's limit on this route
 };
 
 class RouteTable {

@@ -1,5 +1,5 @@
 #pragma once
-// Internal to proxy/: the access log. One JSON line per request (json_line.hpp format), never
+// Internal to proxy/: the access log. One JSON line per request (core/json_line.hpp format), never
 // written on the request path: a worker formats its line and appends it to its own buffer
 // (one short, uncontended lock); a background thread swaps the buffers out and writes them
 // every 200 ms, or sooner when one fills up. A buffer over its bound drops lines (counted)

@@ -3,10 +3,14 @@
 #include <array>
 #include <charconv>
 
+#include <boost/beast/http/status.hpp>
+
 #include "authz/decision.hpp"
 #include "proxy/headers.hpp"
 
 namespace keygate::proxy {
+
+namespace http = boost::beast::http;
 
 namespace {
 
@@ -100,23 +104,7 @@ void format_authz_allowed(std::string& out, const authz::AuthResult& result,
 }
 
 std::string_view reason_phrase(int status) {
-  switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
-  }
+  return http::obsolete_reason(http::int_to_status(static_cast<unsigned>(status)));
 }
 
 }  // namespace keygate::proxy

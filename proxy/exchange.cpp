@@ -6,8 +6,8 @@ namespace keygate::proxy {
 
 namespace {
 
-store::IpAddress to_ip_address(const asio::ip::address& address) {
-  store::IpAddress ip;
+core::IpAddress to_ip_address(const asio::ip::address& address) {
+  core::IpAddress ip;
   if (address.is_v4()) {
     const auto v4 = address.to_v4().to_bytes();
     ip.bytes[10] = ip.bytes[11] = 0xff;

@@ -26,7 +26,7 @@
 #include "proxy/deadline.hpp"
 #include "proxy/headers.hpp"
 #include "proxy/stream.hpp"
-#include "store/ip_network.hpp"
+#include "core/ip_network.hpp"
 
 namespace keygate::proxy {
 
@@ -58,7 +58,7 @@ struct ClientConnection {
   beast::flat_buffer buffer;           // read from the client, not yet parsed
   beast::flat_buffer upstream_buffer;  // read from the upstream, not yet parsed
   Deadline deadline;
-  store::IpAddress peer;
+  core::IpAddress peer;
   std::string peer_text;      // for X-Forwarded-For
   bool peer_trusted = false;  // a trusted proxy: its X-Forwarded-For is believed
   bool linger = false;        // the client may still be sending: drain a little before closing

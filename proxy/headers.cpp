@@ -9,6 +9,8 @@
 #include <initializer_list>
 #include <iterator>
 
+#include "core/text.hpp"
+
 namespace keygate::proxy {
 
 namespace http = boost::beast::http;
@@ -80,19 +82,13 @@ std::string_view number(std::array<char, 24>& buffer, long long value) {
   return {buffer.data(), static_cast<std::size_t>(result.ptr - buffer.data())};
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
 
 bool has_ambiguous_framing(const Fields& fields) {
   const std::size_t codings = fields.count(http::field::transfer_encoding);
   if (codings == 0) return false;
   if (codings > 1 || fields.count(http::field::content_length) > 0) return true;
-  return !boost::beast::iequals(trim(fields[http::field::transfer_encoding]), "chunked");
+  return !boost::beast::iequals(core::trim_blanks(fields[http::field::transfer_encoding]), "chunked");
 }
 
 void remove_hop_by_hop(Fields& fields) {
@@ -177,7 +173,7 @@ void set_forwarded(Fields& fields, std::string_view peer, bool peer_trusted,
   for (auto it = fields.begin(); it != fields.end();) {
     if (is_named(*it, forwarded_for_header)) {
       // Several X-Forwarded-For fields are one comma-separated list (RFC 9110 5.3).
-      const auto value = trim(it->value());
+      const auto value = core::trim_blanks(it->value());
       if (peer_trusted && !value.empty()) {
         scratch += value;
         scratch += ", ";

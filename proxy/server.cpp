@@ -18,9 +18,9 @@
 #include <system_error>
 #include <thread>
 
+#include "core/log.hpp"
 #include "proxy/access_log.hpp"
 #include "proxy/admin.hpp"
-#include "proxy/json_line.hpp"
 #include "proxy/ops_metrics.hpp"
 #include "proxy/session.hpp"
 #include "proxy/tls.hpp"
@@ -74,12 +74,7 @@ void report_failure(std::exception_ptr failure, const char* where) {
     std::rethrow_exception(failure);
   } catch (const std::exception& e) {
     // A bug, not a client's doing: worth a line on stderr (never request data).
-    std::string line;
-    json::begin_line(line, "error", "unexpected failure");
-    json::add(line, "where", where);
-    json::add(line, "error", e.what());
-    json::end_line(line);
-    json::write_stderr(line);
+    core::log_error("unexpected failure", {{"where", where}, {"error", e.what()}});
   }
 }
 
@@ -219,10 +214,7 @@ void Server::State::wait_for_reload() {
         report_failure(std::current_exception(), "reload");
       }
     } else {
-      std::string line;
-      json::begin_line(line, "warn", "SIGHUP ignored: nothing to reload");
-      json::end_line(line);
-      json::write_stderr(line);
+      core::log_warn("SIGHUP ignored: nothing to reload");
     }
     (applied ? ops_metrics().reloads_applied : ops_metrics().reloads_rejected)
         .fetch_add(1, std::memory_order_relaxed);

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "authz/authorizer.hpp"
-#include "store/ip_network.hpp"
+#include "core/ip_network.hpp"
 
 namespace keygate::proxy {
 
@@ -57,7 +57,7 @@ struct ProxyOptions {
   std::vector<std::string> credential_headers{"authorization", "x-api-key"};  // lower case
   std::string credential_query_parameter;  // empty: keys in the query string are not accepted
   bool hide_credentials = true;
-  std::vector<store::IpNetwork> trusted_proxies;
+  std::vector<core::IpNetwork> trusted_proxies;
   std::size_t max_header_bytes = 16 * 1024;
   std::uint64_t max_body_bytes = 101ull * 1024 * 1024;
   std::chrono::milliseconds header_timeout{10000};
@@ -77,7 +77,7 @@ struct ProxyOptions {
 struct CompletedRequest {
   const authz::AuthResult* auth;
   std::string_view method, path, user_agent;
-  store::IpAddress client_ip;
+  core::IpAddress client_ip;
   int status;
   std::chrono::microseconds duration;
 };

@@ -30,7 +30,7 @@
 #include "proxy/forward.hpp"
 #include "proxy/access_log.hpp"
 #include "proxy/headers.hpp"
-#include "proxy/json_line.hpp"
+#include "core/json_line.hpp"
 #include "proxy/ops_metrics.hpp"
 #include "proxy/worker.hpp"
 #include "store/metrics.hpp"
@@ -53,7 +53,7 @@ struct RequestFacts {
   std::optional<std::string_view> credential;
   std::string_view credential_header;  // lower-case name it came from; empty: none or query
   bool credential_in_query = false;
-  store::IpAddress client_ip;
+  core::IpAddress client_ip;
 };
 
 // ---- waiting and reading ------------------------------------------------------------------
@@ -243,45 +243,45 @@ asio::awaitable<void> answer_authz(Exchange& x, const authz::AuthResult& result)
 // key, the credential header or the query string (which may hold a key).
 void format_access_line(std::string& out, const Exchange& x, const CompletedRequest& done) {
   out.clear();
-  json::begin_line(out, "info", "request");
-  json::add(out, "method", done.method.empty() ? std::string_view(x.parser.get().method_string())
+  core::json::begin_line(out, "info", "request");
+  core::json::add(out, "method", done.method.empty() ? std::string_view(x.parser.get().method_string())
                                                : done.method);
   if (!done.path.empty()) {
-    json::add(out, "path", done.path);
+    core::json::add(out, "path", done.path);
   } else {
-    json::add_null(out, "path");
+    core::json::add_null(out, "path");
   }
-  json::add(out, "status", std::int64_t{done.status});
+  core::json::add(out, "status", std::int64_t{done.status});
   const authz::AuthResult* auth = done.auth;
   if (auth != nullptr) {
     const auto reason = auth->decision.reason;
-    json::add(out, "decision",
+    core::json::add(out, "decision",
               reason == authz::DenyReason::none ? "allowed" : authz::error_code(reason));
   } else {
-    json::add_null(out, "decision");
+    core::json::add_null(out, "decision");
   }
   if (auth != nullptr && auth->key) {
-    json::add(out, "key_id", auth->key->id);
+    core::json::add(out, "key_id", auth->key->id);
     std::string owner = auth->key->owner_type;
     owner.append(":").append(auth->key->owner_id);
-    json::add(out, "owner", owner);
+    core::json::add(out, "owner", owner);
   } else {
-    json::add_null(out, "key_id");
-    json::add_null(out, "owner");
+    core::json::add_null(out, "key_id");
+    core::json::add_null(out, "owner");
   }
-  json::add(out, "client_ip", done.client_ip.to_string());
-  json::add(out, "duration_us", static_cast<std::int64_t>(done.duration.count()));
+  core::json::add(out, "client_ip", done.client_ip.to_string());
+  core::json::add(out, "duration_us", static_cast<std::int64_t>(done.duration.count()));
   if (x.upstream_status != 0) {
-    json::add(out, "upstream_status", std::int64_t{x.upstream_status});
+    core::json::add(out, "upstream_status", std::int64_t{x.upstream_status});
   } else {
-    json::add_null(out, "upstream_status");
+    core::json::add_null(out, "upstream_status");
   }
   if (x.upstream_latency.count() >= 0) {
-    json::add(out, "upstream_latency_us", static_cast<std::int64_t>(x.upstream_latency.count()));
+    core::json::add(out, "upstream_latency_us", static_cast<std::int64_t>(x.upstream_latency.count()));
   } else {
-    json::add_null(out, "upstream_latency_us");
+    core::json::add_null(out, "upstream_latency_us");
   }
-  json::end_line(out);
+  core::json::end_line(out);
 }
 
 void log(const Exchange& x, const RequestFacts* facts, const authz::AuthResult* result) {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "store/ip_network.hpp"
+#include "core/ip_network.hpp"
 
 namespace keygate::store {
 
@@ -26,7 +26,7 @@ struct KeyRecord {
   std::string name;
   KeyHash key_hash{};
   std::vector<std::string> scopes;
-  std::vector<IpNetwork> allowed_ips;    // empty: any address
+  std::vector<core::IpNetwork> allowed_ips;    // empty: any address
   std::optional<int> rate_limit;         // requests per window; empty: the configured default
   std::optional<int> window_seconds;
   std::optional<std::int64_t> quota;     // total requests; empty: unlimited

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "core/hex.hpp"
+
 namespace keygate::store {
 
 // The format, version 2 (version 1 was JSON; every lookup decodes one, and JSON cost about
@@ -123,17 +125,12 @@ std::optional<T> narrowed(std::optional<std::int64_t> value, bool& ok) {
   return static_cast<T>(*value);
 }
 
-constexpr char hex_digits[] = "0123456789abcdef";
-
 }  // namespace
 
 std::string redis_record_key(const KeyHash& hash) {
   std::string key = "kg:key:";
   key.reserve(key.size() + 64);
-  for (std::uint8_t b : hash) {
-    key.push_back(hex_digits[b >> 4]);
-    key.push_back(hex_digits[b & 0xf]);
-  }
+  core::append_hex(key, hash);
   return key;
 }
 
@@ -176,7 +173,7 @@ std::optional<KeyRecord> decode_key_record(std::string_view text) {
   const std::size_t ips = in.count();
   r.allowed_ips.reserve(ips);
   for (std::size_t i = 0; i < ips && in.ok(); ++i) {
-    const auto network = IpNetwork::parse(in.string());
+    const auto network = core::IpNetwork::parse(in.string());
     if (!network) return std::nullopt;
     r.allowed_ips.push_back(*network);
   }

@@ -116,7 +116,7 @@ bool parse_record(const PgResult& r, int row, KeyRecord& key) {
   key.allowed_ips.clear();
   for (const auto& ip : *ips) {
     if (!ip) continue;
-    auto network = IpNetwork::parse(*ip);
+    auto network = core::IpNetwork::parse(*ip);
     if (!network) return false;
     key.allowed_ips.push_back(*network);
   }

@@ -45,7 +45,7 @@ struct NewKey {
   std::string key_prefix;  // the first 12 characters, for display
   KeyHash key_hash{};
   std::vector<std::string> scopes;
-  std::vector<IpNetwork> allowed_ips;
+  std::vector<core::IpNetwork> allowed_ips;
   std::optional<int> rate_limit;  // with window_seconds, or neither
   std::optional<int> window_seconds;
   std::optional<std::int64_t> quota;

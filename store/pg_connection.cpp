@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "core/hex.hpp"
+
 namespace keygate::store {
 
 namespace asio = boost::asio;
@@ -602,32 +604,13 @@ std::string format_pg_array(const std::vector<std::string>& elements) {
 }
 
 std::optional<std::vector<std::uint8_t>> parse_pg_bytea(std::string_view text) {
-  if (!text.starts_with("\\x") || text.size() % 2 != 0) return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::vector<std::uint8_t> bytes;
-  bytes.reserve((text.size() - 2) / 2);
-  for (std::size_t i = 2; i < text.size(); i += 2) {
-    const int hi = nibble(text[i]);
-    const int lo = nibble(text[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    bytes.push_back(static_cast<std::uint8_t>(hi * 16 + lo));
-  }
-  return bytes;
+  if (!text.starts_with("\\x")) return std::nullopt;
+  return core::decode_hex(text.substr(2));
 }
 
 std::string format_pg_bytea(const std::uint8_t* data, std::size_t size) {
-  static constexpr char digits[] = "0123456789abcdef";
   std::string out = "\\x";
-  out.reserve(2 + size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    out += digits[data[i] >> 4];
-    out += digits[data[i] & 0xf];
-  }
+  core::append_hex(out, std::span<const std::uint8_t>(data, size));
   return out;
 }
 

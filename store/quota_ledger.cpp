@@ -1,7 +1,5 @@
 #include "store/quota_ledger.hpp"
 
-#include "store/log_line.hpp"
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -10,6 +8,7 @@
 #include <charconv>
 #include <cstdio>
 
+#include "core/log.hpp"
 #include "store/pg_pool.hpp"
 
 namespace keygate::store {
@@ -43,7 +42,7 @@ const PgStatement& flush_statement() {
   return statement;
 }
 
-void log_warning(const std::string& message) { write_log_line("warn", "quota: " + message); }
+void log_warning(const std::string& message) { core::log("warn", "quota: " + message); }
 
 }  // namespace
 

@@ -15,7 +15,6 @@
 // cancels the waiter's timer, whose completion Asio posts to the executor.
 #include "store/redis_client.hpp"
 
-#include "store/log_line.hpp"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -39,6 +38,8 @@
 #include <random>
 #include <stdexcept>
 
+#include "core/hex.hpp"
+#include "core/log.hpp"
 #include "store/metrics.hpp"
 
 namespace keygate::store {
@@ -197,12 +198,7 @@ RedisScript::RedisScript(std::string lua) : source_(std::move(lua)) {
   if (EVP_Digest(source_.data(), source_.size(), digest, &length, EVP_sha1(), nullptr) != 1) {
     throw std::runtime_error("SHA-1 is not available from OpenSSL");
   }
-  static constexpr char hex[] = "0123456789abcdef";
-  sha1_.reserve(length * 2);
-  for (unsigned int i = 0; i < length; ++i) {
-    sha1_.push_back(hex[digest[i] >> 4]);
-    sha1_.push_back(hex[digest[i] & 0x0f]);
-  }
+  sha1_ = core::to_hex(std::span<const std::uint8_t>(digest, length));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,7 +248,7 @@ std::string_view reply_text(const redisReply* reply) {
 
 void log_line(const RedisOptions& options, std::string_view what) {
   const std::string address = options.host + ":" + std::to_string(options.port);
-  write_log_line("info", std::string("redis: ") + std::string(what), {{"redis", address}});
+  core::log("info", std::string("redis: ") + std::string(what), {{"redis", address}});
 }
 
 // More commands than this unanswered on one connection: the server is not keeping up, and new

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "store/ip_network.hpp"
+#include "core/ip_network.hpp"
 
 namespace keygate::store {
 
@@ -42,7 +42,7 @@ struct UsageEvent {
   std::int64_t created_at_us = 0;      // request start, microseconds since the Unix epoch (UTC)
   std::uint32_t response_time_us = 0;  // saturates at ~71 minutes
   std::uint16_t status = 0;
-  IpAddress client_ip;
+  core::IpAddress client_ip;
   InlineText<36> key_id;  // uuid text form
   InlineText<max_method> method;
   InlineText<max_endpoint> endpoint;  // path without the query string
@@ -55,7 +55,7 @@ struct UsageFacts {
   std::string_view method;
   std::string_view endpoint;
   std::string_view user_agent;
-  IpAddress client_ip;
+  core::IpAddress client_ip;
   int status = 0;
   std::chrono::microseconds duration{0};
   std::chrono::system_clock::time_point finished_at;  // default: now

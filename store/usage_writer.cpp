@@ -1,6 +1,5 @@
 #include "store/usage_writer.hpp"
 
-#include "store/log_line.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -13,11 +12,14 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <exception>
 #include <random>
 #include <unordered_set>
 
+#include "core/hex.hpp"
+#include "core/log.hpp"
 #include "store/metrics.hpp"
 
 namespace keygate::store {
@@ -66,9 +68,9 @@ constexpr std::string_view direct_columns =
 
 void log_event(std::string_view level, std::string_view msg, std::string_view detail = {}) {
   if (detail.empty()) {
-    write_log_line(level, msg);
+    core::log(level, msg);
   } else {
-    write_log_line(level, msg, {{"detail", detail}});
+    core::log(level, msg, {{"detail", detail}});
   }
 }
 
@@ -267,16 +269,12 @@ std::uint64_t new_usage_process_id() {
 }
 
 std::string usage_event_id(std::uint64_t process_id, std::uint64_t sequence) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(36);
-  for (int i = 0; i < 32; ++i) {
-    const std::uint64_t word = i < 16 ? process_id : sequence;
-    const int shift = 60 - 4 * (i % 16);
-    out.push_back(hex[(word >> shift) & 0xf]);
-    if (i == 7 || i == 11 || i == 15 || i == 19) out.push_back('-');
+  std::array<std::uint8_t, 16> bytes;  // both words, most significant byte first
+  for (int i = 0; i < 8; ++i) {
+    bytes[i] = static_cast<std::uint8_t>(process_id >> (56 - 8 * i));
+    bytes[8 + i] = static_cast<std::uint8_t>(sequence >> (56 - 8 * i));
   }
-  return out;
+  return core::format_uuid(bytes);
 }
 
 std::int32_t usage_day_of(std::int64_t unix_us) {

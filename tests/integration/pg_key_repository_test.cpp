@@ -17,7 +17,7 @@
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using keygate::store::IpNetwork;
+using keygate::core::IpNetwork;
 using keygate::store::KeyDetails;
 using keygate::store::KeyHash;
 using keygate::store::KeyOwner;

@@ -121,7 +121,7 @@ TEST_CASE("X-Forwarded-For is replaced for an untrusted peer and appended for a 
     CHECK(proxy.auth->snapshot().back().client_ip == "127.0.0.1");
   }
   auto options = test_options(upstream.port);
-  options.trusted_proxies.push_back(*keygate::store::IpNetwork::parse("127.0.0.0/8"));
+  options.trusted_proxies.push_back(*keygate::core::IpNetwork::parse("127.0.0.0/8"));
   ProxyUnderTest proxy(options);
   const auto reply =
       round_trip(proxy.port, get("/xff", bearer(good_key) + "X-Forwarded-For: 203.0.113.7\r\n"));

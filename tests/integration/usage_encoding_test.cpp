@@ -8,7 +8,7 @@
 #include "store/usage_queue.hpp"
 #include "store/usage_writer.hpp"
 
-using keygate::store::IpAddress;
+using keygate::core::IpAddress;
 using keygate::store::UsageEvent;
 using keygate::store::UsageFacts;
 using keygate::store::UsageQueue;

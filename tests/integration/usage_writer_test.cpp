@@ -31,7 +31,7 @@
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using keygate::store::IpAddress;
+using keygate::core::IpAddress;
 using keygate::store::metrics;
 using keygate::store::PgConnection;
 using keygate::store::UsageFacts;

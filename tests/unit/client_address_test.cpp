@@ -3,8 +3,8 @@
 #include <doctest/doctest.h>
 
 using keygate::authz::client_address;
-using keygate::store::IpAddress;
-using keygate::store::IpNetwork;
+using keygate::core::IpAddress;
+using keygate::core::IpNetwork;
 
 namespace {
 IpAddress ip(std::string_view text) { return *IpAddress::parse(text); }

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "app/config.hpp"
-#include "app/log.hpp"
+#include "core/log.hpp"
 
 namespace {
 
@@ -158,7 +158,7 @@ TEST_CASE("a reload names, in file order, the options that need a restart") {
 }
 
 TEST_CASE("log lines are one JSON object with ts, level, msg and the fields") {
-  const std::string line = keygate::app::format_log_line(
+  const std::string line = keygate::core::format_log_line(
       "error", "reload rejected", {{"error", "config.yaml:3: \"x\"\tbad\n"}, {"routes", 3}});
   CHECK(line.starts_with("{\"ts\":\""));
   CHECK(line.ends_with("}\n"));

@@ -1,12 +1,12 @@
-#include "authz/duration.hpp"
+#include "core/duration.hpp"
 
 #include <doctest/doctest.h>
 
 using namespace std::chrono_literals;
-using keygate::authz::format_duration;
-using keygate::authz::parse_duration;
-using keygate::authz::parse_rate_limit;
-using keygate::authz::RateLimitSpec;
+using keygate::core::format_duration;
+using keygate::core::parse_duration;
+using keygate::core::parse_rate_limit;
+using keygate::core::RateLimitSpec;
 
 TEST_CASE("durations: digits then one unit") {
   CHECK(parse_duration("500ms") == 500ms);

@@ -1,9 +1,9 @@
-#include "store/ip_network.hpp"
+#include "core/ip_network.hpp"
 
 #include <doctest/doctest.h>
 
-using keygate::store::IpAddress;
-using keygate::store::IpNetwork;
+using keygate::core::IpAddress;
+using keygate::core::IpNetwork;
 
 namespace {
 IpAddress ip(std::string_view text) {

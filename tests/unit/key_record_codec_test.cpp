@@ -7,6 +7,7 @@
 #include "store/key_record_codec.hpp"
 
 using namespace keygate::store;
+using keygate::core::IpNetwork;
 
 namespace {
 

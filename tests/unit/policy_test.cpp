@@ -8,8 +8,8 @@ using keygate::authz::Decision;
 using keygate::authz::DenyReason;
 using keygate::authz::Route;
 using keygate::authz::scope_grants;
-using keygate::store::IpAddress;
-using keygate::store::IpNetwork;
+using keygate::core::IpAddress;
+using keygate::core::IpNetwork;
 using keygate::store::KeyRecord;
 using keygate::store::TimePoint;
 

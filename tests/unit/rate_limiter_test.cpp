@@ -112,10 +112,10 @@ std::uint64_t without_redis() { return store::metrics().ratelimit_decided_withou
 }  // namespace
 
 TEST_CASE("policy: the route's limit, else the key's, else the default") {
-  const RateLimitSpec fallback{100, 60};
+  const core::RateLimitSpec fallback{100, 60};
   Route plain;
   Route limited;
-  limited.rate_limit = RateLimitSpec{5, 1};
+  limited.rate_limit = core::RateLimitSpec{5, 1};
 
   CHECK(choose_policy(key_with("a"), nullptr, fallback) ==
         RateLimitPolicy{100, 60, RateLimitPolicy::Source::default_limit});
@@ -133,7 +133,7 @@ TEST_CASE("counter names: hash-tagged key id, window, and a stable tag per limit
   Route get_route;
   get_route.pattern = "/inventory/*";
   get_route.methods = {"GET"};
-  get_route.rate_limit = RateLimitSpec{5, 1};
+  get_route.rate_limit = core::RateLimitSpec{5, 1};
   Route post_route = get_route;
   post_route.methods = {"POST"};
   const auto key = key_with("3f1c", 10, 30);

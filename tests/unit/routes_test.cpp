@@ -55,7 +55,7 @@ TEST_CASE("first match wins; methods compare exactly; no match is nullptr") {
             .scopes = {"inventory:write"}},
       Route{.pattern = "/admin",
             .scopes = {"admin"},
-            .rate_limit = keygate::authz::RateLimitSpec{5, 60}},
+            .rate_limit = keygate::core::RateLimitSpec{5, 60}},
   });
   REQUIRE(table.routes().size() == 4);
   CHECK(table.routes()[2].methods[0] == "POST");  // normalized at construction

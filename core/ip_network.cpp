@@ -1,10 +1,10 @@
-#include "store/ip_network.hpp"
+#include "core/ip_network.hpp"
 
 #include <arpa/inet.h>
 
 #include <algorithm>
 
-namespace keygate::store {
+namespace keygate::core {
 namespace {
 
 constexpr std::array<std::uint8_t, 12> v4_mapped_prefix{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -132,4 +132,4 @@ std::string IpNetwork::to_string() const {
   return base.to_string() + "/" + std::to_string(prefix_length);
 }
 
-}  // namespace keygate::store
+}  // namespace keygate::core

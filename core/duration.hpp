@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace keygate::authz {
+namespace keygate::core {
 
 // "500ms", "90s", "15m", "24h", "30d", "0s". Units: ms s m h d.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
@@ -25,4 +25,4 @@ std::optional<RateLimitSpec> parse_rate_limit(std::string_view text);
 // The largest unit that represents `d` exactly: "30s", "24h", "1500ms"; zero is "0s".
 std::string format_duration(std::chrono::milliseconds d);
 
-}  // namespace keygate::authz
+}  // namespace keygate::core

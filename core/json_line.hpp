@@ -1,14 +1,15 @@
 #pragma once
-// Internal to proxy/ (and app/log): keygate's log line format, shared by the access log and
-// the startup and error lines. One JSON object per line:
+// keygate's one log line format, shared by the access log and every startup, reload, store and
+// error line. One JSON object per line:
 //   {"ts":"2025-01-31T12:00:00.123456Z","level":"info","msg":"request",<fields>}
-// Strings are escaped so that every line is valid JSON whatever the input (bytes of 0x80 and
-// above become \u00XX: the line stays ASCII).
+// Strings are escaped so that every line is valid JSON whatever the input: valid UTF-8 passes
+// through as it is, control characters become \u00XX, and each byte that is not part of a
+// valid UTF-8 sequence becomes U+FFFD (so a garbled header cannot break the line).
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace keygate::proxy::json {
+namespace keygate::core::json {
 
 void begin_line(std::string& out, std::string_view level, std::string_view msg);
 void add(std::string& out, std::string_view name, std::string_view value);
@@ -22,4 +23,4 @@ void append_string(std::string& out, std::string_view text);  // quoted and esca
 // threads never interleave. Synchronous: for startup and error lines, not the request path.
 void write_stderr(std::string_view line);
 
-}  // namespace keygate::proxy::json
+}  // namespace keygate::core::json

@@ -1,6 +1,6 @@
 #pragma once
 // keygate's startup, reload and error lines: one JSON object per line on stderr, in the same
-// format as the access log (proxy/json_line.hpp):
+// format as the access log (core/json_line.hpp):
 //   {"ts":"2025-01-31T12:00:00.123456Z","level":"info","msg":"keygate serving","listen":"..."}
 // Synchronous (these lines are rare); never pass a key, a DSN or a credential header here.
 #include <cstdint>
@@ -9,7 +9,7 @@
 #include <string_view>
 #include <type_traits>
 
-namespace keygate::app {
+namespace keygate::core {
 
 struct LogField {
   LogField(std::string_view field_name, std::string_view text) : name(field_name), value(text) {}
@@ -40,4 +40,4 @@ inline void log_error(std::string_view msg, std::initializer_list<LogField> fiel
   log("error", msg, fields);
 }
 
-}  // namespace keygate::app
+}  // namespace keygate::core

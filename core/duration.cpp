@@ -1,10 +1,10 @@
-#include "authz/duration.hpp"
+#include "core/duration.hpp"
 
 #include <array>
 #include <cstdint>
 #include <limits>
 
-namespace keygate::authz {
+namespace keygate::core {
 namespace {
 
 struct Unit {
@@ -76,4 +76,4 @@ std::string format_duration(std::chrono::milliseconds d) {
   return std::to_string(ms) + "ms";  // unreachable: every count is a whole number of ms
 }
 
-}  // namespace keygate::authz
+}  // namespace keygate::core

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace keygate::store {
+namespace keygate::core {
 
 struct IpAddress {
   std::array<std::uint8_t, 16> bytes{};  // network order; IPv4 as ::ffff:a.b.c.d
@@ -30,4 +30,4 @@ struct IpNetwork {
   friend bool operator==(const IpNetwork&, const IpNetwork&) = default;
 };
 
-}  // namespace keygate::store
+}  // namespace keygate::core
