@@ -549,7 +549,19 @@ void read_cache(const Reader& r, const Entry& section, Config::Cache& cache) {
 }
 
 std::string redis_error_policy(std::string_view text, const Origin& at) {
-  return one_of(text, {"local", "deny", "allow"}, at);
+  if (text == "deny" || text == "allow") {
+    at.fail("\"" + std::string(text) + "\" was replaced by on_redis_error: error together with "
+            "on_store_error: " + (text == "deny" ? "closed" : "open"));
+  }
+  return one_of(text, {"local", "error"}, at);
+}
+
+std::string routes_default(std::string_view text, const Origin& at) {
+  return one_of(text, {"deny", "key"}, at);
+}
+
+std::string store_error_policy(std::string_view text, const Origin& at) {
+  return one_of(text, {"closed", "open"}, at);
 }
 
 void read_rate_limit(const Reader& r, const Entry& section, Config::RateLimit& limits) {
@@ -727,6 +739,8 @@ Config read_config(const Reader& r, const Entry& root) {
       {"limits", [&](const Entry& e) { read_limits(r, e, config.limits); }},
       {"trusted_proxies", read_trusted_proxies},
       {"routes", read_routes},
+      {"routes_default", parsed_into(r, config.routes_default, routes_default)},
+      {"on_store_error", parsed_into(r, config.on_store_error, store_error_policy)},
       {"usage", [&](const Entry& e) { read_usage(r, e, config.usage); }},
       {"shutdown_timeout", duration_into(r, config.shutdown_timeout)},
       {"tls", [&](const Entry& e) { read_tls(r, e, config.tls); }},

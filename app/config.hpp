@@ -76,7 +76,7 @@ struct Config {
 
   struct RateLimit {
     RateLimitValue default_limit{100, 60};
-    std::string on_redis_error = "local";  // local | deny | allow
+    std::string on_redis_error = "local";  // local | error (on_store_error answers it)
     unsigned replicas = 1;                 // local fallback divides limits by this
     std::int64_t lease = 100;              // requests one Redis call may count at most
   } rate_limit;
@@ -94,6 +94,8 @@ struct Config {
 
   std::vector<std::string> trusted_proxies;  // CIDR text, validated
   std::vector<RouteConfig> routes;
+  std::string routes_default = "deny";  // deny | key: what a path no route matches needs
+  std::string on_store_error = "closed";  // closed | open: what a store error answers
 
   struct Usage {
     bool enabled = true;

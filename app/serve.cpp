@@ -107,6 +107,10 @@ proxy::ProxyOptions proxy_options(const Config& config) {
 std::shared_ptr<const authz::AuthorizerSettings> authorizer_settings(const Config& config) {
   auto settings = std::make_shared<authz::AuthorizerSettings>();
   settings->pepper = config.keys.pepper;
+  settings->routes_default =
+      config.routes_default == "key" ? authz::RoutesDefault::key : authz::RoutesDefault::deny;
+  settings->on_store_error =
+      config.on_store_error == "open" ? authz::OnStoreError::open : authz::OnStoreError::closed;
   std::vector<authz::Route> routes;
   for (const RouteConfig& rc : config.routes) {
     authz::Route route;
@@ -125,7 +129,7 @@ authz::RateLimiterOptions rate_limiter_options(const Config& config) {
   authz::RateLimiterOptions o;
   o.default_limit = {config.rate_limit.default_limit.limit, config.rate_limit.default_limit.window_seconds};
   const auto on_error = authz::parse_on_redis_error(config.rate_limit.on_redis_error);
-  if (!on_error) throw ConfigError("rate_limit.on_redis_error: expected local, deny or allow");
+  if (!on_error) throw ConfigError("rate_limit.on_redis_error: expected local or error");
   o.on_redis_error = *on_error;
   o.replicas = config.rate_limit.replicas;
   o.lease = config.rate_limit.lease;
@@ -246,7 +250,7 @@ int run_serve(const Config& config, Args args) {
   listener->start();
 
   // ==== reload on SIGHUP (issue #7) =============================================================
-  // Re-reads the file the process started with. Applied: routes, keys.pepper, tls.* (the files
+  // Re-reads the file the process started with. Applied: routes, tls.* (the files
   // are re-read, for certificate rotation) and access_log.* (the file is reopened, for log
   // rotation). Options that need a restart keep their running value and are named in the log.
   // An invalid file changes nothing. Open connections are never touched.
@@ -259,6 +263,14 @@ int run_serve(const Config& config, Args args) {
       next_settings = authorizer_settings(next);
     } catch (const std::exception& e) {
       core::log_error("reload rejected, the running configuration is kept", {{"error", e.what()}});
+      return false;
+    }
+    if (next.keys.pepper != running.keys.pepper) {
+      // Every stored hash was made with the running pepper: a new one would turn every key
+      // into an unknown key at once. Refused as a whole, so nothing changes half-way.
+      core::log_error("reload rejected, the running configuration is kept",
+                      {{"error", "keys.pepper changed: a new pepper makes every existing key "
+                                 "invalid; restart keygate to change it"}});
       return false;
     }
     const std::vector<std::string> restart = options_needing_restart(running, next);
@@ -278,7 +290,6 @@ int run_serve(const Config& config, Args args) {
       workers[index]->authorizer->update_settings(next_settings);
     });
     running.routes = next.routes;
-    running.keys.pepper = next.keys.pepper;
     std::string kept;
     for (const std::string& name : restart) kept += (kept.empty() ? "" : ", ") + name;
     if (!kept.empty()) core::log_warn("changed options need a restart; kept as running", {{"options", kept}});

@@ -70,7 +70,13 @@ boost::asio::awaitable<AuthResult> KeyAuthorizer::authorize(const AuthRequest& r
     case RateVerdict::allowed: break;
     case RateVerdict::rate_limited: result.decision = Decision::deny(DenyReason::rate_limited); break;
     case RateVerdict::quota_exceeded: result.decision = Decision::deny(DenyReason::quota_exceeded); break;
-    case RateVerdict::unavailable: result.decision = Decision::error(DenyReason::store_unavailable); break;
+    case RateVerdict::unavailable:
+      // A store error with a key that was verified and passed the policy: the one place where
+      // on_store_error may let a request through.
+      result.decision = settings->on_store_error == OnStoreError::open
+                            ? Decision::allow()
+                            : Decision::error(DenyReason::store_unavailable);
+      break;
   }
   co_return result;
 }

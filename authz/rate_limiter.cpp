@@ -37,8 +37,7 @@ std::uint64_t fnv1a(std::uint64_t h, std::string_view bytes) {
 
 std::optional<OnRedisError> parse_on_redis_error(std::string_view text) {
   if (text == "local") return OnRedisError::local;
-  if (text == "deny") return OnRedisError::deny;
-  if (text == "allow") return OnRedisError::allow;
+  if (text == "error") return OnRedisError::error;
   return std::nullopt;
 }
 
@@ -383,14 +382,11 @@ RateOutcome RateLimiter::without_redis(const store::KeyRecord& key, const std::s
       out.status = status_for(key, policy, d, out.quota_used, now_ms);
       break;
     }
-    case OnRedisError::deny:
+    case OnRedisError::error:
+      // A store error (the authorizer's on_store_error answers it). Nothing was counted and
+      // nothing is known of the window, so no RateLimit-* headers: only Retry-After.
       out.verdict = RateVerdict::unavailable;
-      out.status = {true, policy.limit, 0, 1, 1};
-      break;
-    case OnRedisError::allow:
-      // Fail open: nothing is counted, so the full limit is reported.
-      out.verdict = RateVerdict::allowed;
-      out.status = {true, policy.limit, policy.limit, 0, 0};
+      out.status = {false, 0, 0, 0, 1};
       break;
   }
   return out;

@@ -15,8 +15,8 @@
 //      quota decided and counted together (store/redis_rate_counter.hpp); it may grant a lease.
 //   5. Redis unavailable (no connection, timeout, error reply): on_redis_error decides —
 //      local (per-process windows with the limit divided by `replicas`; a quota continues from
-//      the last count Redis reported to this worker, or from 0 if it never did), deny, or
-//      allow — and the request counts in store::metrics().ratelimit_decided_without_redis.
+//      the last count Redis reported to this worker, or from 0 if it never did), or error (a
+//      store error, answered by the authorizer's on_store_error) — and the request counts in store::metrics().ratelimit_decided_without_redis.
 //      After a failure Redis is skipped for `redis_retry_interval`; the first request after it
 //      tries again, and the limiter is back on Redis as soon as a call succeeds. A quota whose
 //      count is in neither Redis nor PostgreSQL is decided the same way, for that request only.
@@ -51,8 +51,12 @@ class RateCounter;
 
 namespace keygate::authz {
 
-enum class OnRedisError { local, deny, allow };
-// "local" | "deny" | "allow"; anything else: nullopt.
+// What a rate-limit check does when Redis cannot be reached (config: rate_limit.on_redis_error).
+enum class OnRedisError {
+  local,  // per-process windows, each with the limit divided by `replicas` (the default)
+  error,  // a store error: the authorizer's on_store_error decides (closed: 503, open: pass)
+};
+// "local" | "error"; anything else: nullopt.
 std::optional<OnRedisError> parse_on_redis_error(std::string_view text);
 
 struct RateLimiterOptions {
@@ -86,12 +90,12 @@ enum class RateVerdict {
   allowed,
   rate_limited,    // 429 rate_limited, with Retry-After
   quota_exceeded,  // 429 quota_exceeded
-  unavailable,     // Redis down and on_redis_error: deny -> 503 store_unavailable
+  unavailable,     // Redis down and on_redis_error: error -> a store error (on_store_error)
 };
 
 struct RateOutcome {
   RateVerdict verdict = RateVerdict::allowed;
-  RateLimitStatus status;  // RateLimit-* headers; applies is always true
+  RateLimitStatus status;  // RateLimit-* headers; applies unless the verdict is unavailable
   enum class Source { redis, near_cache, without_redis } source = Source::redis;
   long long quota_used = -1;  // after this request, as far as known; -1: no quota or unknown
 };

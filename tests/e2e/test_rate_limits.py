@@ -7,7 +7,8 @@ Redis (so this test may restart Redis and count its commands), a real upstream.
 - A flood of 50 000 requests from one over-limit key costs Redis fewer than 100 script calls
   (INFO commandstats: evalsha + eval), thanks to the over-limit near cache.
 - A quota survives a Redis restart (reloaded from PostgreSQL, not handed out again).
-- Redis killed mid-run: on_redis_error local keeps limiting, deny answers 503, allow passes.
+- Redis killed mid-run: on_redis_error local keeps limiting; error is a store error, answered
+  503 by on_store_error: closed and let through (for the verified key) by on_store_error: open.
 """
 import socket
 import threading
@@ -211,8 +212,9 @@ class RateLimitTest(harness.KeygateTestCase):
 
     # ---- Redis down ------------------------------------------------------------------------
 
-    def redis_down(self, mode):
-        kg = self.keygate(rate_limit={"default": "1000/60s", "on_redis_error": mode})
+    def redis_down(self, mode, on_store_error="closed"):
+        kg = self.keygate(rate_limit={"default": "1000/60s", "on_redis_error": mode},
+                          on_store_error=on_store_error)
         key = self.create_key(rate_limit="5/60s")["key"]
         self.assertStatus(kg.get("/before", key=key), 200, kg)  # cached in L1, 1 used in Redis
         self.stores.redis.stop()
@@ -234,15 +236,18 @@ class RateLimitTest(harness.KeygateTestCase):
         self.assertError(responses[-1], 429, "rate_limited", kg)
         self.assertIsNotNone(responses[-1].header("Retry-After"))
 
-    def test_redis_down_deny_answers_503(self):
-        kg, responses = self.redis_down("deny")
+    def test_redis_down_error_closed_answers_503_without_ratelimit_headers(self):
+        kg, responses = self.redis_down("error", on_store_error="closed")
         for r in responses:
             self.assertError(r, 503, "store_unavailable", kg)
+            self.assertEqual(r.header("Retry-After"), "1")
+            self.assertIsNone(r.header("RateLimit-Remaining"))  # no limit could be consulted
 
-    def test_redis_down_allow_lets_everything_pass(self):
-        kg, responses = self.redis_down("allow")
+    def test_redis_down_error_open_lets_verified_keys_pass(self):
+        kg, responses = self.redis_down("error", on_store_error="open")
         for r in responses:
             self.assertStatus(r, 200, kg)
+            self.assertIsNone(r.header("RateLimit-Remaining"))
 
 
 if __name__ == "__main__":

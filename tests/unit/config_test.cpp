@@ -138,7 +138,7 @@ cache:
   redis_ttl: 1h
 rate_limit:
   default: 10/1m
-  on_redis_error: deny
+  on_redis_error: error
   replicas: 3
   lease: 1
 limits:
@@ -190,7 +190,7 @@ shutdown_timeout: 1s
   CHECK(c.cache.redis_ttl == 1h);
   CHECK(c.rate_limit.default_limit.limit == 10);
   CHECK(c.rate_limit.default_limit.window_seconds == 60);
-  CHECK(c.rate_limit.on_redis_error == "deny");
+  CHECK(c.rate_limit.on_redis_error == "error");
   CHECK(c.rate_limit.replicas == 3);
   CHECK(c.rate_limit.lease == 1);
   CHECK(c.limits.max_header_bytes == 8192);
@@ -334,7 +334,10 @@ TEST_CASE("store settings are checked without echoing secrets") {
 TEST_CASE("choices are checked") {
   CHECK(error_of("mode: sidecar\n") == "config.yaml:1: mode: expected proxy or authz, got \"sidecar\"");
   CHECK(error_of("rate_limit:\n  on_redis_error: ignore\n") ==
-        "config.yaml:2: rate_limit.on_redis_error: expected local, deny or allow, got \"ignore\"");
+        "config.yaml:2: rate_limit.on_redis_error: expected local or error, got \"ignore\"");
+  CHECK(error_of("rate_limit:\n  on_redis_error: allow\n") ==
+        "config.yaml:2: rate_limit.on_redis_error: \"allow\" was replaced by on_redis_error: error "
+        "together with on_store_error: open");
   CHECK(error_of("keys:\n  hide_credentials: maybe\n") ==
         "config.yaml:2: keys.hide_credentials: expected true or false, got \"maybe\"");
 }
