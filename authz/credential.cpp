@@ -26,20 +26,19 @@ std::optional<std::string_view> credential_from_header(std::string_view header_n
   return non_empty(core::trim_blanks(value.substr(scheme.size())));
 }
 
-std::optional<std::string_view> credential_from_query(std::string_view query,
-                                                      std::string_view parameter) {
-  if (parameter.empty()) return std::nullopt;
+void add_query_credentials(std::string_view query, std::string_view parameter,
+                           PresentedKey& into) {
+  if (parameter.empty()) return;
   while (!query.empty()) {
     const std::size_t amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);
-    if (pair.size() > parameter.size() && pair.starts_with(parameter) &&
+    if (pair.size() > parameter.size() + 1 && pair.starts_with(parameter) &&
         pair[parameter.size()] == '=') {
-      return non_empty(pair.substr(parameter.size() + 1));
+      into.add(pair.substr(parameter.size() + 1));
     }
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
-  return std::nullopt;
 }
 
 }  // namespace keygate::authz

@@ -1,5 +1,18 @@
 #pragma once
-// The authorizer of the data path (see authz/authorizer.hpp for the steps and their order).
+// The authorizer of the data path. The steps, in order; the first that decides ends it:
+//   1. route       the first route whose path and method match; a path some route matches
+//                  with a method none lists: 405 method_not_allowed (with Allow); a path no
+//                  route matches: routes_default (deny: 403 no_route; key: any valid key).
+//                  A public route is allowed here, with no key.
+//   2. credential  none: 401 missing_key; two different keys: 400 conflicting_keys; a bad
+//                  format or checksum: 401 invalid_key (no I/O)
+//   3. lookup      L1 -> Redis -> PostgreSQL by hash. Unknown: 401 invalid_key. No tier could
+//                  answer: a store error that is always 503 (an unverified key never passes)
+//   4. policy      active, not expired, client address, the route's scopes: 401/403
+//   5. rate limit  429 rate_limited / quota_exceeded; Redis unreachable with
+//                  rate_limit.on_redis_error: error is a store error for a verified key:
+//                  on_store_error closed -> 503, open -> allowed (allowed_on_store_error)
+// Only step 5 consults a limit, so only its answers carry RateLimit-* headers.
 #include <memory>
 #include <string>
 
@@ -31,9 +44,10 @@ enum class OnStoreError {
 };
 
 // Parsed once from config.yaml (and again on SIGHUP), shared read-only by every worker.
+// Every member has a default, so designated initializers may name only some of them.
 struct AuthorizerSettings {
-  std::string pepper;  // non-empty: keys are hashed with HMAC-SHA-256 (not changed by SIGHUP)
-  RouteTable routes;
+  std::string pepper{};  // non-empty: keys are hashed with HMAC-SHA-256 (not changed by SIGHUP)
+  RouteTable routes{};
   RoutesDefault routes_default = RoutesDefault::deny;
   OnStoreError on_store_error = OnStoreError::closed;
 };
@@ -51,6 +65,17 @@ class KeyAuthorizer final : public Authorizer {
   }
 
  private:
+  // Steps 1 and 2; each returns true when it decided `result`.
+  static bool decide_route(const AuthorizerSettings& settings, const AuthRequest& request,
+                           const RouteMatch& match, AuthResult& result);
+  static bool check_credential(const AuthRequest& request, AuthResult& result);
+  // Step 3: sets result.key when found; true when it decided.
+  boost::asio::awaitable<bool> look_up(const AuthorizerSettings& settings,
+                                       std::string_view credential, AuthResult& result);
+  // Step 5.
+  boost::asio::awaitable<void> count_request(const AuthorizerSettings& settings,
+                                             const Route* route, AuthResult& result);
+
   std::shared_ptr<const AuthorizerSettings> settings_;
   store::KeyLookup& lookup_;
   RateLimiter& limiter_;

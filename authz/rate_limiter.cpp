@@ -118,131 +118,171 @@ RateLimitStatus RateLimiter::status_for(const store::KeyRecord& key, const RateL
   return s;
 }
 
+// What one check is about, worked out once and read by every step.
+struct RateLimiter::Check {
+  Check(const store::KeyRecord& k, const Route* route, const RateLimiterOptions& options,
+        std::int64_t now)
+      : key(k),
+        policy(choose_policy(k, route, options.default_limit)),
+        counter(counter_name(k, route, policy)),
+        now_ms(now),
+        quota(QuotaPeriod::of(k, now)),
+        quota_name(quota ? quota_cache_name(k, quota->quota) : std::string()),
+        window(SlidingWindow::make(policy.limit, policy.window_seconds)),
+        index(window.bucket_index(now)),
+        id(CounterId::of(counter)) {}
+
+  const store::KeyRecord& key;
+  const RateLimitPolicy policy;
+  const std::string counter;
+  const std::int64_t now_ms;
+  const std::optional<QuotaPeriod> quota;
+  const std::string quota_name;  // empty: the key has no quota
+  const SlidingWindow window;
+  const std::int64_t index;  // the current bucket
+  const CounterId id;
+};
+
 boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& key,
                                                        const Route* route) {
-  const RateLimitPolicy policy = choose_policy(key, route, options_.default_limit);
-  const std::string counter = counter_name(key, route, policy);
-  const std::int64_t now_ms = to_ms(now_());
-  const auto quota = QuotaPeriod::of(key, now_ms);
-  const std::string quota_name = quota ? quota_cache_name(key, quota->quota) : std::string();
+  const Check c(key, route, options_, to_ms(now_()));
+  if (auto out = answer_from_near_cache(c)) co_return *out;
+  if (auto out = admit_from_lease(c)) co_return *out;
+  if (counter_ == nullptr || c.now_ms < skip_redis_until_ms_ || !counter_->available()) {
+    co_return without_redis(c.key, c.counter, c.id, c.policy, c.now_ms);
+  }
+  co_return co_await count_in_redis(c);
+}
 
-  // Near cache: known to be over, and the window (or quota) cannot allow a request yet.
-  const std::array<const std::string*, 2> near_names{&counter, &quota_name};
-  for (const std::string* name : near_names) {
+// Step 2: known to be over, and the window (or quota) cannot allow a request yet.
+std::optional<RateOutcome> RateLimiter::answer_from_near_cache(const Check& c) {
+  const std::array<const std::string*, 2> names{&c.counter, &c.quota_name};
+  for (const std::string* name : names) {
     if (name->empty()) continue;
     auto it = near_cache_.find(*name);
     if (it == near_cache_.end()) continue;
-    if (now_ms >= it->second.until_ms) {
+    if (c.now_ms >= it->second.until_ms) {
       near_cache_.erase(it);
       continue;
     }
     store::metrics().ratelimit_near_cache_hits.fetch_add(1, std::memory_order_relaxed);
     WindowDecision d;
     d.allowed = false;
-    d.retry_after_ms = it->second.until_ms - now_ms;
-    d.reset_ms = std::max(it->second.reset_at_ms - now_ms, d.retry_after_ms);
-    RateOutcome out{it->second.verdict, status_of(policy, d), RateOutcome::Source::near_cache};
+    d.retry_after_ms = it->second.until_ms - c.now_ms;
+    d.reset_ms = std::max(it->second.reset_at_ms - c.now_ms, d.retry_after_ms);
+    RateOutcome out{it->second.verdict, status_of(c.policy, d), RateOutcome::Source::near_cache};
     if (it->second.verdict == RateVerdict::quota_exceeded) {
-      out.quota_used = quota->quota;
-      out.status = status_for(key, policy, d, out.quota_used, now_ms);
+      out.quota_used = c.quota->quota;
+      out.status = status_for(c.key, c.policy, d, out.quota_used, c.now_ms);
     }
-    co_return out;
+    return out;
   }
+  return std::nullopt;
+}
 
-  const SlidingWindow window = SlidingWindow::make(policy.limit, policy.window_seconds);
-  const std::int64_t index = window.bucket_index(now_ms);
-  const CounterId id = CounterId::of(counter);
-
-  // The worker's lease: requests already counted in this bucket, admitted without a call.
-  if (CounterState* found = find_state(id, window)) {
-    CounterState& state = *found;
-    if (state.lease_left > 0 && state.lease_index == index) {
-      --state.lease_left;
-      if (state.seen_index == index) ++state.current;
-      store::metrics().ratelimit_lease_hits.fetch_add(1, std::memory_order_relaxed);
-      const WindowDecision d = describe(
-          window, true, roll(WindowCounts::of(state.previous, state.current), state.seen_index, index),
-          now_ms);
-      RateOutcome out{RateVerdict::allowed, status_for(key, policy, d, -1, now_ms),
-                      RateOutcome::Source::redis};
-      co_return out;
-    }
+// Step 3: requests already counted in this bucket by an earlier call, admitted with no call.
+std::optional<RateOutcome> RateLimiter::admit_from_lease(const Check& c) {
+  CounterState* state = find_state(c.id, c.window);
+  if (state == nullptr || state->lease_left <= 0 || state->lease_index != c.index) {
+    return std::nullopt;
   }
+  --state->lease_left;
+  if (state->seen_index == c.index) ++state->current;
+  store::metrics().ratelimit_lease_hits.fetch_add(1, std::memory_order_relaxed);
+  const WindowCounts counts =
+      roll(WindowCounts::of(state->previous, state->current), state->seen_index, c.index);
+  const WindowDecision d = describe(c.window, true, counts, c.now_ms);
+  return RateOutcome{RateVerdict::allowed, status_for(c.key, c.policy, d, -1, c.now_ms),
+                     RateOutcome::Source::redis};
+}
 
-  if (counter_ == nullptr || now_ms < skip_redis_until_ms_ || !counter_->available()) {
-    co_return without_redis(key, counter, id, policy, now_ms);
-  }
-
+// Step 4: one script call on the shared counter (and the quota), asking for a lease where
+// this worker has called before in this bucket.
+boost::asio::awaitable<RateOutcome> RateLimiter::count_in_redis(const Check& c) {
   store::QuotaHit quota_hit;
   store::WindowHit hit;
-  hit.counter = counter;
-  hit.limit = window.limit;
-  hit.bucket_ticks = window.bucket_ticks;
+  hit.counter = c.counter;
+  hit.limit = c.window.limit;
+  hit.bucket_ticks = c.window.bucket_ticks;
   hit.buckets = SlidingWindow::buckets;
-  hit.now_ticks = window.ticks(now_ms);
-  hit.tick_ms = window.tick_ms;
-  if (quota) {
-    quota_hit.key_id = key.id;
-    quota_hit.quota = quota->quota;
-    quota_hit.period_start_s = quota->period_start_s;
-    quota_hit.expire_ms = quota->period_end_ms > 0 ? quota->period_end_ms - now_ms + 60'000 : 0;
+  hit.now_ticks = c.window.ticks(c.now_ms);
+  hit.tick_ms = c.window.tick_ms;
+  if (c.quota) {
+    quota_hit.key_id = c.key.id;
+    quota_hit.quota = c.quota->quota;
+    quota_hit.period_start_s = c.quota->period_start_s;
+    quota_hit.expire_ms = c.quota->period_end_ms > 0 ? c.quota->period_end_ms - c.now_ms + 60'000 : 0;
     hit.quota = &quota_hit;
   }
-  // A counter this worker calls for the first time in this sub-window is remembered only in
-  // `first_calls_`; its second call there creates its state and asks for a lease. So a key
-  // seen once (most of them, with many keys) costs no memory here and holds no lease.
-  FirstCall& first = first_calls_[id.key % first_calls_.size()];
-  bool keep_state = first.key == id.key && first.index == index;
-  if (CounterState* state = find_state(id, window)) {
+  const bool keep_state = ask_for_lease(c, hit);
+  const store::WindowHitResult result = co_await counter_->hit(hit);
+  // `counters_` may have changed while suspended: the steps below look the state up again.
+  if (result.status == store::WindowHitResult::Status::unavailable) {
+    skip_redis_until_ms_ = c.now_ms + options_.redis_retry_interval.count();
+    co_return without_redis(c.key, c.counter, c.id, c.policy, c.now_ms);
+  }
+  skip_redis_until_ms_ = 0;
+  if (result.status == store::WindowHitResult::Status::quota_unavailable) {
+    co_return without_redis(c.key, c.counter, c.id, c.policy, c.now_ms);
+  }
+  co_return settle(c, result, keep_state);
+}
+
+// A counter this worker calls for the first time in this sub-window is remembered only in
+// `first_calls_`; its second call there creates its state and asks for a lease. So a key seen
+// once (most of them, with many keys) costs no memory here and holds no lease. True when the
+// counter's state is to be kept after the call.
+bool RateLimiter::ask_for_lease(const Check& c, store::WindowHit& hit) {
+  FirstCall& first = first_calls_[c.id.key % first_calls_.size()];
+  bool keep_state = first.key == c.id.key && first.index == c.index;
+  if (CounterState* state = find_state(c.id, c.window)) {
     keep_state = true;
     // An expired lease's unused requests go back with this call (if it fails, they stay
     // counted: stricter, never looser).
-    if (state->lease_left > 0 && state->lease_index != index) {
+    if (state->lease_left > 0 && state->lease_index != c.index) {
       state->give_back_index = state->lease_index;
       state->give_back = state->lease_left;
       state->lease_left = 0;
     }
-    hit.want = state->seen_index == index ? options_.lease : 1;
+    hit.want = state->seen_index == c.index ? options_.lease : 1;
     hit.give_back = state->give_back;
     hit.give_back_index = state->give_back_index;
     state->give_back = 0;
   } else if (keep_state) {
     hit.want = options_.lease;
   }
-  first = FirstCall{id.key, index};
-  const store::WindowHitResult result = co_await counter_->hit(hit);
-  // `counters_` may have changed while suspended: look the state up again below.
-  if (result.status == store::WindowHitResult::Status::unavailable) {
-    skip_redis_until_ms_ = now_ms + options_.redis_retry_interval.count();
-    co_return without_redis(key, counter, id, policy, now_ms);
-  }
-  skip_redis_until_ms_ = 0;
-  if (result.status == store::WindowHitResult::Status::quota_unavailable) {
-    co_return without_redis(key, counter, id, policy, now_ms);
-  }
+  first = FirstCall{c.id.key, c.index};
+  return keep_state;
+}
 
+// Step 5: what Redis answered becomes this worker's view of the counter (its lease, the near
+// cache) and the outcome with its headers.
+RateOutcome RateLimiter::settle(const Check& c, const store::WindowHitResult& result,
+                                bool keep_state) {
   // The counts as this worker sees them: a lease's unused requests are not admitted yet.
   const std::int64_t unused = result.allowed() ? std::max<std::int64_t>(result.granted - 1, 0) : 0;
   const std::int64_t current = result.current - unused;
   if (unused > 0) {
-    CounterState& state = record_seen(id, window, now_ms, result.previous, current);
-    if (state.lease_left > 0 && state.lease_index != index) {
+    CounterState& state = record_seen(c.id, c.window, c.now_ms, result.previous, current);
+    if (state.lease_left > 0 && state.lease_index != c.index) {
       state.give_back_index = state.lease_index;  // a concurrent call's lease, now stale
       state.give_back = state.lease_left;
       state.lease_left = 0;
     }
-    state.lease_index = index;
+    state.lease_index = c.index;
     state.lease_left += unused;  // merged with a lease a concurrent call got in this bucket
   } else if (keep_state) {
-    record_seen(id, window, now_ms, result.previous, current);
+    record_seen(c.id, c.window, c.now_ms, result.previous, current);
   }
-  if (quota && result.quota_used >= 0) remember_quota(key.id, quota->period_start_s, result.quota_used);
+  if (c.quota && result.quota_used >= 0) {
+    remember_quota(c.key.id, c.quota->period_start_s, result.quota_used);
+  }
 
   WindowCounts counts = WindowCounts::of(result.previous, current);
   if (!result.allowed() && result.counts.size() == counts.at.size()) {
     std::copy(result.counts.begin(), result.counts.end(), counts.at.begin());
   }
-  const WindowDecision d = describe(window, result.allowed(), counts, now_ms);
+  const WindowDecision d = describe(c.window, result.allowed(), counts, c.now_ms);
   RateOutcome out;
   out.source = RateOutcome::Source::redis;
   out.quota_used = result.quota_used;
@@ -252,20 +292,21 @@ boost::asio::awaitable<RateOutcome> RateLimiter::check(const store::KeyRecord& k
       break;
     case store::WindowHitResult::Verdict::rate_limited:
       out.verdict = RateVerdict::rate_limited;
-      remember_blocked(counter, {now_ms + d.retry_after_ms, now_ms + d.reset_ms, out.verdict}, now_ms);
+      remember_blocked(c.counter, {c.now_ms + d.retry_after_ms, c.now_ms + d.reset_ms, out.verdict},
+                       c.now_ms);
       break;
     case store::WindowHitResult::Verdict::quota_exceeded: {
       out.verdict = RateVerdict::quota_exceeded;
       // Until the period ends, but asked again every second: a raised quota applies soon.
-      const std::int64_t until = quota->period_end_ms > 0
-                                     ? std::min(quota->period_end_ms, now_ms + 1000)
-                                     : now_ms + 1000;
-      remember_blocked(quota_name, {until, until, out.verdict}, now_ms);
+      const std::int64_t until = c.quota->period_end_ms > 0
+                                     ? std::min(c.quota->period_end_ms, c.now_ms + 1000)
+                                     : c.now_ms + 1000;
+      remember_blocked(c.quota_name, {until, until, out.verdict}, c.now_ms);
       break;
     }
   }
-  out.status = status_for(key, policy, d, out.quota_used, now_ms);
-  co_return out;
+  out.status = status_for(c.key, c.policy, d, out.quota_used, c.now_ms);
+  return out;
 }
 
 RateLimiter::CounterId RateLimiter::CounterId::of(const std::string& counter) {
@@ -315,37 +356,6 @@ void RateLimiter::prune_counters(std::int64_t now_ms) {
            state.give_back == 0 && (state.lease_left == 0 || now_ms / bucket_ms != state.lease_index);
   });
   counters_prune_at_ = std::max<std::size_t>(1024, 2 * counters_.size());
-}
-
-RateLimitStatus RateLimiter::peek(const store::KeyRecord& key, const Route* route) {
-  const RateLimitPolicy policy = choose_policy(key, route, options_.default_limit);
-  const std::string counter = counter_name(key, route, policy);
-  const std::int64_t now_ms = to_ms(now_());
-  const SlidingWindow window = SlidingWindow::make(policy.limit, policy.window_seconds);
-  const std::int64_t index = window.bucket_index(now_ms);
-  long long quota_used = -1;
-  if (const auto quota = QuotaPeriod::of(key, now_ms)) {
-    const auto it = quota_seen_.find(key.id);
-    if (it != quota_seen_.end() && it->second.period_start_s == quota->period_start_s) {
-      quota_used = it->second.used;
-    }
-  }
-  if (auto it = near_cache_.find(counter); it != near_cache_.end() && now_ms < it->second.until_ms) {
-    WindowDecision d;
-    d.retry_after_ms = it->second.until_ms - now_ms;
-    d.reset_ms = std::max(it->second.reset_at_ms - now_ms, d.retry_after_ms);
-    RateLimitStatus s = status_for(key, policy, d, quota_used, now_ms);
-    s.retry_after_seconds = 0;
-    return s;
-  }
-  WindowCounts seen;
-  if (const CounterState* state = find_state(CounterId::of(counter), window)) {
-    seen = roll(WindowCounts::of(state->previous, state->current), state->seen_index, index);
-  }
-  const WindowDecision d = describe(window, true, seen, now_ms);
-  RateLimitStatus s = status_for(key, policy, d, quota_used, now_ms);
-  s.retry_after_seconds = 0;
-  return s;
 }
 
 RateOutcome RateLimiter::without_redis(const store::KeyRecord& key, const std::string& counter,

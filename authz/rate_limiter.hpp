@@ -24,10 +24,7 @@
 // RateLimit-* headers describe the window, unless the key's quota is closer to exhaustion:
 // then Remaining is what is left of the quota (and for a refilling quota, Limit is the quota
 // and Reset the end of its period). Answers refused before the rate-limit step (expired,
-// revoked, 403) get `peek`: the last state Redis reported to this worker for that counter,
-// rolled forward to now, with no I/O (the full limit if this worker has not counted it twice in
-// a sub-window: a counter seen once keeps no state; only p and c are kept, so c is assumed to
-// sit in the newest bucket).
+// revoked, 403) consulted no limit and carry no RateLimit-* headers.
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
@@ -47,6 +44,8 @@
 
 namespace keygate::store {
 class RateCounter;
+struct WindowHit;
+struct WindowHitResult;
 }
 
 namespace keygate::authz {
@@ -110,10 +109,6 @@ class RateLimiter {
 
   boost::asio::awaitable<RateOutcome> check(const store::KeyRecord& key, const Route* route);
 
-  // The RateLimit-* values for a keyed answer refused before the rate-limit step: counts
-  // nothing and does no I/O (see above).
-  RateLimitStatus peek(const store::KeyRecord& key, const Route* route);
-
   std::size_t near_cache_size() const { return near_cache_.size(); }
   std::size_t counters_size() const { return counters_.size(); }
 
@@ -124,12 +119,13 @@ class RateLimiter {
     RateVerdict verdict = RateVerdict::rate_limited;
   };
   struct QuotaPeriod;  // the key's quota at one instant (rate_limiter.cpp)
+  struct Check;        // what one check is about (rate_limiter.cpp)
   struct QuotaCount {
     std::int64_t period_start_s = 0;
     std::int64_t used = 0;
   };
-  // What this worker knows of one shared counter: the last p and c Redis reported (for peek
-  // and for lease answers' headers; admitted lease requests are added to c as they are used)
+  // What this worker knows of one shared counter: the last p and c Redis reported (for lease
+  // answers' headers; admitted lease requests are added to c as they are used)
   // and its lease. Kept small: there is one per counter seen, e.g. 100,000 for 100,000 keys,
   // so the map is keyed by a 64-bit hash of the counter's name, not the name (about 100 bytes
   // a counter less); `check`, a second hash, tells two names with the same key apart.
@@ -151,6 +147,13 @@ class RateLimiter {
     std::uint32_t check = 0;
     static CounterId of(const std::string& counter);
   };
+  // The steps of check(), in order (see the top of this file).
+  std::optional<RateOutcome> answer_from_near_cache(const Check& c);
+  std::optional<RateOutcome> admit_from_lease(const Check& c);
+  boost::asio::awaitable<RateOutcome> count_in_redis(const Check& c);
+  bool ask_for_lease(const Check& c, store::WindowHit& hit);
+  RateOutcome settle(const Check& c, const store::WindowHitResult& result, bool keep_state);
+
   // The state of the counter with `window`, or null; state_of creates (or resets) it.
   CounterState* find_state(const CounterId& id, const SlidingWindow& window);
   CounterState& state_of(const CounterId& id, const SlidingWindow& window);

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "core/text.hpp"
-
 namespace keygate::authz {
 
 bool prefix_matches(std::string_view prefix, std::string_view path) {
@@ -41,9 +39,6 @@ RouteTable::RouteTable(std::vector<Route> routes) : routes_(std::move(routes)) {
     if (!route.pattern.starts_with('/')) {
       throw std::invalid_argument("route pattern must start with '/': " + route.pattern);
     }
-    for (std::string& method : route.methods) {
-      std::transform(method.begin(), method.end(), method.begin(), core::ascii_upper);
-    }
     Matcher matcher;
     matcher.is_glob = route.pattern.find_first_of("*?") != std::string::npos;
     if (matcher.is_glob && route.pattern.size() > 2 && route.pattern.ends_with("/*")) {
@@ -53,26 +48,47 @@ RouteTable::RouteTable(std::vector<Route> routes) : routes_(std::move(routes)) {
   }
 }
 
-const Route* RouteTable::match(std::string_view method, std::string_view path) const {
+bool RouteTable::path_matches(std::size_t index, std::string_view path) const {
+  const std::string_view pattern = routes_[index].pattern;
+  const Matcher& matcher = matchers_[index];
+  if (!matcher.is_glob) return prefix_matches(pattern, path);
+  return glob_matches(pattern, path) ||
+         (matcher.bare_length != std::string::npos &&
+          glob_matches(pattern.substr(0, matcher.bare_length), path));
+}
+
+RouteMatch RouteTable::match(std::string_view method, std::string_view path) const {
+  // The method first: a string compare is cheaper than a glob.
   for (std::size_t i = 0; i < routes_.size(); ++i) {
     const Route& route = routes_[i];
-    const Matcher& matcher = matchers_[i];
-    if (!route.methods.empty() &&
-        std::find(route.methods.begin(), route.methods.end(), method) == route.methods.end()) {
-      continue;
-    }
-    const std::string_view pattern = route.pattern;
-    bool matched = false;
-    if (!matcher.is_glob) {
-      matched = prefix_matches(pattern, path);
-    } else {
-      matched = glob_matches(pattern, path) ||
-                (matcher.bare_length != std::string::npos &&
-                 glob_matches(pattern.substr(0, matcher.bare_length), path));
-    }
-    if (matched) return &route;
+    const bool method_listed =
+        route.methods.empty() ||
+        std::find(route.methods.begin(), route.methods.end(), method) != route.methods.end();
+    if (method_listed && path_matches(i, path)) return {RouteMatch::Kind::route, &route};
   }
-  return nullptr;
+  // Not matched: only now does it matter whether some route has the path at all.
+  for (std::size_t i = 0; i < routes_.size(); ++i) {
+    if (path_matches(i, path)) return {RouteMatch::Kind::method_not_allowed, nullptr};
+  }
+  return {};
+}
+
+std::string RouteTable::allowed_methods(std::string_view path) const {
+  std::vector<std::string_view> methods;
+  for (std::size_t i = 0; i < routes_.size(); ++i) {
+    if (!path_matches(i, path)) continue;
+    for (const std::string& method : routes_[i].methods) {
+      if (std::find(methods.begin(), methods.end(), method) == methods.end()) {
+        methods.push_back(method);
+      }
+    }
+  }
+  std::string allow;
+  for (const std::string_view method : methods) {
+    if (!allow.empty()) allow += ", ";
+    allow += method;
+  }
+  return allow;
 }
 
 }  // namespace keygate::authz

@@ -56,6 +56,7 @@ std::string_view www_authenticate(authz::DenyReason reason) {
     case authz::DenyReason::expired_key:
     case authz::DenyReason::revoked_key: return "Bearer error=\"invalid_token\"";
     case authz::DenyReason::insufficient_scope: return "Bearer error=\"insufficient_scope\"";
+    case authz::DenyReason::conflicting_keys: return "Bearer error=\"invalid_request\"";
     default: return {};
   }
 }
@@ -73,7 +74,7 @@ void format_proxy_error(std::string& out, const ProxyError& error, AnswerFraming
 
 void format_rejection(std::string& out, const authz::AuthResult& result, AnswerFraming framing) {
   const authz::DenyReason reason = result.decision.reason;
-  const int status = authz::http_status(reason);
+  const int status = authz::http_status(result.decision);
   out.clear();
   append_status_line(out, status);
   append_connection(out, framing);
@@ -87,6 +88,11 @@ void format_rejection(std::string& out, const authz::AuthResult& result, AnswerF
     if (seconds <= 0 && status == 429) seconds = result.rate.reset_seconds;
     out += "Retry-After: ";
     append_number(out, seconds > 0 ? seconds : 1);
+    out += "\r\n";
+  }
+  if (status == 405) {
+    out += "Allow: ";
+    out += result.allow;
     out += "\r\n";
   }
   append_rate_limit(out, result.rate);

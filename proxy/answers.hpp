@@ -37,8 +37,9 @@ struct AnswerFraming {
 // `rate`: the RateLimit-* state of the request's key, when one was identified (else null).
 void format_proxy_error(std::string& out, const ProxyError& error, AnswerFraming framing,
                         const authz::RateLimitStatus* rate = nullptr);
-// A denied or undecided request: status and body from the decision; WWW-Authenticate,
-// Retry-After and RateLimit-* where they apply.
+// A denied or undecided request: status and body from the decision (an undecided one is a
+// 500, never a 200); WWW-Authenticate, Allow (405), Retry-After and RateLimit-* where they
+// apply.
 void format_rejection(std::string& out, const authz::AuthResult& result, AnswerFraming framing);
 // Authz mode, allowed: 200 with the identity headers and RateLimit-*.
 void format_authz_allowed(std::string& out, const authz::AuthResult& result,

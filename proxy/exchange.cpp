@@ -51,20 +51,20 @@ HeaderArena::~HeaderArena() {
 }
 
 AnswerFraming framing_of(Exchange& x) {
-  if (x.conn.worker.draining) x.keep_alive = false;
-  return {x.keep_alive, x.http10};
+  if (x.conn.worker.draining) x.close_after_answer();
+  return {x.keeps_alive(), x.http10};
 }
 
 asio::awaitable<void> send_answer(Exchange& x, int status) {
   x.status = status;
-  if (!x.keep_alive && x.body_unread) x.conn.linger = true;
+  if (!x.keeps_alive() && x.body_unread) x.fate = Fate::close_lingering;
   x.conn.deadline.arm(Phase::response_body, x.conn.worker.options.idle_timeout);
   const error_code ec = co_await write_text(x.conn.stream, x.conn.scratch);
-  if (ec) x.keep_alive = false;
+  if (ec) x.close_after_answer();
 }
 
 asio::awaitable<void> send_proxy_error(Exchange& x, const ProxyError& error) {
-  if (x.body_unread) x.keep_alive = false;
+  if (x.body_unread) x.close_after_answer();
   format_proxy_error(x.conn.scratch, error, framing_of(x), x.rate);
   co_await send_answer(x, error.status);
 }

@@ -61,7 +61,6 @@ struct ClientConnection {
   core::IpAddress peer;
   std::string peer_text;      // for X-Forwarded-For
   bool peer_trusted = false;  // a trusted proxy: its X-Forwarded-For is believed
-  bool linger = false;        // the client may still be sending: drain a little before closing
   std::string scratch;        // answers and header values are formatted here
 };
 
@@ -90,6 +89,16 @@ Parser make_parser(HeaderArena& arena) {
   return Parser(std::piecewise_construct, std::tuple<>(), std::make_tuple(arena.allocator()));
 }
 
+// What becomes of the client connection once an exchange is over. It only ever moves towards
+// closing: a step that needs the connection closed says so, and nothing later reopens it.
+enum class Fate {
+  keep_alive,       // the next request may follow
+  close,            // close once answered
+  close_lingering,  // close once answered, but read (and drop) what the client still sends for
+                    // a moment first, so that the kernel does not reset the connection before
+                    // the client has read the answer (it was still sending a body)
+};
+
 // One request as it moves through the phases.
 struct Exchange {
   ClientConnection& conn;
@@ -98,15 +107,20 @@ struct Exchange {
   std::chrono::steady_clock::time_point started;
   http::verb method = http::verb::unknown;  // as the client sent it
   bool http10 = false;          // the client spoke HTTP/1.0
-  bool keep_alive = true;       // the connection may serve another request afterwards
   bool body_unread = false;     // body bytes the client may still send (see discard_body)
   bool expect_continue = false;
+  Fate fate = Fate::keep_alive;
   int status = 0;               // what the client was answered (0: nothing)
   int upstream_status = 0;      // forwarded: the upstream's status (0: none)
   std::chrono::microseconds upstream_latency{-1};  // forwarded: until its response header
   // Set once a key was identified: keygate's own errors after that (502, 504, 413...) are
   // keyed answers too and carry the RateLimit-* headers.
   const authz::RateLimitStatus* rate = nullptr;
+
+  bool keeps_alive() const { return fate == Fate::keep_alive; }
+  void close_after_answer() {
+    if (fate == Fate::keep_alive) fate = Fate::close;
+  }
 };
 
 // True when a header block contains a line starting with SP/HT (obs-fold).
@@ -167,7 +181,7 @@ asio::awaitable<void> send_answer(Exchange& x, int status);
 // keygate's own error; the connection closes when a body may still be coming.
 asio::awaitable<void> send_proxy_error(Exchange& x, const ProxyError& error);
 
-// Also settles x.keep_alive: a draining worker closes connections after their answer.
+// Also settles x.fate: a draining worker closes connections after their answer.
 AnswerFraming framing_of(Exchange& x);
 
 inline asio::awaitable<error_code> write_text(Stream& socket, std::string_view text) {

@@ -1,6 +1,6 @@
 // Forwarding an allowed request, in the order things happen:
 //
-//   prepare_request       hop-by-hop fields out, identity headers in, credential out,
+//   prepare_request       hop-by-hop fields out, identity headers in, credentials out,
 //                         normalized target, X-Forwarded-For/-Proto, framing re-stated
 //   acquire               a pooled keep-alive connection, else a new one (connect timeout: 502;
 //                         https: TLS handshake, certificate verified, else 502)
@@ -96,12 +96,12 @@ void prepare_request(Exchange& x, const ForwardPlan& plan) {
   request.erase(http::field::expect);  // keygate answers 100 Continue itself
   remove_identity(request);
   if (plan.result.key) set_identity(request, *plan.result.key, scratch);
-  if (options.hide_credentials && !plan.credential_header.empty()) {
-    request.erase(plan.credential_header);
+  if (options.hide_credentials) {
+    for (const std::string& name : options.credential_headers) request.erase(name);
   }
 
   scratch = plan.target.path;
-  if (options.hide_credentials && plan.credential_in_query) {
+  if (options.hide_credentials && !options.credential_query_parameter.empty()) {
     const std::string query =
         remove_query_parameter(plan.target.query, options.credential_query_parameter);
     if (!query.empty()) scratch.append("?").append(query);
@@ -162,7 +162,7 @@ asio::awaitable<UpstreamConnectionPtr> connect(Exchange& x) {
 
 // The upload failed on the client's side: a bad or oversized body, a stall, or it left.
 asio::awaitable<void> fail_upload(Exchange& x, const error_code& ec) {
-  x.keep_alive = false;
+  x.close_after_answer();
   if (x.conn.deadline.expired()) {
     co_await send_proxy_error(x, request_timeout);
   } else if (ec == http::error::body_limit) {
@@ -276,13 +276,13 @@ void prepare_response(Exchange& x, ResponseParser& parser, const ForwardPlan& pl
     } else if (!x.http10) {
       response.chunked(true);  // chunked or close-delimited upstream body, chunked here
     } else {
-      x.keep_alive = false;  // an HTTP/1.0 client reads to the end of the connection
+      x.close_after_answer();  // an HTTP/1.0 client reads to the end of the connection
     }
   }
   set_rate_limit(response, plan.result.rate);
-  if (x.conn.worker.draining) x.keep_alive = false;
+  if (x.conn.worker.draining) x.close_after_answer();
   response.version(11);
-  if (!x.keep_alive) {
+  if (!x.keeps_alive()) {
     response.set(http::field::connection, "close");
   } else if (x.http10) {
     response.set(http::field::connection, "keep-alive");
@@ -314,7 +314,7 @@ asio::awaitable<bool> relay_response(Exchange& x, UpstreamConnection& upstream,
         ec = read_error == http::error::need_buffer ? error_code() : read_error;
       }
       if (ec) {
-        x.keep_alive = false;
+        x.close_after_answer();
         if (!header_sent) {
           co_await fail_upstream(x);
         } else {
@@ -331,7 +331,7 @@ asio::awaitable<bool> relay_response(Exchange& x, UpstreamConnection& upstream,
     const auto buffers = outgoing.next(data, size, last);
     auto [ec, n] = co_await asio::async_write(x.conn.stream, buffers, awaitable_tuple);
     if (ec) {
-      x.keep_alive = false;
+      x.close_after_answer();
       co_return false;
     }
     if (!header_sent) x.status = response.result_int();
@@ -383,7 +383,7 @@ asio::awaitable<void> forward(Exchange& x, const ForwardPlan& plan) {
       continue_sent = true;
       const error_code ec = co_await write_text(x.conn.stream, continue_answer);
       if (ec) {
-        x.keep_alive = false;
+        x.close_after_answer();
         co_return;
       }
     }

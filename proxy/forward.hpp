@@ -12,12 +12,11 @@ namespace keygate::proxy {
 struct ForwardPlan {
   const authz::AuthResult& result;
   const authz::NormalizedTarget& target;  // forwarded as path?query
-  std::string_view credential_header;     // where the key came from (lower case); empty: none
-  bool credential_in_query = false;
 };
 
-// Sets x.status (0 when the client left) and x.keep_alive; answers 502/504 (or 400/408/413
-// for a bad upload) itself.
+// Sets x.status (0 when the client left) and x.fate; answers 502/504 (or 400/408/413 for a bad
+// upload) itself. With hide_credentials, every configured credential location (each
+// keys.headers field, the query parameter) is removed, whichever held the key.
 asio::awaitable<void> forward(Exchange& x, const ForwardPlan& plan);
 
 }  // namespace keygate::proxy

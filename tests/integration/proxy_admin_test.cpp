@@ -48,7 +48,9 @@ TEST_CASE("admin: /metrics renders every family in Prometheus text with the requ
   CHECK(text.find("keygate_requests_total{decision=\"allowed\"} " +
                   std::to_string(count(m.requests_by_decision[0])) + "\n") != std::string::npos);
   CHECK(count(m.requests_by_decision[0]) >= 1);
-  CHECK(count(m.requests_by_decision[1]) >= 1);  // missing_key
+  const auto missing_key = keygate::authz::decision_index(
+      keygate::authz::Decision::deny(keygate::authz::DenyReason::missing_key));
+  CHECK(count(m.requests_by_decision[missing_key]) >= 1);
   CHECK(text.find("keygate_requests_total{decision=\"missing_key\"}") != std::string::npos);
   CHECK(text.find("keygate_responses_total{class=\"4xx\"}") != std::string::npos);
   CHECK(text.find("keygate_upstream_latency_seconds_bucket{le=\"+Inf\"}") != std::string::npos);

@@ -62,7 +62,7 @@ inline constexpr const char* undecidable_key = "kg_test_store_down";
 
 struct AuthCall {
   std::string method, path, client_ip;
-  std::optional<std::string> credential;
+  std::optional<std::string> credential;  // nullopt: none; "<conflicting>": two keys
 };
 
 struct AuthLog {
@@ -82,22 +82,30 @@ class TestAuthorizer final : public authz::Authorizer {
   explicit TestAuthorizer(std::shared_ptr<AuthLog> log) : log_(std::move(log)) {}
 
   asio::awaitable<authz::AuthResult> authorize(const authz::AuthRequest& request) override {
+    using Kind = authz::PresentedKey::Kind;
+    const Kind kind = request.credential.kind;
     {
+      std::optional<std::string> credential;
+      if (kind == Kind::one) credential = std::string(request.credential.key);
+      if (kind == Kind::conflicting) credential = "<conflicting>";
       std::lock_guard lock(log_->mutex);
       log_->calls.push_back({std::string(request.method), std::string(request.path),
-                             request.client_ip.to_string(),
-                             request.credential ? std::optional<std::string>(*request.credential)
-                                                : std::nullopt});
+                             request.client_ip.to_string(), credential});
     }
     authz::AuthResult result;
     const bool is_public = request.path.starts_with("/public/");
-    if (!request.credential) {
+    if (kind == Kind::conflicting) {
+      result.decision = authz::Decision::deny(authz::DenyReason::conflicting_keys);
+      co_return result;
+    }
+    const std::string_view presented = request.credential.key;
+    if (kind == Kind::none) {
       result.decision = is_public ? authz::Decision::allow()
                                   : authz::Decision::deny(authz::DenyReason::missing_key);
       result.public_route = is_public;
       co_return result;
     }
-    if (*request.credential == good_key || *request.credential == limited_key) {
+    if (presented == good_key || presented == limited_key) {
       auto key = std::make_shared<store::KeyRecord>();
       key->id = "key-1";
       key->owner_type = "user";
@@ -106,13 +114,13 @@ class TestAuthorizer final : public authz::Authorizer {
       result.key = key;
       result.rate = {true, 100, 99, 60, 0};
       result.decision = authz::Decision::allow();
-      if (*request.credential == limited_key) {
+      if (presented == limited_key) {
         result.rate = {true, 100, 0, 30, 30};
         result.decision = authz::Decision::deny(authz::DenyReason::rate_limited);
       }
       co_return result;
     }
-    if (*request.credential == undecidable_key) {
+    if (presented == undecidable_key) {
       result.decision = authz::Decision::error(authz::DenyReason::store_unavailable);
       co_return result;
     }

@@ -14,7 +14,8 @@ std::string json_field(const std::string& body, const char* name) {
 }
 
 std::uint64_t decision_count(keygate::authz::DenyReason reason) {
-  return count(keygate::store::metrics().requests_by_decision[static_cast<int>(reason)]);
+  const auto index = keygate::authz::decision_index(keygate::authz::Decision::deny(reason));
+  return count(keygate::store::metrics().requests_by_decision[index]);
 }
 
 }  // namespace
@@ -120,9 +121,11 @@ TEST_CASE("a rejected request with a large body is answered and the connection c
 
 namespace {
 
+// The test client is a trusted proxy, so its X-Original-* / X-Forwarded-* are believed.
 keygate::proxy::ProxyOptions authz_options() {
   auto options = test_options(1);  // never contacted
   options.mode = keygate::proxy::ProxyOptions::Mode::authz;
+  options.trusted_proxies.push_back(*keygate::core::IpNetwork::parse("127.0.0.0/8"));
   return options;
 }
 
@@ -173,6 +176,21 @@ TEST_CASE("authz mode: X-Forwarded-Method/-Uri, then the request itself") {
   CHECK(calls[0].path == "/orders");
   CHECK(calls[1].method == "PATCH");
   CHECK(calls[1].path == "/itself");
+}
+
+TEST_CASE("authz mode: X-Original-* from a peer outside trusted_proxies are ignored") {
+  auto options = authz_options();
+  options.trusted_proxies = {*keygate::core::IpNetwork::parse("10.0.0.0/8")};
+  ProxyUnderTest proxy(options);
+  const auto reply = round_trip(proxy.port, get("/auth", "X-Original-Method: DELETE\r\n"
+                                                         "X-Original-URI: /public/x\r\n"
+                                                         "X-Forwarded-Uri: /public/y\r\n"));
+  REQUIRE(reply);
+  CHECK(reply->status == 401);  // judged as GET /auth, which needs a key
+  const auto calls = proxy.auth->snapshot();
+  REQUIRE(calls.size() == 1);
+  CHECK(calls[0].method == "GET");
+  CHECK(calls[0].path == "/auth");
 }
 
 TEST_CASE("authz mode: a bad original URI is a 400") {

@@ -362,40 +362,6 @@ TEST_CASE("quota count lost (Redis and PostgreSQL): local mode goes on from the 
   CHECK(check(limiter, key_with("k-no-quota", 5, 60)).source == RateOutcome::Source::redis);
 }
 
-TEST_CASE("peek: the last state Redis reported, with no call and nothing counted") {
-  FakeCounter redis;
-  Clock clock;
-  RateLimiter limiter({}, &redis, clock.source());
-  const auto key = key_with("k-peek", 5, 10);
-
-  const RateLimitStatus unknown = limiter.peek(key, nullptr);
-  CHECK(unknown.applies);
-  CHECK(unknown.limit == 5);
-  CHECK(unknown.remaining == 5);
-  CHECK(unknown.reset_seconds == 0);
-
-  check(limiter, key);
-  check(limiter, key);
-  const int calls = redis.calls;
-  const RateLimitStatus seen = limiter.peek(key, nullptr);
-  CHECK(seen.remaining == 3);
-  CHECK(seen.reset_seconds == 11);
-  CHECK(limiter.peek(key, nullptr).remaining == 3);  // counts nothing
-  CHECK(redis.calls == calls);
-  CHECK(check(limiter, key).status.remaining == 2);
-
-  check(limiter, key);
-  check(limiter, key);
-  REQUIRE(check(limiter, key).verdict == RateVerdict::rate_limited);
-  const RateLimitStatus blocked = limiter.peek(key, nullptr);
-  CHECK(blocked.remaining == 0);
-  CHECK(blocked.retry_after_seconds == 0);  // a peek is not a 429
-  CHECK(blocked.reset_seconds > 0);
-
-  clock.ms += 11'000;  // every bucket has left
-  CHECK(limiter.peek(key, nullptr).remaining == 5);
-}
-
 TEST_CASE("lease: one call counts up to `lease` requests; the worker admits the rest itself") {
   FakeCounter redis;
   Clock clock;
@@ -423,7 +389,7 @@ TEST_CASE("lease: one call counts up to `lease` requests; the worker admits the 
   check(limiter, key);
   CHECK(redis.calls == 4);
   CHECK(redis.given_back == 57);
-  CHECK(limiter.peek(key, nullptr).remaining == 1000 - 65);
+  CHECK(check(limiter, key).status.remaining == 1000 - 66);
 }
 
 TEST_CASE("lease: near the limit every call counts one request, and a fleet never exceeds it") {
