@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 
 #include "store/metrics.hpp"
 #include "store/redis_rate_counter.hpp"
@@ -24,49 +23,12 @@ RateLimitStatus status_of(const RateLimitPolicy& policy, const WindowDecision& d
   return s;
 }
 
-// FNV-1a, 64 bits: stable across processes, so every replica names a route's counter alike.
-std::uint64_t fnv1a(std::uint64_t h, std::string_view bytes) {
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 }  // namespace
 
 std::optional<OnRedisError> parse_on_redis_error(std::string_view text) {
   if (text == "local") return OnRedisError::local;
   if (text == "error") return OnRedisError::error;
   return std::nullopt;
-}
-
-RateLimitPolicy choose_policy(const store::KeyRecord& key, const Route* route,
-                              const core::RateLimitSpec& default_limit) {
-  if (route != nullptr && route->rate_limit) {
-    return {route->rate_limit->limit, route->rate_limit->window_seconds,
-            RateLimitPolicy::Source::route};
-  }
-  if (key.rate_limit && *key.rate_limit > 0) {
-    const int window = key.window_seconds && *key.window_seconds > 0 ? *key.window_seconds
-                                                                     : default_limit.window_seconds;
-    return {*key.rate_limit, window, RateLimitPolicy::Source::key};
-  }
-  return {default_limit.limit, default_limit.window_seconds, RateLimitPolicy::Source::default_limit};
-}
-
-std::string counter_name(const store::KeyRecord& key, const Route* route,
-                         const RateLimitPolicy& policy) {
-  std::string name = "kg:rl:{" + key.id + "}:";
-  if (policy.source == RateLimitPolicy::Source::route && route != nullptr) {
-    std::uint64_t h = fnv1a(14695981039346656037ull, route->pattern);
-    for (const std::string& method : route->methods) h = fnv1a(fnv1a(h, " "), method);
-    char hex[24];
-    std::snprintf(hex, sizeof hex, "r%016llx:", static_cast<unsigned long long>(h));
-    name += hex;
-  }
-  name += std::to_string(policy.window_seconds) + "s";
-  return name;
 }
 
 // The key's quota at `now_ms`: its period (epoch-aligned: a 86400 s period is the UTC day).
@@ -311,7 +273,7 @@ RateOutcome RateLimiter::settle(const Check& c, const store::WindowHitResult& re
 
 RateLimiter::CounterId RateLimiter::CounterId::of(const std::string& counter) {
   return {std::hash<std::string>{}(counter),
-          static_cast<std::uint32_t>(fnv1a(14695981039346656037ull, counter) >> 32)};
+          static_cast<std::uint32_t>(fnv1a(fnv1a_basis, counter) >> 32)};
 }
 
 RateLimiter::CounterState* RateLimiter::find_state(const CounterId& id, const SlidingWindow& window) {

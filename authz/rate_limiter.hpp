@@ -38,6 +38,7 @@
 
 #include "authz/authorizer.hpp"
 #include "core/duration.hpp"
+#include "authz/rate_policy.hpp"
 #include "authz/routes.hpp"
 #include "authz/sliding_window.hpp"
 #include "store/key_record.hpp"
@@ -66,24 +67,6 @@ struct RateLimiterOptions {
   // Requests one Redis call may count at most (a lease); 1: every request is one call.
   std::int64_t lease = 1;
 };
-
-struct RateLimitPolicy {
-  long long limit = 0;
-  int window_seconds = 0;
-  enum class Source { route, key, default_limit } source = Source::default_limit;
-  friend bool operator==(const RateLimitPolicy&, const RateLimitPolicy&) = default;
-};
-
-// Route's limit, else the key's (a key's rate_limit without window_seconds uses the default
-// window; non-positive values count as unset), else the default.
-RateLimitPolicy choose_policy(const store::KeyRecord& key, const Route* route,
-                              const core::RateLimitSpec& default_limit);
-
-// The counter a request is counted in: "kg:rl:{<key id>}:<window>s", or, for a route's own
-// limit, "kg:rl:{<key id>}:r<hash of the route's pattern and methods>:<window>s". The window is
-// in the name so that a changed window starts fresh counters.
-std::string counter_name(const store::KeyRecord& key, const Route* route,
-                         const RateLimitPolicy& policy);
 
 enum class RateVerdict {
   allowed,
