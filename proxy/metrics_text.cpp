@@ -4,6 +4,8 @@
 
 #include <array>
 #include <charconv>
+#include <initializer_list>
+#include <string>
 #include <string_view>
 
 #include "authz/decision.hpp"
@@ -43,6 +45,21 @@ void counter(std::string& out, std::string_view name, std::string_view help,
              const store::Counter& value) {
   header(out, name, "counter", help);
   sample(out, name, "", read(value));
+}
+
+// A counter family with one label: each value under its label value.
+struct Labelled {
+  std::string_view label;
+  const store::Counter& value;
+};
+void labelled_counter(std::string& out, std::string_view name, std::string_view help,
+                      std::string_view label_name, std::initializer_list<Labelled> values) {
+  header(out, name, "counter", help);
+  std::string labels;
+  for (const Labelled& v : values) {
+    labels.assign(label_name).append("=\"").append(v.label).append("\"");
+    sample(out, name, labels, read(v.value));
+  }
 }
 
 void gauge(std::string& out, std::string_view name, std::string_view help,
@@ -101,12 +118,13 @@ std::string render_metrics(const store::Metrics& m) {
             "Time from forwarding a request to the upstream's response header.",
             m.upstream_latency);
 
-  header(out, "keygate_upstream_errors_total", "counter",
-         "Upstream failures: connect (refused or timed out), timeout (no response in time), "
-         "other.");
-  sample(out, "keygate_upstream_errors_total", "kind=\"connect\"", read(m.upstream_errors_connect));
-  sample(out, "keygate_upstream_errors_total", "kind=\"timeout\"", read(m.upstream_errors_timeout));
-  sample(out, "keygate_upstream_errors_total", "kind=\"other\"", read(m.upstream_errors_other));
+  labelled_counter(out, "keygate_upstream_errors_total",
+                   "Upstream failures: connect (refused or timed out), timeout (no response in "
+                   "time), other.",
+                   "kind",
+                   {{"connect", m.upstream_errors_connect},
+                    {"timeout", m.upstream_errors_timeout},
+                    {"other", m.upstream_errors_other}});
 
   // glibc's own accounting: bytes handed out by malloc now, and bytes it holds from the OS.
   // Their difference is what freed memory costs in RSS (fragmentation), e.g. after a burst.
@@ -119,50 +137,54 @@ std::string render_metrics(const store::Metrics& m) {
   gauge(out, "keygate_open_connections", "Open client connections.", m.open_connections);
   gauge(out, "keygate_open_upstream_connections", "Open upstream connections (busy or pooled).",
         m.open_upstream_connections);
-  counter(out, "keygate_l1_invalidations_total", "L1 cache entries dropped on revocation notices.",
-          m.invalidations);
-  counter(out, "keygate_redis_reconnects_total", "Reconnections to Redis.", m.redis_reconnects);
-  counter(out, "keygate_postgres_reconnects_total", "Reconnections to PostgreSQL.",
-          m.postgres_reconnects);
-  counter(out, "keygate_ratelimit_decided_without_redis_total",
-          "Rate-limit decisions taken without Redis (on_redis_error).",
-          m.ratelimit_decided_without_redis);
-  counter(out, "keygate_ratelimit_redis_calls_total",
-          "Rate-limit scripts sent to Redis (each counts one request, or a lease of several).",
-          m.ratelimit_redis_calls);
-  counter(out, "keygate_ratelimit_lease_hits_total",
-          "Requests admitted from a worker's lease (counted in Redis earlier), without a call.",
-          m.ratelimit_lease_hits);
-  counter(out, "keygate_ratelimit_near_cache_hits_total",
-          "429s answered from the in-process over-limit cache, without asking Redis.",
-          m.ratelimit_near_cache_hits);
+  struct PlainCounter {
+    std::string_view name, help;
+    const store::Counter& value;
+  };
+  const PlainCounter plain_counters[] = {
+      {"keygate_l1_invalidations_total", "L1 cache entries dropped on revocation notices.",
+       m.invalidations},
+      {"keygate_redis_reconnects_total", "Reconnections to Redis.", m.redis_reconnects},
+      {"keygate_postgres_reconnects_total", "Reconnections to PostgreSQL.", m.postgres_reconnects},
+      {"keygate_ratelimit_decided_without_redis_total",
+       "Rate-limit decisions taken without Redis (on_redis_error).",
+       m.ratelimit_decided_without_redis},
+      {"keygate_ratelimit_redis_calls_total",
+       "Rate-limit scripts sent to Redis (each counts one request, or a lease of several).",
+       m.ratelimit_redis_calls},
+      {"keygate_ratelimit_lease_hits_total",
+       "Requests admitted from a worker's lease (counted in Redis earlier), without a call.",
+       m.ratelimit_lease_hits},
+      {"keygate_ratelimit_near_cache_hits_total",
+       "429s answered from the in-process over-limit cache, without asking Redis.",
+       m.ratelimit_near_cache_hits},
+  };
+  for (const PlainCounter& c : plain_counters) counter(out, c.name, c.help, c.value);
 
-  header(out, "keygate_usage_events_total", "counter", "Usage events by what became of them.");
-  sample(out, "keygate_usage_events_total", "outcome=\"queued\"", read(m.usage_queued));
-  sample(out, "keygate_usage_events_total", "outcome=\"written\"", read(m.usage_written));
-  sample(out, "keygate_usage_events_total", "outcome=\"spilled\"", read(m.usage_spilled));
-  sample(out, "keygate_usage_events_total", "outcome=\"replayed\"", read(m.usage_replayed));
-  sample(out, "keygate_usage_events_total", "outcome=\"dropped\"", read(m.usage_dropped));
+  labelled_counter(out, "keygate_usage_events_total", "Usage events by what became of them.",
+                   "outcome",
+                   {{"queued", m.usage_queued},
+                    {"written", m.usage_written},
+                    {"spilled", m.usage_spilled},
+                    {"replayed", m.usage_replayed},
+                    {"dropped", m.usage_dropped}});
   gauge(out, "keygate_usage_queue_depth", "Usage events waiting to be written.",
         m.usage_queue_depth);
 
   const OpsMetrics& ops = ops_metrics();
-  header(out, "keygate_tls_handshake_failures_total", "counter",
-         "TLS handshakes that failed: from clients on the listener, or to the upstream.");
-  sample(out, "keygate_tls_handshake_failures_total", "side=\"client\"",
-         read(ops.tls_handshake_failures_client));
-  sample(out, "keygate_tls_handshake_failures_total", "side=\"upstream\"",
-         read(ops.tls_handshake_failures_upstream));
-  header(out, "keygate_config_reloads_total", "counter",
-         "SIGHUP reloads: applied, or rejected (the running configuration was kept).");
-  sample(out, "keygate_config_reloads_total", "outcome=\"applied\"", read(ops.reloads_applied));
-  sample(out, "keygate_config_reloads_total", "outcome=\"rejected\"", read(ops.reloads_rejected));
-  header(out, "keygate_access_log_lines_total", "counter",
-         "Access-log lines written, or dropped (buffer full or write failed).");
-  sample(out, "keygate_access_log_lines_total", "outcome=\"written\"",
-         read(ops.access_log_written));
-  sample(out, "keygate_access_log_lines_total", "outcome=\"dropped\"",
-         read(ops.access_log_dropped));
+  labelled_counter(out, "keygate_tls_handshake_failures_total",
+                   "TLS handshakes that failed: from clients on the listener, or to the upstream.",
+                   "side",
+                   {{"client", ops.tls_handshake_failures_client},
+                    {"upstream", ops.tls_handshake_failures_upstream}});
+  labelled_counter(out, "keygate_config_reloads_total",
+                   "SIGHUP reloads: applied, or rejected (the running configuration was kept).",
+                   "outcome",
+                   {{"applied", ops.reloads_applied}, {"rejected", ops.reloads_rejected}});
+  labelled_counter(out, "keygate_access_log_lines_total",
+                   "Access-log lines written, or dropped (buffer full or write failed).",
+                   "outcome",
+                   {{"written", ops.access_log_written}, {"dropped", ops.access_log_dropped}});
   return out;
 }
 

@@ -39,31 +39,33 @@ class Stream {
 
   template <typename MutableBuffers, typename Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
-    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-        [this](auto handler, const MutableBuffers& b) {
-          if (tls_) {
-            tls_->async_read_some(b, std::move(handler));
-          } else {
-            socket_.async_read_some(b, std::move(handler));
-          }
-        },
-        token, buffers);
+    return on_either(buffers, std::forward<Token>(token), [](auto& s, const auto& b, auto h) {
+      s.async_read_some(b, std::move(h));
+    });
   }
 
   template <typename ConstBuffers, typename Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return on_either(buffers, std::forward<Token>(token), [](auto& s, const auto& b, auto h) {
+      s.async_write_some(b, std::move(h));
+    });
+  }
+
+ private:
+  // Starts `operation` on the TLS stream when there is one, else on the socket.
+  template <typename Buffers, typename Token, typename Operation>
+  auto on_either(const Buffers& buffers, Token&& token, Operation operation) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-        [this](auto handler, const ConstBuffers& b) {
+        [this, operation](auto handler, const Buffers& b) {
           if (tls_) {
-            tls_->async_write_some(b, std::move(handler));
+            operation(*tls_, b, std::move(handler));
           } else {
-            socket_.async_write_some(b, std::move(handler));
+            operation(socket_, b, std::move(handler));
           }
         },
         token, buffers);
   }
 
- private:
   socket_type socket_;
   std::shared_ptr<boost::asio::ssl::context> context_;  // outlives tls_ (declared before it)
   std::unique_ptr<tls_type> tls_;
