@@ -24,6 +24,7 @@
 
 #include "store/metrics.hpp"
 #include "store/migrator.hpp"
+#include "store/usage_encoding.hpp"
 #include "store/usage_queue.hpp"
 #include "store/usage_writer.hpp"
 #include "support/run_coro.hpp"
