@@ -329,8 +329,12 @@ UsageWriter::WriteOutcome UsageWriter::handle_refusal(const std::string& error) 
 
 asio::awaitable<void> UsageWriter::flush_last_used(SteadyTime deadline) {
   if (last_used_.empty()) co_return;
+  // The rows in a variable of their own: with the temporary bound to the coroutine's reference
+  // parameter inside `if (co_await ...)`, g++ 12's code died of SIGILL here.
+  const LastUsedTimes::Rows rows = last_used_.rows();
+  const bool updated = co_await connection_.update_last_used(rows, deadline);
   // Failed: the times are kept, merged with newer ones and sent next time.
-  if (co_await connection_.update_last_used(last_used_.rows(), deadline)) last_used_.sent(SteadyClock::now());
+  if (updated) last_used_.sent(SteadyClock::now());
 }
 
 // ---- shutdown -------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ TEST_CASE("staging a direct batch turns its events into the same COPY lines, in 
   CHECK(lines_of(batch).size() == 2);
 }
 
-TEST_CASE("a batch from spill-file lines knows each line's end and its days; a bad timestamp adds none") {
+TEST_CASE("a batch from spill-file lines knows each line's end and its days (a bad timestamp adds none)") {
   std::string lines;
   REQUIRE(append_usage_line(lines, event(key_a, feb29_us, 1), 7));
   lines += "x\ty\tnot-a-time\n";
@@ -153,7 +153,7 @@ TEST_CASE("a refused staged batch goes once more as it is, then is halved down t
   CHECK(next_refusal_step(one) == UsageRefusalStep::drop_line);
 }
 
-TEST_CASE("halving a batch keeps every line once, in order; only the second half consumes the spill file") {
+TEST_CASE("halving a batch keeps every line once and in order, and only the second half consumes the spill file") {
   const UsageBatch batch = staged(5);
   const auto [first, second] = keygate::store::halve_usage_batch(batch);
   CHECK(first.lines() == 2);

@@ -172,7 +172,7 @@ TEST_CASE("an upper-case key id is written as it is in the line and as its bytes
   CHECK(hex(*binary_fields(e)[1]) == "0b6f8c1e2a474d1c9f3e5a6b7c8d9e0f");
 }
 
-TEST_CASE("usage event ids spell the process id and the sequence; the binary row carries the same bytes") {
+TEST_CASE("usage event ids spell the process id and the sequence, and the binary row carries the same bytes") {
   CHECK(keygate::store::usage_event_id(process_id, 1) == "01234567-89ab-cdef-0000-000000000001");
   CHECK(keygate::store::usage_event_id(0, ~0ULL) == "00000000-0000-0000-ffff-ffffffffffff");
   const UsageEvent e = event(facts(), 0x1122334455667788ULL);
@@ -184,7 +184,7 @@ TEST_CASE("usage event ids spell the process id and the sequence; the binary row
   CHECK(keygate::store::new_usage_process_id() != keygate::store::new_usage_process_id());
 }
 
-TEST_CASE("control characters become '?'; tab, newline, CR and backslash are escaped in the line, kept in the row") {
+TEST_CASE("control characters become '?' while tab, newline, CR and backslash are escaped in the line and kept in the row") {
   const UsageEvent e = event(facts("/a\tb\nc\rd\\e", std::string("x\x01y\x1f") + "z\x7f" + "!"));
   const auto text = line_fields(e);
   CHECK(text[2] == "/a\\tb\\nc\\rd\\\\e");
@@ -194,7 +194,7 @@ TEST_CASE("control characters become '?'; tab, newline, CR and backslash are esc
   CHECK(*binary[6] == "x?y?z?!");
 }
 
-TEST_CASE("valid UTF-8 is kept; each byte that starts no valid sequence becomes U+FFFD") {
+TEST_CASE("valid UTF-8 is kept and each byte that starts no valid sequence becomes U+FFFD") {
   struct Case {
     std::string input;
     std::string cleaned;
@@ -242,7 +242,7 @@ TEST_CASE("a field cut at its bound in the middle of a UTF-8 sequence ends in U+
   CHECK(line_fields(event(f))[3] == "PROPFIND-EXTENDE");  // 16 bytes
 }
 
-TEST_CASE("client addresses: IPv4 (mapped ones too) as 4 bytes, family 2; IPv6 as 16, family 3") {
+TEST_CASE("client addresses: IPv4 (mapped ones too) as 4 bytes of family 2, IPv6 as 16 bytes of family 3") {
   struct Case {
     std::string parsed;
     std::string text;
@@ -267,7 +267,7 @@ TEST_CASE("client addresses: IPv4 (mapped ones too) as 4 bytes, family 2; IPv6 a
   CHECK(line_fields(event(unset))[5] == "::");
 }
 
-TEST_CASE("status and response times at their limits; milliseconds rounded half up") {
+TEST_CASE("status and response times at their limits, with milliseconds rounded half up") {
   struct Case {
     int status;
     long long duration_us;

@@ -36,7 +36,7 @@ TEST_CASE("usage days and partition names are UTC calendar days") {
   CHECK(usage_day_text(feb29 - 365) == "2023-03-01");  // 2023 has no 29 February
 }
 
-TEST_CASE("a partition name reads back as its day; any other name as none") {
+TEST_CASE("a partition name reads back as its day and any other name as none") {
   for (const std::int32_t day : {0, feb29, feb29 + 306, 2932896 /* 9999-12-31 */}) {
     CHECK(usage_partition_day(usage_partition_name(day)) == day);
   }

@@ -30,7 +30,7 @@ UsageFacts facts() {
 
 }  // namespace
 
-TEST_CASE("a full usage queue shard drops and counts instead of blocking; close drops the rest") {
+TEST_CASE("a full usage queue shard drops and counts instead of blocking, and a closed queue drops the rest") {
   UsageQueue queue(2, 4);  // 2 per shard
   CHECK(queue.record(0, facts()));
   CHECK(queue.record(0, facts()));
