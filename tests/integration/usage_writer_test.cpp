@@ -24,6 +24,7 @@
 
 #include "store/metrics.hpp"
 #include "store/migrator.hpp"
+#include "store/usage_encoding.hpp"
 #include "store/usage_queue.hpp"
 #include "store/usage_writer.hpp"
 #include "support/run_coro.hpp"
@@ -273,7 +274,7 @@ TEST_CASE("with PostgreSQL away, stop_and_drain spills within its timeout and th
   CHECK(db.spill_size() == 0);
 }
 
-TEST_CASE("a spill file replayed twice adds no row twice; a torn tail and a refused line are dropped") {
+TEST_CASE("a spill file replayed twice adds no row twice, and a torn tail and a refused line are dropped") {
   UsageDatabase db;
   MetricsDelta delta;
   std::string lines;
@@ -384,7 +385,7 @@ TEST_CASE("a batch whose COMMIT landed but whose answer never came is retried th
   CHECK(db.distinct_events() == 1500);
 }
 
-TEST_CASE("deleting a key deletes its usage rows; its id cannot change while rows refer to it") {
+TEST_CASE("deleting a key deletes its usage rows, and its id cannot change while rows refer to it") {
   UsageDatabase db;
   const std::string other = std::string(db.new_key().get(0, 0));
   UsageQueue queue(1, 1000);
