@@ -193,7 +193,7 @@ TEST_CASE("prepared statements are prepared once per connection and again after 
   }());
 }
 
-TEST_CASE("LISTEN delivers notifications from another session; a quiet wait times out cleanly") {
+TEST_CASE("LISTEN delivers notifications from another session, and a quiet wait times out cleanly") {
   ScratchDatabase db;
   run_coro([&]() -> asio::awaitable<void> {
     const auto executor = co_await asio::this_coro::executor;

@@ -184,7 +184,7 @@ TEST_CASE("the schema rejects what breaks its rules") {
   }());
 }
 
-TEST_CASE("list filters by owner, oldest first; show finds one key; unknown ids are not found") {
+TEST_CASE("list filters by owner, oldest first, show finds one key, unknown ids are not found") {
   MigratedDatabase db;
   run_coro([&]() -> asio::awaitable<void> {
     PgPool pool(co_await asio::this_coro::executor, db.options());
@@ -226,7 +226,7 @@ TEST_CASE("list filters by owner, oldest first; show finds one key; unknown ids 
   }());
 }
 
-TEST_CASE("revoking twice is not an error; unknown ids are not found; a notice goes out once") {
+TEST_CASE("revoking twice is not an error, unknown ids are not found, a notice goes out once") {
   MigratedDatabase db;
   run_coro([&]() -> asio::awaitable<void> {
     const auto executor = co_await asio::this_coro::executor;

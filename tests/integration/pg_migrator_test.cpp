@@ -88,7 +88,7 @@ TEST_CASE("load_migrations rejects files that do not pair up or are misnamed") {
   CHECK(ok[1].up_sql == "u2");
 }
 
-TEST_CASE("migrate up applies everything once; up again is a no-op; status reports it") {
+TEST_CASE("migrate up applies everything once, up again is a no-op, status reports it") {
   ScratchDatabase db;
   auto pending = status(db.dsn());
   REQUIRE_MESSAGE(pending.ok(), pending.error);
@@ -114,7 +114,7 @@ TEST_CASE("migrate up applies everything once; up again is a no-op; status repor
         std::to_string(embedded_migrations().size()));
 }
 
-TEST_CASE("migrate down rolls back the latest migration; down --all everything; up restores") {
+TEST_CASE("migrate down rolls back the latest migration, down --all everything, up restores") {
   ScratchDatabase db;
   const auto migrations = two_test_migrations("CREATE TABLE second_table (id int)");
   REQUIRE(up(db.dsn(), migrations).ok());

@@ -27,7 +27,7 @@ TEST_CASE("behind a trusted proxy the rightmost untrusted entry is the client") 
   CHECK(client_address(ip("::ffff:10.0.0.1"), "[2001:db8::5]", trusted) == ip("2001:db8::5"));
 }
 
-TEST_CASE("all trusted: the leftmost entry; no header: the peer") {
+TEST_CASE("all trusted: the leftmost entry, no header: the peer") {
   CHECK(client_address(ip("10.0.0.1"), "10.9.9.9, 10.8.8.8", trusted) == ip("10.9.9.9"));
   CHECK(client_address(ip("10.0.0.1"), "", trusted) == ip("10.0.0.1"));
   CHECK(client_address(ip("10.0.0.1"), "  ", trusted) == ip("10.0.0.1"));

@@ -134,7 +134,7 @@ TEST_CASE("concurrent misses for one hash cost one source query") {
   CHECK(redis.gets == 1);
 }
 
-TEST_CASE("an unknown key is remembered as absent; a source failure is an error, never cached") {
+TEST_CASE("an unknown key is remembered as absent, a source failure is an error, never cached") {
   L1Cache l1(l1_options());
   SlowSource postgres;
   auto results = keygate::test::run_coro([&]() -> asio::awaitable<std::pair<LookupResult, LookupResult>> {

@@ -57,7 +57,7 @@ TEST_CASE("expiry: at or before now is expired, before the IP check") {
   CHECK(decide(key, &read_route, client, now).allowed());
 }
 
-TEST_CASE("an allowlist admits only its networks; an empty one admits everyone") {
+TEST_CASE("an allowlist admits only its networks, an empty one admits everyone") {
   KeyRecord key = good_key();
   key.scopes.clear();  // the IP check comes before the scope check
   key.allowed_ips = {*IpNetwork::parse("192.168.0.0/16"), *IpNetwork::parse("2001:db8::/32")};

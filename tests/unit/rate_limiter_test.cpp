@@ -147,7 +147,7 @@ TEST_CASE("counter names: hash-tagged key id, window, and a stable tag per limit
   CHECK(get_name == counter_name(key, &get_route, choose_policy(key, &get_route, {100, 60})));
 }
 
-TEST_CASE("allowed requests carry the RateLimit-* values; the one over the limit gets 429") {
+TEST_CASE("allowed requests carry the RateLimit-* values, the one over the limit gets 429") {
   FakeCounter redis;
   Clock clock;
   RateLimiter limiter({}, &redis, clock.source());
@@ -362,7 +362,7 @@ TEST_CASE("quota count lost (Redis and PostgreSQL): local mode goes on from the 
   CHECK(check(limiter, key_with("k-no-quota", 5, 60)).source == RateOutcome::Source::redis);
 }
 
-TEST_CASE("lease: one call counts up to `lease` requests; the worker admits the rest itself") {
+TEST_CASE("lease: one call counts up to `lease` requests, the worker admits the rest itself") {
   FakeCounter redis;
   Clock clock;
   RateLimiterOptions options;

@@ -68,7 +68,7 @@ TEST_CASE("escapes of unreserved characters are decoded before dot removal") {
   CHECK(path_of("/%41%5a%30%2D%5F%7E") == "/AZ0-_~");
 }
 
-TEST_CASE("other escapes are kept with upper-case hex; unsafe raw bytes are escaped") {
+TEST_CASE("other escapes are kept with upper-case hex, unsafe raw bytes are escaped") {
   CHECK(path_of("/a%20b") == "/a%20b");
   CHECK(path_of("/a%3fb") == "/a%3Fb");
   CHECK(path_of("/caf%c3%a9") == "/caf%C3%A9");

@@ -267,7 +267,7 @@ TEST_CASE("local windows against an exact sliding log: steady traffic") {
   }
 }
 
-TEST_CASE("leases: room and lease_size; decide counts the lease in the current bucket") {
+TEST_CASE("leases: room and lease_size, decide counts the lease in the current bucket") {
   const SlidingWindow w = SlidingWindow::make(1000, 60);  // B = 3000 ms
   const std::int64_t start = 1'699'999'980'000;  // a 60 s boundary
   CHECK(room(w, WindowCounts{}, start) == 1000);
