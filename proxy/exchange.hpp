@@ -25,6 +25,7 @@
 #include "proxy/answers.hpp"
 #include "proxy/deadline.hpp"
 #include "proxy/headers.hpp"
+#include "proxy/request_checks.hpp"
 #include "proxy/stream.hpp"
 #include "core/ip_network.hpp"
 
@@ -128,6 +129,12 @@ asio::awaitable<error_code> read_header(Stream& socket, beast::flat_buffer& buff
                                         http::basic_parser<isRequest>& parser, bool& got_bytes) {
   got_bytes = buffer.size() > 0;
   for (;;) {
+    if constexpr (isRequest) {
+      if (!parser.got_some()) {  // RFC 9112 2.2: empty lines before a request are ignored
+        buffer.consume(empty_lines_before_request(
+            {static_cast<const char*>(buffer.data().data()), buffer.size()}));
+      }
+    }
     if (buffer.size() > 0) {
       error_code ec;
       const auto data = buffer.data();

@@ -84,13 +84,6 @@ std::string_view number(std::array<char, 24>& buffer, long long value) {
 
 }  // namespace
 
-bool has_ambiguous_framing(const Fields& fields) {
-  const std::size_t codings = fields.count(http::field::transfer_encoding);
-  if (codings == 0) return false;
-  if (codings > 1 || fields.count(http::field::content_length) > 0) return true;
-  return !boost::beast::iequals(core::trim_blanks(fields[http::field::transfer_encoding]), "chunked");
-}
-
 void remove_hop_by_hop(Fields& fields) {
   // Fields named in Connection go too. Collect names first: erasing frees their storage.
   std::array<std::string, 8> named;

@@ -2,7 +2,8 @@
 //
 //   await_request        idle keep-alive wait for the first byte (idle_timeout)
 //   read_header          the request header (header_timeout, max_header_bytes; obs-fold)
-//   check framing        request-smuggling shapes are refused with 400 and the connection closes
+//   check_request_head   what RFC 9112 refuses and Beast lets through (framing, Host, target
+//                        form, method): 400/405/414/501, the connection closes (framing: always)
 //   describe_request     target -> normalized path, credential, client address
 //   authorize            the worker's authz::Authorizer: allow | deny(reason) | error
 //   forward              mode proxy, allowed: to the upstream and back (forward.cpp)
@@ -30,6 +31,7 @@
 #include "proxy/forward.hpp"
 #include "proxy/access_log.hpp"
 #include "proxy/headers.hpp"
+#include "proxy/request_checks.hpp"
 #include "core/json_line.hpp"
 #include "proxy/ops_metrics.hpp"
 #include "proxy/worker.hpp"
@@ -332,7 +334,12 @@ asio::awaitable<bool> serve_request(ClientConnection& conn) {
   bool got_bytes = false;
   const error_code ec = co_await read_header(conn.stream, conn.buffer, parser, got_bytes);
   if (ec) {
-    const ProxyError* error = header_error(ec, conn.deadline.expired());
+    // Where the RFC names another status than header_error's (505, 414).
+    const auto rejection =
+        check_unparsed_head(ec, parser.get(), {static_cast<const char*>(conn.buffer.data().data()),
+                                               conn.buffer.size()});
+    const ProxyError* error =
+        rejection ? &rejection->error : header_error(ec, conn.deadline.expired());
     if (error == nullptr || !got_bytes) co_return false;
     x.keep_alive = false;
     x.body_unread = true;  // whatever follows is unread
@@ -349,11 +356,11 @@ asio::awaitable<bool> serve_request(ClientConnection& conn) {
   x.expect_continue = request.version() >= 11 && x.body_unread &&
                       beast::iequals(request[http::field::expect], "100-continue");
 
-  if (has_ambiguous_framing(request)) {
-    x.keep_alive = false;
-    co_await send_proxy_error(x, bad_request);
+  if (const auto rejection = check_request_head(request)) {
+    if (rejection->close) x.keep_alive = false;
+    co_await send_proxy_error(x, rejection->error);
     log(x, nullptr, nullptr);
-    co_return false;
+    co_return x.keep_alive;
   }
 
   const RequestFacts facts = describe_request(x);
