@@ -110,6 +110,11 @@ struct Exchange {
   const authz::RateLimitStatus* rate = nullptr;
 };
 
+// The bytes read and not parsed yet.
+inline std::string_view buffered(const beast::flat_buffer& buffer) {
+  return {static_cast<const char*>(buffer.data().data()), buffer.size()};
+}
+
 // True when a header block contains a line starting with SP/HT (obs-fold).
 inline bool has_obs_fold(const char* data, std::size_t size) {
   const char* end = data + size;
@@ -131,8 +136,7 @@ asio::awaitable<error_code> read_header(Stream& socket, beast::flat_buffer& buff
   for (;;) {
     if constexpr (isRequest) {
       if (!parser.got_some()) {  // RFC 9112 2.2: empty lines before a request are ignored
-        buffer.consume(empty_lines_before_request(
-            {static_cast<const char*>(buffer.data().data()), buffer.size()}));
+        buffer.consume(empty_lines_before_request(buffered(buffer)));
       }
     }
     if (buffer.size() > 0) {

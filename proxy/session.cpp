@@ -62,6 +62,8 @@ struct RequestFacts {
 
 // True when a request has begun: bytes are buffered or arrive within the idle time.
 asio::awaitable<bool> await_request(ClientConnection& conn, SessionLink& link, bool first) {
+  // RFC 9112 2.2: an empty line after the last request (old clients end a body so) is none.
+  conn.buffer.consume(empty_lines_before_request(buffered(conn.buffer)));
   if (conn.buffer.size() > 0) co_return true;
   const Worker& worker = conn.worker;
   auto wait = first ? worker.options.header_timeout : worker.options.idle_timeout;
@@ -335,9 +337,7 @@ asio::awaitable<bool> serve_request(ClientConnection& conn) {
   const error_code ec = co_await read_header(conn.stream, conn.buffer, parser, got_bytes);
   if (ec) {
     // Where the RFC names another status than header_error's (505, 414).
-    const auto rejection =
-        check_unparsed_head(ec, parser.get(), {static_cast<const char*>(conn.buffer.data().data()),
-                                               conn.buffer.size()});
+    const auto rejection = check_unparsed_head(ec, parser.get(), buffered(conn.buffer));
     const ProxyError* error =
         rejection ? &rejection->error : header_error(ec, conn.deadline.expired());
     if (error == nullptr || !got_bytes) co_return false;

@@ -38,6 +38,10 @@ def head(line="GET {P} HTTP/1.1", *fields, host=True, body=""):
     return "\r\n".join(lines + list(fields)) + "\r\n\r\n" + body
 
 
+def host_is(value):
+    return head("GET {P} HTTP/1.1", f"Host: {value}", host=False)
+
+
 def post(*fields, body="", version="1.1"):
     return head(f"POST {{P}} HTTP/{version}", *fields, body=body)
 
@@ -88,20 +92,13 @@ SHAPES = [
     shape("no-host-http10", "9112 3.2", "allowed", 200, head("GET {P} HTTP/1.0", host=False), close=True),
     shape("two-hosts", "9112 3.2", "MUST 400", 400, head("GET {P} HTTP/1.1", "Host: other.test")),
     shape("two-same-hosts", "9112 3.2", "MUST 400", 400, head("GET {P} HTTP/1.1", f"Host: {HOST}")),
-    shape("host-list", "9112 3.2", "MUST 400", 400, "GET {P} HTTP/1.1\r\nHost: a.test, b.test\r\n"
-          "Authorization: Bearer {K}\r\n\r\n"),
-    shape("host-slash", "9112 3.2", "MUST 400", 400, "GET {P} HTTP/1.1\r\nHost: app.test/x\r\n"
-          "Authorization: Bearer {K}\r\n\r\n"),
-    shape("host-userinfo", "9112 3.2", "MUST 400", 400, "GET {P} HTTP/1.1\r\nHost: u@app.test\r\n"
-          "Authorization: Bearer {K}\r\n\r\n"),
-    shape("host-bad-port", "9112 3.2", "MUST 400", 400, "GET {P} HTTP/1.1\r\nHost: app.test:8o\r\n"
-          "Authorization: Bearer {K}\r\n\r\n"),
-    shape("host-empty", "9110 4.2.1", "MUST reject", 400, "GET {P} HTTP/1.1\r\nHost:\r\n"
-          "Authorization: Bearer {K}\r\n\r\n"),
-    shape("host-double-dot", "9112 3.2", "empty label", 400, "GET {P} HTTP/1.1\r\nHost: app..test\r\n"
-          "Authorization: Bearer {K}\r\n\r\n"),
-    shape("host-ipv6", "9112 3.2", "valid", 200, "GET {P} HTTP/1.1\r\nHost: [::1]:8080\r\n"
-          "Authorization: Bearer {K}\r\n\r\n"),
+    shape("host-list", "9112 3.2", "MUST 400", 400, host_is("a.test, b.test")),
+    shape("host-slash", "9112 3.2", "MUST 400", 400, host_is("app.test/x")),
+    shape("host-userinfo", "9112 3.2", "MUST 400", 400, host_is("u@app.test")),
+    shape("host-bad-port", "9112 3.2", "MUST 400", 400, host_is("app.test:8o")),
+    shape("host-empty", "9110 4.2.1", "MUST reject", 400, host_is("")),
+    shape("host-double-dot", "9112 3.2", "empty label", 400, host_is("app..test")),
+    shape("host-ipv6", "9112 3.2", "valid", 200, host_is("[::1]:8080")),
     # 5 field syntax
     shape("space-before-colon", "9112 5.1", "MUST 400", 400, head("GET {P} HTTP/1.1", "X-Note : 1")),
     shape("tab-before-colon", "9112 5.1", "MUST 400", 400, head("GET {P} HTTP/1.1", "X-Note\t: 1")),
