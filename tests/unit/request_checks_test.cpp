@@ -10,12 +10,7 @@
 #include <utility>
 
 namespace http = boost::beast::http;
-using keygate::proxy::check_framing;
-using keygate::proxy::check_request_head;
-using keygate::proxy::check_unparsed_head;
-using keygate::proxy::empty_lines_before_request;
-using keygate::proxy::FieldAllocator;
-using keygate::proxy::RequestHeader;
+using namespace keygate::proxy;  // check_*, empty_lines_before_request, RequestHeader
 
 namespace {
 
