@@ -1,31 +1,31 @@
 #include "authz/request_path.hpp"
 
+#include <algorithm>
 #include <vector>
+
+#include "core/hex.hpp"
+#include "core/text.hpp"
 
 namespace keygate::authz {
 namespace {
 
 constexpr std::string_view hex_digits = "0123456789ABCDEF";
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool is_control(unsigned char c) { return c < 0x20 || c == 0x7F; }
 
 bool is_unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
+  const auto ch = static_cast<char>(c);
+  return core::is_ascii_alpha(ch) || core::is_ascii_digit(ch) || c == '-' || c == '.' ||
+         c == '_' || c == '~';
+}
+
+bool is_sub_delim(unsigned char c) {
+  return std::string_view("!$&'()*+,;=").find(static_cast<char>(c)) != std::string_view::npos;
 }
 
 // RFC 3986 pchar minus '%' (handled apart), plus '/'.
 bool may_appear_raw(unsigned char c) {
-  constexpr std::string_view sub_delims_and_separators = "!$&'()*+,;=:@/";
-  return is_unreserved(c) ||
-         sub_delims_and_separators.find(static_cast<char>(c)) != std::string_view::npos;
+  return is_unreserved(c) || is_sub_delim(c) || c == ':' || c == '@' || c == '/';
 }
 
 void append_escape(std::string& out, unsigned char c) {
@@ -52,8 +52,8 @@ PathError canonicalize_escapes(std::string_view path, std::string& out) {
     if (i + 2 >= path.size()) {
       return PathError::bad_percent_encoding;
     }
-    const int high = hex_value(path[i + 1]);
-    const int low = hex_value(path[i + 2]);
+    const int high = core::hex_digit_value(path[i + 1]);
+    const int low = core::hex_digit_value(path[i + 2]);
     if (high < 0 || low < 0) return PathError::bad_percent_encoding;
     const auto decoded = static_cast<unsigned char>(high << 4 | low);
     if (decoded == '/' || decoded == '\\') return PathError::encoded_separator;
@@ -107,7 +107,64 @@ std::string remove_dot_segments(std::string_view path) {
   return out;
 }
 
+bool is_ip_literal_char(char c) { return core::hex_digit_value(c) >= 0 || c == ':' || c == '.'; }
+
+// reg-name: unreserved / pct-encoded / sub-delims, labels between dots non-empty (a final
+// empty one, the root of a fully qualified name, aside).
+bool is_valid_reg_name(std::string_view name) {
+  if (name.empty() || name.front() == '.' || name.find("..") != std::string_view::npos) {
+    return false;
+  }
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c == '%') {
+      if (i + 2 >= name.size() || core::hex_digit_value(name[i + 1]) < 0 || core::hex_digit_value(name[i + 2]) < 0) {
+        return false;
+      }
+      i += 2;
+    } else if (!is_unreserved(c) && !is_sub_delim(c)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// RFC 3986: port = *DIGIT, so "host:" is valid.
+bool is_port(std::string_view port) {
+  return std::all_of(port.begin(), port.end(), core::is_ascii_digit);
+}
+
+// "http://" or "https://" (any case) at the start of `target`: its length, else 0.
+std::size_t http_scheme_length(std::string_view target) {
+  for (std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
+    if (core::iequals_ascii(target.substr(0, scheme.size()), scheme)) return scheme.size();
+  }
+  return 0;
+}
+
 }  // namespace
+
+bool is_valid_authority(std::string_view authority) {
+  std::string_view host = authority;
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    host = authority.substr(1, close - 1);
+    for (char c : host) {
+      if (!is_ip_literal_char(c)) return false;
+    }
+    const std::string_view rest = authority.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') return false;
+    port = rest.empty() ? rest : rest.substr(1);
+    return is_port(port);
+  }
+  if (const std::size_t colon = authority.find(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  return is_valid_reg_name(host) && is_port(port);
+}
 
 std::optional<NormalizedTarget> normalize_target(std::string_view target, PathError* error) {
   const auto fail = [error](PathError why) -> std::optional<NormalizedTarget> {
@@ -115,6 +172,20 @@ std::optional<NormalizedTarget> normalize_target(std::string_view target, PathEr
     return std::nullopt;
   };
   if (target.size() > max_target_length) return fail(PathError::too_long);
+  std::string_view authority;
+  if (const std::size_t scheme = http_scheme_length(target); scheme > 0) {
+    // absolute-form: the authority ends at the path, the query or a fragment
+    const std::size_t end = std::min(target.find_first_of("/?#", scheme), target.size());
+    authority = target.substr(scheme, end - scheme);
+    if (!is_valid_authority(authority)) return fail(PathError::bad_authority);
+    target.remove_prefix(end);
+  }
+  std::string empty_path_target;  // "http://host?q": the path is "/" (RFC 9112 3.2.1)
+  if (!authority.empty() && (target.empty() || target.front() == '?')) {
+    empty_path_target = "/";
+    empty_path_target += target;
+    target = empty_path_target;
+  }
   if (target.empty() || target.front() != '/') return fail(PathError::not_origin_form);
   // A fragment never belongs in a request; refusing it avoids guessing what the upstream does.
   if (target.find('#') != std::string_view::npos) return fail(PathError::not_origin_form);
@@ -132,7 +203,8 @@ std::optional<NormalizedTarget> normalize_target(std::string_view target, PathEr
     return fail(why);
   }
   if (error != nullptr) *error = PathError::none;
-  return NormalizedTarget{remove_dot_segments(escaped), std::string(raw_query)};
+  return NormalizedTarget{remove_dot_segments(escaped), std::string(raw_query),
+                          std::string(authority)};
 }
 
 }  // namespace keygate::authz

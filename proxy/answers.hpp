@@ -19,14 +19,21 @@ struct ProxyError {
 inline constexpr ProxyError bad_request{400, "bad_request", "the request is malformed"};
 inline constexpr ProxyError request_timeout{408, "request_timeout",
                                             "the request was not received in time"};
+inline constexpr ProxyError method_not_allowed{405, "method_not_allowed",
+                                               "CONNECT is not served: keygate is no forward proxy"};
 inline constexpr ProxyError body_too_large{413, "body_too_large", "the request body is too large"};
+inline constexpr ProxyError uri_too_long{414, "uri_too_long", "the request target is too long"};
 inline constexpr ProxyError header_too_large{431, "header_too_large",
                                              "the request header is too large"};
 inline constexpr ProxyError internal_error{500, "internal_error", "internal error"};
+inline constexpr ProxyError not_implemented{501, "not_implemented",
+                                            "the request needs what keygate does not implement"};
 inline constexpr ProxyError upstream_unavailable{502, "upstream_unavailable",
                                                  "the upstream service is unavailable"};
 inline constexpr ProxyError upstream_timeout{504, "upstream_timeout",
                                              "the upstream service did not answer in time"};
+inline constexpr ProxyError version_not_supported{505, "version_not_supported",
+                                                  "only HTTP/1.0 and HTTP/1.1 are served"};
 
 // How the connection goes on after the answer.
 struct AnswerFraming {

@@ -27,6 +27,10 @@ core::IpAddress to_ip_address(const asio::ip::address& address) {
 ClientConnection::ClientConnection(Worker& w, tcp::socket s)
     : worker(w), stream(std::move(s)), deadline(w.io) {
   buffer.reserve(4096);
+  // Bounds what one line may hold while it is parsed: a header read (max_header_bytes plus a
+  // 16 KiB read), a chunk-size line with its chunk-ext, the trailer section (RFC 9112 7.1.1:
+  // a server ought to limit chunk-ext; over it, the read fails with buffer_overflow: 400).
+  buffer.max_size(w.options.max_header_bytes + 64 * 1024);
   error_code ec;
   stream.socket().set_option(tcp::no_delay(true), ec);
   const auto endpoint = stream.socket().remote_endpoint(ec);

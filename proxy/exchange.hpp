@@ -25,6 +25,7 @@
 #include "proxy/answers.hpp"
 #include "proxy/deadline.hpp"
 #include "proxy/headers.hpp"
+#include "proxy/request_checks.hpp"
 #include "proxy/stream.hpp"
 #include "core/ip_network.hpp"
 
@@ -123,6 +124,11 @@ struct Exchange {
   }
 };
 
+// The bytes read and not parsed yet.
+inline std::string_view buffered(const beast::flat_buffer& buffer) {
+  return {static_cast<const char*>(buffer.data().data()), buffer.size()};
+}
+
 // True when a header block contains a line starting with SP/HT (obs-fold).
 inline bool has_obs_fold(const char* data, std::size_t size) {
   const char* end = data + size;
@@ -142,6 +148,11 @@ asio::awaitable<error_code> read_header(Stream& socket, beast::flat_buffer& buff
                                         http::basic_parser<isRequest>& parser, bool& got_bytes) {
   got_bytes = buffer.size() > 0;
   for (;;) {
+    if constexpr (isRequest) {
+      if (!parser.got_some()) {  // RFC 9112 2.2: empty lines before a request are ignored
+        buffer.consume(empty_lines_before_request(buffered(buffer)));
+      }
+    }
     if (buffer.size() > 0) {
       error_code ec;
       const auto data = buffer.data();

@@ -68,6 +68,8 @@ void prepare_request(Exchange& x, const ForwardPlan& plan) {
   } else if (const auto length = x.parser.content_length()) {
     request.content_length(*length);
   }
+  // RFC 9112 3.2.2: an absolute-form target's authority replaces the Host header.
+  if (!plan.target.authority.empty()) request.set(http::field::host, plan.target.authority);
   if (request.version() < 11 && request.find(http::field::host) == request.end()) {
     scratch = options.upstream_host + ":" + std::to_string(options.upstream_port);
     request.set(http::field::host, scratch);

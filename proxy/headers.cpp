@@ -84,13 +84,6 @@ std::string_view number(std::array<char, 24>& buffer, long long value) {
 
 }  // namespace
 
-bool has_ambiguous_framing(const Fields& fields) {
-  const std::size_t codings = fields.count(http::field::transfer_encoding);
-  if (codings == 0) return false;
-  if (codings > 1 || fields.count(http::field::content_length) > 0) return true;
-  return !boost::beast::iequals(core::trim_blanks(fields[http::field::transfer_encoding]), "chunked");
-}
-
 void remove_hop_by_hop(Fields& fields) {
   // Every field named in Connection goes too (RFC 9110 7.6.1), however many there are. The
   // names are copied first: erasing a field frees its storage. "keep-alive" and "close", the

@@ -17,12 +17,6 @@ namespace keygate::proxy {
 using FieldAllocator = std::pmr::polymorphic_allocator<char>;
 using Fields = boost::beast::http::basic_fields<FieldAllocator>;
 
-// A request whose body length two parties could read differently (request smuggling):
-// Transfer-Encoding other than exactly one "chunked" (e.g. "gzip", "chunked, chunked",
-// "gzip, chunked"), or Transfer-Encoding together with Content-Length. Beast's parser already
-// refuses differing Content-Length values and Content-Length after a chunked coding.
-bool has_ambiguous_framing(const Fields& fields);
-
 // RFC 9110 7.6.1: Connection and every field it names, Keep-Alive, Proxy-Connection, TE,
 // Trailer, Transfer-Encoding and Upgrade. The serializer re-frames the body.
 void remove_hop_by_hop(Fields& fields);

@@ -2,7 +2,8 @@
 //
 //   await_request        idle keep-alive wait for the first byte (idle_timeout)
 //   read_header          the request header (header_timeout, max_header_bytes; obs-fold)
-//   check framing        request-smuggling shapes are refused with 400 and the connection closes
+//   check_request_head   what RFC 9112 refuses and Beast lets through (framing, Host, target
+//                        form, method): 400/405/414/501, the connection closes (framing: always)
 //   describe_request     target -> normalized path, every credential, client address
 //                        (request_facts.cpp)
 //   authorize            the worker's authz::Authorizer: allow | deny(reason) | error
@@ -30,6 +31,7 @@
 #include "proxy/exchange_log.hpp"
 #include "proxy/forward.hpp"
 #include "proxy/headers.hpp"
+#include "proxy/request_checks.hpp"
 #include "proxy/ops_metrics.hpp"
 #include "proxy/request_facts.hpp"
 #include "proxy/worker.hpp"
@@ -50,6 +52,8 @@ constexpr auto tls_close_time = std::chrono::milliseconds(500);
 
 // True when a request has begun: bytes are buffered or arrive within the idle time.
 asio::awaitable<bool> await_request(ClientConnection& conn, SessionLink& link, bool first) {
+  // RFC 9112 2.2: an empty line after the last request (old clients end a body so) is none.
+  conn.buffer.consume(empty_lines_before_request(buffered(conn.buffer)));
   if (conn.buffer.size() > 0) co_return true;
   const Worker& worker = conn.worker;
   auto wait = first ? worker.options.header_timeout : worker.options.idle_timeout;
@@ -176,7 +180,10 @@ asio::awaitable<Fate> serve_request(ClientConnection& conn) {
   const error_code ec = co_await read_header(conn.stream, conn.buffer, parser, got_bytes);
   if (ec) {
     x.close_after_answer();
-    const ProxyError* error = header_error(ec, conn.deadline.expired());
+    // Where the RFC names another status than header_error's (505, 414).
+    const auto rejection = check_unparsed_head(ec, parser.get(), buffered(conn.buffer));
+    const ProxyError* error =
+        rejection ? &rejection->error : header_error(ec, conn.deadline.expired());
     if (error == nullptr || !got_bytes) {
       logged.dismiss();  // the client left inside a header: no request, nobody to answer
       co_return x.fate;
@@ -194,9 +201,9 @@ asio::awaitable<Fate> serve_request(ClientConnection& conn) {
   x.expect_continue = request.version() >= 11 && x.body_unread &&
                       beast::iequals(request[http::field::expect], "100-continue");
 
-  if (has_ambiguous_framing(request)) {
-    x.close_after_answer();
-    co_await send_proxy_error(x, bad_request);
+  if (const auto rejection = check_request_head(request)) {
+    if (rejection->close) x.close_after_answer();
+    co_await send_proxy_error(x, rejection->error);
     co_return x.fate;
   }
 

@@ -447,14 +447,16 @@ def base_config(pg_dsn, redis_url, upstream_port=None, **overrides):
 class Upstream:
     """tests/e2e/upstream.py as a child process on a free port."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, extra_args=()):
         self.workdir = workdir
+        self.extra_args = list(extra_args)  # e.g. ["--record", FILE]
         self.proc = None
         self.port = None
 
     def start(self, timeout=10.0):
         log = open(os.path.join(self.workdir, f"upstream-{secrets.token_hex(3)}.log"), "wb")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "upstream.py"), "--port", "0"],
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "upstream.py"), "--port", "0",
+                                      *self.extra_args],
                                      stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                                      env=clean_env())
         log.close()
@@ -572,6 +574,51 @@ class Keygate:
         if key is not None:
             h.update(bearer(key))
         return request(self.port, "GET", path, headers=h, **kw)
+
+
+NGINX_BIN = "/usr/sbin/nginx"
+
+
+class Nginx:
+    """A real nginx (Debian's nginx-light) with its own prefix folder under `workdir`, its
+    config from `conf` (relative paths in it are under the prefix, which has a tmp/ folder
+    for the temp paths), in the foreground, stopped by PID."""
+
+    def __init__(self, workdir, conf, port):
+        self.dir = os.path.join(workdir, f"nginx-{secrets.token_hex(3)}")
+        self.conf = conf
+        self.port = port
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        os.makedirs(os.path.join(self.dir, "tmp"))
+        os.chmod(os.path.dirname(self.dir), 0o755)  # workers run unprivileged under root
+        os.chmod(self.dir, 0o755)
+        conf_path = os.path.join(self.dir, "nginx.conf")
+        with open(conf_path, "w") as f:
+            f.write(self.conf)
+        log = open(os.path.join(self.dir, "stderr.log"), "wb")
+        self.proc = subprocess.Popen([NGINX_BIN, "-p", self.dir + "/", "-c", conf_path,
+                                      "-g", "daemon off;"],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        if not wait_for_port(self.port, timeout=timeout) or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"nginx did not start:\n{self.log_tail()}")
+        return self
+
+    def stop(self):
+        return stop_process(self.proc)
+
+    def log_tail(self):
+        out = []
+        for name in ("stderr.log", "error.log"):
+            try:
+                with open(os.path.join(self.dir, name), errors="replace") as f:
+                    out.append(f"--- {name} ---\n" + f.read()[-3000:])
+            except OSError:
+                pass
+        return redact("\n".join(out))
 
 
 # ---- the base test case ---------------------------------------------------------------------

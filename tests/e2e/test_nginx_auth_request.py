@@ -2,13 +2,11 @@
 and behind a real nginx using the shipped example deploy/nginx/auth_request.conf, filled in
 with free loopback ports — so the example is proven to work."""
 import os
-import subprocess
 import unittest
 
 import harness
 from harness import bearer, request
 
-NGINX = "/usr/sbin/nginx"
 FORGED = {"X-Api-Key-Id": "someone", "X-Api-Key-Owner": "user:999", "X-Api-Key-Scopes": "admin"}
 
 
@@ -82,10 +80,6 @@ class NginxAuthRequestTest(harness.KeygateTestCase):
         cls.kg = cls.start_keygate(mode="authz", trusted_proxies=["127.0.0.1/32"])
         cls.reader = cls.create_key(owner="team:ops", scopes=["inventory:read"])
         cls.nginx_port = harness.free_port()
-        cls.nginx_dir = os.path.join(cls.workdir, "nginx")
-        os.makedirs(os.path.join(cls.nginx_dir, "tmp"))
-        os.chmod(cls.workdir, 0o755)  # nginx workers run as an unprivileged user under root
-        os.chmod(cls.nginx_dir, 0o755)
         template = os.path.join(harness.source_dir(), "deploy", "nginx", "auth_request.conf")
         with open(template) as f:
             conf = f.read()
@@ -95,28 +89,13 @@ class NginxAuthRequestTest(harness.KeygateTestCase):
             if placeholder not in conf:
                 raise RuntimeError(f"{template} has no {placeholder}")
             conf = conf.replace(placeholder, value)
-        cls.conf_path = os.path.join(cls.nginx_dir, "nginx.conf")
-        with open(cls.conf_path, "w") as f:
-            f.write(conf)
-        log = open(os.path.join(cls.nginx_dir, "stderr.log"), "wb")
-        cls.nginx = subprocess.Popen([NGINX, "-p", cls.nginx_dir + "/", "-c", cls.conf_path,
-                                      "-g", "daemon off;"],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        cls.addClassCleanup(harness.stop_process, cls.nginx)
-        if not harness.wait_for_port(cls.nginx_port, timeout=10.0) or cls.nginx.poll() is not None:
-            raise RuntimeError(f"nginx did not start:\n{cls.nginx_log()}")
+        cls.nginx = harness.Nginx(cls.workdir, conf, cls.nginx_port)
+        cls.addClassCleanup(cls.nginx.stop)
+        cls.nginx.start()
 
     @classmethod
     def nginx_log(cls):
-        out = []
-        for name in ("stderr.log", "error.log"):
-            try:
-                with open(os.path.join(cls.nginx_dir, name), errors="replace") as f:
-                    out.append(f"--- {name} ---\n" + f.read()[-3000:])
-            except OSError:
-                pass
-        return harness.redact("\n".join(out))
+        return cls.nginx.log_tail()
 
     def via_nginx(self, method, path, headers=None, body=None):
         return request(self.nginx_port, method, path, headers=headers, body=body)

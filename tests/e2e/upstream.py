@@ -12,13 +12,19 @@ Special paths:
     /status/N         answers with status N (and the usual JSON, except for 204/304)
     /big?bytes=N      streams N bytes (Content-Length; add &chunked=1 for chunked encoding)
 
-Usage: upstream.py [--port N] [--host 127.0.0.1]
+Usage: upstream.py [--port N] [--host 127.0.0.1] [--record FILE]
 Prints "port N" as its first line on stdout once it listens (useful with --port 0).
+
+--record FILE appends one JSON line per event to FILE, so that a test can tell what arrived
+even when no answer went back:
+    {"event": "head", "method", "path", "headers" ([name, value] pairs)}   header received
+    {"event": "body", "method", "path", "complete", "body_bytes"}         body read or cut
 """
 import argparse
 import hashlib
 import json
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -30,6 +36,24 @@ MAX_SLOW_MS = 60_000
 
 class BodyError(Exception):
     pass
+
+
+class EventLog:
+    """--record: one JSON line per event, appended and flushed at once (handlers run in
+    threads, hence the lock)."""
+
+    def __init__(self, path):
+        self.file = open(path, "a", encoding="utf-8")
+        self.lock = threading.Lock()
+
+    def append(self, event):
+        line = json.dumps(event) + "\n"
+        with self.lock:
+            self.file.write(line)
+            self.file.flush()
+
+
+EVENTS = None  # an EventLog with --record
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -118,12 +142,25 @@ class Handler(BaseHTTPRequestHandler):
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
 
+    def _record(self, event, **fields):
+        if EVENTS is not None:
+            EVENTS.append({"event": event, "method": self.command, "path": self.path, **fields})
+
+    def parse_request(self):
+        ok = super().parse_request()
+        if not ok and EVENTS is not None:  # answered 400/505 by http.server itself
+            EVENTS.append({"event": "refused", "requestline": self.requestline})
+        return ok
+
     def _handle(self):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        self._record("head", headers=[[n, v] for n, v in self.headers.items()])
         try:
             body_bytes, body_sha = self._consume_body()
+            self._record("body", complete=True, body_bytes=body_bytes)
         except (BodyError, ValueError) as e:
+            self._record("body", complete=False, error=str(e))
             self.close_connection = True
             try:
                 self._send_json(400, {"error": "bad_body", "message": str(e)})
@@ -164,7 +201,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="keygate test upstream")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--record", metavar="FILE", help="append one JSON line per event")
     args = parser.parse_args(argv)
+    global EVENTS
+    if args.record:
+        EVENTS = EventLog(args.record)
     server = Server((args.host, args.port), Handler)
     print(f"port {server.server_address[1]}", flush=True)
     try:

@@ -23,11 +23,17 @@ std::uint16_t closed_port() {
 
 // ---- smuggling shapes ---------------------------------------------------------------------
 
-TEST_CASE("request-smuggling shapes are refused with 400 and the connection closes") {
+TEST_CASE("request-smuggling shapes are refused with 400 (501 for a coding) and the connection closes") {
   TestUpstream upstream;
   ProxyUnderTest proxy(test_options(upstream.port));
   const std::string start = "POST /s HTTP/1.1\r\nHost: app\r\n" + bearer(good_key);
-  const std::vector<std::pair<const char*, std::string>> shapes = {
+  struct Shape {
+    const char* name;
+    std::string rest;
+    int status = 400;
+    const char* code = "bad_request";
+  };
+  const std::vector<Shape> shapes = {
       {"Content-Length with Transfer-Encoding",
        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
       {"Transfer-Encoding with Content-Length",
@@ -36,7 +42,8 @@ TEST_CASE("request-smuggling shapes are refused with 400 and the connection clos
       {"Content-Length list that differs", "Content-Length: 5, 6\r\n\r\nabcdef"},
       {"Transfer-Encoding not chunked", "Transfer-Encoding: gzip\r\n\r\nabc"},
       {"Transfer-Encoding chunked not final", "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"},
-      {"Transfer-Encoding with another coding", "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"},
+      {"Transfer-Encoding with another coding", "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+       501, "not_implemented"},
       {"Transfer-Encoding twice", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
                                   "0\r\n\r\n"},
       {"Transfer-Encoding gzip then Content-Length",
@@ -47,13 +54,17 @@ TEST_CASE("request-smuggling shapes are refused with 400 and the connection clos
       {"chunk longer than its size", "Transfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n"},
       {"bad Content-Length", "Content-Length: -1\r\n\r\n"},
       {"space before the colon", "Content-Length : 0\r\n\r\n"},
+      {"repeated identical Content-Length", "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc"},
+      {"Content-Length list of one value", "Content-Length: 3, 3\r\n\r\nabc"},
+      {"Transfer_Encoding read as Transfer-Encoding by CGI servers",
+       "Transfer_Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc"},
   };
-  for (const auto& [name, rest] : shapes) {
+  for (const auto& [name, rest, status, code] : shapes) {
     CAPTURE(name);
     RawClient client(proxy.port);
     REQUIRE(client.send(start + rest));
     const auto reply = client.read_reply();
-    CHECK(is_error(reply, 400, "bad_request"));
+    CHECK(is_error(reply, status, code));
     if (reply) CHECK(reply->header("connection") == "close");
     CHECK(client.closed_by_peer());
   }
@@ -65,27 +76,55 @@ TEST_CASE("request-smuggling shapes are refused with 400 and the connection clos
   CHECK(upstream.received().size() <= 2);
 }
 
-TEST_CASE("repeated identical Content-Length values are forwarded as one") {
+TEST_CASE("a chunked body that turns bad once forwarded: 400, the upstream connection is dropped") {
   TestUpstream upstream;
   ProxyUnderTest proxy(test_options(upstream.port));
-  const auto reply = round_trip(proxy.port, "POST /cl HTTP/1.1\r\nHost: app\r\n" +
-                                                bearer(good_key) +
-                                                "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc");
+  {
+    RawClient client(proxy.port);
+    // The first chunk goes to the upstream with the header before "zz" is parsed.
+    REQUIRE(client.send("POST /bad HTTP/1.1\r\nHost: app\r\n" + bearer(good_key) +
+                        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n"));
+    CHECK(is_error(client.read_reply(), 400, "bad_request"));
+    CHECK(client.closed_by_peer());
+  }
+  // The header and the first chunk went out on upstream connection 1 (counted when the
+  // upstream's accept loop gets to it).
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (upstream.connections() < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(upstream.connections() == 1);
+  // Had that connection gone back to the pool, this request would continue the broken body.
+  const auto reply = round_trip(proxy.port, get("/next", bearer(good_key)));
+  REQUIRE(reply);
+  CHECK(reply->status == 200);
+  REQUIRE(upstream.received().size() == 1);  // the broken request never completed
+  CHECK(upstream.received()[0].target == "/next");
+  CHECK(upstream.received()[0].connection == 2);
+}
+
+TEST_CASE("an absolute-form target is forwarded in origin-form with its authority as Host") {
+  TestUpstream upstream;
+  ProxyUnderTest proxy(test_options(upstream.port));
+  const auto reply =
+      round_trip(proxy.port, get("http://Other.Test:81/a/../b?q=1", bearer(good_key)));
   REQUIRE(reply);
   CHECK(reply->status == 200);
   REQUIRE(upstream.received().size() == 1);
-  int lengths = 0;
+  CHECK(upstream.received()[0].target == "/b?q=1");
+  std::vector<std::string> hosts;
   for (const auto& [name, value] : upstream.received()[0].headers) {
-    if (name == "content-length") ++lengths;
+    if (name == "host") hosts.push_back(value);
   }
-  CHECK(lengths == 1);
-  CHECK(upstream.received()[0].body_bytes == 3);
+  CHECK(hosts == std::vector<std::string>{"Other.Test:81"});
+  REQUIRE(proxy.auth->snapshot().size() == 1);
+  CHECK(proxy.auth->snapshot()[0].path == "/b");
 }
 
 TEST_CASE("a target that does not normalize is a 400 and is not authorized") {
   TestUpstream upstream;
   ProxyUnderTest proxy(test_options(upstream.port));
-  for (const char* target : {"/a%2fb", "/bad%zz", "*", "http://evil/x"}) {
+  for (const char* target : {"/a%2fb", "/bad%zz", "*", "ftp://evil/x", "evil:80", "http://u@evil/"}) {
     CAPTURE(target);
     CHECK(is_error(round_trip(proxy.port, get(target, bearer(good_key))), 400, "bad_request"));
   }

@@ -99,12 +99,15 @@ TEST_CASE("bad percent encoding is refused") {
   }
 }
 
-TEST_CASE("only origin-form targets up to 8 KiB are accepted") {
+TEST_CASE("only origin-form and http(s) absolute-form targets up to 8 KiB are accepted") {
   CHECK(error_of("") == PathError::not_origin_form);
   CHECK(error_of("*") == PathError::not_origin_form);
-  CHECK(error_of("http://example.com/admin") == PathError::not_origin_form);
+  CHECK(error_of("example.com:443") == PathError::not_origin_form);  // authority-form
+  CHECK(error_of("ftp://example.com/admin") == PathError::not_origin_form);
+  CHECK(error_of("http:/example.com/admin") == PathError::not_origin_form);
   CHECK(error_of("admin") == PathError::not_origin_form);
   CHECK(error_of("/a#frag") == PathError::not_origin_form);
+  CHECK(error_of("http://example.com#frag") == PathError::not_origin_form);
   std::string longest = "/" + std::string(8 * 1024 - 1, 'a');
   CHECK(path_of(longest) == longest);
   CHECK(error_of(longest + "a") == PathError::too_long);
@@ -116,5 +119,47 @@ TEST_CASE("normalizing twice changes nothing") {
        {"/public/%2e%2e/admin/", "/a//b/./c/../d", "/caf\xc3\xa9%3f", "/..;/x"}) {
     const std::string once = path_of(target);
     CHECK(path_of(once) == once);
+  }
+}
+
+TEST_CASE("absolute-form: the path is normalized, the authority kept for Host") {
+  auto target = normalize_target("http://example.com:8080/public/../admin?x=1");
+  REQUIRE(target);
+  CHECK(target->path == "/admin");
+  CHECK(target->query == "x=1");
+  CHECK(target->authority == "example.com:8080");
+  target = normalize_target("HTTPS://Example.COM");
+  REQUIRE(target);
+  CHECK(target->path == "/");  // an empty path is "/" (RFC 9112 3.2.1)
+  CHECK(target->authority == "Example.COM");
+  target = normalize_target("http://[::1]?q");
+  REQUIRE(target);
+  CHECK(target->path == "/");
+  CHECK(target->query == "q");
+  CHECK(target->authority == "[::1]");
+  CHECK(normalize_target("/origin")->authority.empty());
+}
+
+TEST_CASE("absolute-form: an empty or invalid authority, or userinfo, is refused") {
+  for (const char* target : {"http:///x", "http://u@example.com/x", "http://u:p@example.com/",
+                             "http://exa mple/", "http://a..b/", "http://a:8o/", "https://[::1/"}) {
+    CAPTURE(target);
+    CHECK(error_of(target) == PathError::bad_authority);
+  }
+}
+
+TEST_CASE("an authority is uri-host [: port] without userinfo") {
+  using keygate::authz::is_valid_authority;
+  for (const char* valid : {"app.test", "app.test:8080", "app.test:", "app.test.", "127.0.0.1:9",
+                            "[::1]", "[::1]:80", "[::ffff:127.0.0.1]", "a%41", "xn--bcher-kva.ch",
+                            "a-b_c~d", "a,b"}) {
+    CAPTURE(valid);
+    CHECK(is_valid_authority(valid));
+  }
+  for (const char* invalid : {"", ":80", "app/test", "u@app", "app:8o", "app:1:2", "app..test",
+                              ".", ".app", "[::1", "[]", "[::1]x", "[g::1]", "a b", "a\\b", "a%4",
+                              "a%zz", "caf\xc3\xa9"}) {
+    CAPTURE(invalid);
+    CHECK_FALSE(is_valid_authority(invalid));
   }
 }
