@@ -26,14 +26,12 @@ using Duration = std::chrono::milliseconds;
 struct HostPort {
   std::string host;  // IPv4, IPv6 (without brackets) or a name
   std::uint16_t port = 0;
-  friend bool operator==(const HostPort&, const HostPort&) = default;
 };
 
 struct UpstreamConfig {
   enum class Scheme { http, https } scheme = Scheme::http;
   std::string host = "127.0.0.1";
   std::uint16_t port = 9000;
-  friend bool operator==(const UpstreamConfig&, const UpstreamConfig&) = default;
 };
 
 struct Config {
@@ -49,7 +47,6 @@ struct Config {
     unsigned pool_size = 4;  // for the whole process
     Duration connect_timeout{3000};
     Duration query_timeout{2000};
-    friend bool operator==(const Postgres&, const Postgres&) = default;
   } postgres;
 
   // redis.url parsed (host, port, credentials, database) plus the two timeouts.
@@ -61,7 +58,6 @@ struct Config {
     std::string prefix = "kg_live";
     std::string pepper;  // non-empty: HMAC-SHA-256 instead of SHA-256
     bool hide_credentials = true;
-    friend bool operator==(const Keys&, const Keys&) = default;
   } keys;
 
   struct Cache {
@@ -69,7 +65,6 @@ struct Config {
     Duration negative_ttl{5000};
     std::size_t max_entries = 200000;
     Duration redis_ttl{300000};
-    friend bool operator==(const Cache&, const Cache&) = default;
   } cache;
 
   struct RateLimit {
@@ -77,7 +72,6 @@ struct Config {
     authz::OnRedisError on_redis_error = authz::OnRedisError::local;
     unsigned replicas = 1;         // local fallback divides limits by this
     std::int64_t lease = 100;      // requests one Redis call may count at most
-    friend bool operator==(const RateLimit&, const RateLimit&) = default;
   } rate_limit;
 
   struct Limits {
@@ -89,7 +83,6 @@ struct Config {
     Duration upstream_response_timeout{30000};
     std::size_t max_connections = 10000;
     std::size_t upstream_pool_size = 64;  // idle keep-alive connections per worker
-    friend bool operator==(const Limits&, const Limits&) = default;
   } limits;
 
   std::vector<core::IpNetwork> trusted_proxies;
@@ -106,7 +99,6 @@ struct Config {
     std::string spill_path = "/tmp/keygate-usage.spill";
     Duration last_used_interval{60000};
     unsigned retention_days = 30;
-    friend bool operator==(const Usage&, const Usage&) = default;
   } usage;
 
   Duration shutdown_timeout{15000};
@@ -119,7 +111,6 @@ struct Config {
     bool verify = true;       // certificate chain and name
     std::string ca_file;      // empty: the system's trust store
     std::string server_name;  // SNI and the name verified; empty: the upstream's host
-    friend bool operator==(const UpstreamTls&, const UpstreamTls&) = default;
   } upstream_tls;
 
   proxy::AccessLogOptions access_log;  // reopened on SIGHUP

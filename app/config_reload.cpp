@@ -19,27 +19,28 @@ std::string reload_refusal(const Config& running, const Config& next) {
 }
 
 std::vector<std::string> options_needing_restart(const Config& a, const Config& b) {
-  // Whole sections compare field by field (a field added later is compared too); redis is
-  // store::RedisOptions, which has no operator==.
+  // Values compare with !=, sections field by field (boost::pfr), so that a field added to a
+  // section later is compared too.
+  using boost::pfr::ne;
   const std::pair<const char*, bool> changes[] = {
       {"mode", a.mode != b.mode},
-      {"listen", a.listen != b.listen},
-      {"upstream", a.upstream != b.upstream},
-      {"admin_listen", a.admin_listen != b.admin_listen},
+      {"listen", ne(a.listen, b.listen)},
+      {"upstream", ne(a.upstream, b.upstream)},
+      {"admin_listen", ne(a.admin_listen, b.admin_listen)},
       {"threads", a.threads != b.threads},
-      {"postgres", a.postgres != b.postgres},
-      {"redis", boost::pfr::ne(a.redis, b.redis)},
+      {"postgres", ne(a.postgres, b.postgres)},
+      {"redis", ne(a.redis, b.redis)},
       {"keys.headers", a.keys.headers != b.keys.headers},
       {"keys.query_parameter", a.keys.query_parameter != b.keys.query_parameter},
       {"keys.hide_credentials", a.keys.hide_credentials != b.keys.hide_credentials},
-      {"cache", a.cache != b.cache},
-      {"rate_limit", a.rate_limit != b.rate_limit},
-      {"limits", a.limits != b.limits},
+      {"cache", ne(a.cache, b.cache)},
+      {"rate_limit", ne(a.rate_limit, b.rate_limit)},
+      {"limits", ne(a.limits, b.limits)},
       {"trusted_proxies", a.trusted_proxies != b.trusted_proxies},
-      {"usage", a.usage != b.usage},
+      {"usage", ne(a.usage, b.usage)},
       {"shutdown_timeout", a.shutdown_timeout != b.shutdown_timeout},
       {"tls", a.tls.enabled() != b.tls.enabled()},  // on <-> off; new files are applied
-      {"upstream_tls", a.upstream_tls != b.upstream_tls},
+      {"upstream_tls", ne(a.upstream_tls, b.upstream_tls)},
   };
   std::vector<std::string> names;
   for (const auto& [name, changed] : changes) {

@@ -5,7 +5,7 @@
 namespace keygate::app::configuration {
 namespace {
 
-void read_postgres(const Reader& r, const Entry& section, Config::Postgres& postgres) {
+void read_section(const Reader& r, const Entry& section, Config::Postgres& postgres) {
   r.read_mapping(section, {
       {"dsn", required_into(r, postgres.dsn)},
       {"pool_size", number_into(r, postgres.pool_size, 1, 64)},
@@ -14,7 +14,7 @@ void read_postgres(const Reader& r, const Entry& section, Config::Postgres& post
   });
 }
 
-void read_redis(const Reader& r, const Entry& section, store::RedisOptions& redis) {
+void read_section(const Reader& r, const Entry& section, store::RedisOptions& redis) {
   r.read_mapping(section, {
       {"url", [&](const Entry& e) { set_redis_url(redis, r.text(e), r.at(e)); }},
       {"connect_timeout", duration_into(r, redis.connect_timeout)},
@@ -22,7 +22,7 @@ void read_redis(const Reader& r, const Entry& section, store::RedisOptions& redi
   });
 }
 
-void read_keys(const Reader& r, const Entry& section, Config::Keys& keys) {
+void read_section(const Reader& r, const Entry& section, Config::Keys& keys) {
   int headers_line = section.line;
   const Handler read_headers = list_into(r, keys.headers, header_name);
   r.read_mapping(section, {
@@ -41,7 +41,7 @@ void read_keys(const Reader& r, const Entry& section, Config::Keys& keys) {
   }
 }
 
-void read_cache(const Reader& r, const Entry& section, Config::Cache& cache) {
+void read_section(const Reader& r, const Entry& section, Config::Cache& cache) {
   r.read_mapping(section, {
       {"ttl", duration_into(r, cache.ttl, true)},
       {"negative_ttl", duration_into(r, cache.negative_ttl, true)},
@@ -50,7 +50,7 @@ void read_cache(const Reader& r, const Entry& section, Config::Cache& cache) {
   });
 }
 
-void read_rate_limit(const Reader& r, const Entry& section, Config::RateLimit& limits) {
+void read_section(const Reader& r, const Entry& section, Config::RateLimit& limits) {
   r.read_mapping(section, {
       {"default", parsed_into(r, limits.default_limit, rate_limit)},
       {"on_redis_error", parsed_into(r, limits.on_redis_error, redis_error_policy)},
@@ -59,7 +59,7 @@ void read_rate_limit(const Reader& r, const Entry& section, Config::RateLimit& l
   });
 }
 
-void read_limits(const Reader& r, const Entry& section, Config::Limits& limits) {
+void read_section(const Reader& r, const Entry& section, Config::Limits& limits) {
   r.read_mapping(section, {
       {"max_header_bytes", number_into(r, limits.max_header_bytes, 1)},
       {"max_body_bytes", number_into(r, limits.max_body_bytes, 0)},
@@ -72,7 +72,7 @@ void read_limits(const Reader& r, const Entry& section, Config::Limits& limits) 
   });
 }
 
-void read_usage(const Reader& r, const Entry& section, Config::Usage& usage) {
+void read_section(const Reader& r, const Entry& section, Config::Usage& usage) {
   r.read_mapping(section, {
       {"enabled", boolean_into(r, usage.enabled)},
       {"batch_size", number_into(r, usage.batch_size, 1)},
@@ -118,7 +118,7 @@ authz::Route read_route(const Reader& r, const Entry& item) {
   return route;
 }
 
-void read_tls(const Reader& r, const Entry& section, proxy::TlsOptions& tls) {
+void read_section(const Reader& r, const Entry& section, proxy::TlsOptions& tls) {
   int cert_line = section.line;
   int key_line = section.line;
   r.read_mapping(section, {
@@ -140,7 +140,7 @@ void read_tls(const Reader& r, const Entry& section, proxy::TlsOptions& tls) {
   }
 }
 
-void read_upstream_tls(const Reader& r, const Entry& section, Config::UpstreamTls& tls) {
+void read_section(const Reader& r, const Entry& section, Config::UpstreamTls& tls) {
   r.read_mapping(section, {
       {"verify", boolean_into(r, tls.verify)},
       {"ca_file", parsed_into(r, tls.ca_file, readable_file)},
@@ -148,7 +148,7 @@ void read_upstream_tls(const Reader& r, const Entry& section, Config::UpstreamTl
   });
 }
 
-void read_access_log(const Reader& r, const Entry& section, proxy::AccessLogOptions& log) {
+void read_section(const Reader& r, const Entry& section, proxy::AccessLogOptions& log) {
   r.read_mapping(section, {
       {"mode", choice_into(r, log.mode, access_log_mode_choices)},
       {"sample_rate", parsed_into(r, log.sample_rate, share)},
@@ -156,11 +156,11 @@ void read_access_log(const Reader& r, const Entry& section, proxy::AccessLogOpti
   });
 }
 
-// A section's handler: its own table, read into its part of the Config.
+// A section's handler: its own table (the read_section for its type), read into its part of
+// the Config.
 template <typename Section>
-Handler section_into(const Reader& r, Section& target,
-                     void (*read)(const Reader&, const Entry&, Section&)) {
-  return [&r, &target, read](const Entry& e) { read(r, e, target); };
+Handler section_into(const Reader& r, Section& target) {
+  return [&r, &target](const Entry& e) { read_section(r, e, target); };
 }
 
 }  // namespace
@@ -170,27 +170,28 @@ Config read_config(const Reader& r, const Entry& root) {
   auto read_routes = [&](const Entry& e) {
     for (const Entry& item : r.items(e)) config.routes.push_back(read_route(r, item));
   };
+  // The top-level values first, then the sections (each in config.yaml's order).
   r.read_mapping(root, {
       {"mode", choice_into(r, config.mode, mode_choices)},
       {"listen", parsed_into(r, config.listen, host_port)},
       {"upstream", parsed_into(r, config.upstream, upstream_url)},
       {"admin_listen", parsed_into(r, config.admin_listen, host_port)},
       {"threads", parsed_into(r, config.threads, thread_count)},
-      {"postgres", section_into(r, config.postgres, read_postgres)},
-      {"redis", section_into(r, config.redis, read_redis)},
-      {"keys", section_into(r, config.keys, read_keys)},
-      {"cache", section_into(r, config.cache, read_cache)},
-      {"rate_limit", section_into(r, config.rate_limit, read_rate_limit)},
-      {"limits", section_into(r, config.limits, read_limits)},
       {"trusted_proxies", list_into(r, config.trusted_proxies, network)},
-      {"routes", read_routes},
       {"routes_default", choice_into(r, config.routes_default, routes_default_choices)},
       {"on_store_error", choice_into(r, config.on_store_error, on_store_error_choices)},
-      {"usage", section_into(r, config.usage, read_usage)},
       {"shutdown_timeout", duration_into(r, config.shutdown_timeout)},
-      {"tls", section_into(r, config.tls, read_tls)},
-      {"upstream_tls", section_into(r, config.upstream_tls, read_upstream_tls)},
-      {"access_log", section_into(r, config.access_log, read_access_log)},
+      {"routes", read_routes},
+      {"postgres", section_into(r, config.postgres)},
+      {"redis", section_into(r, config.redis)},
+      {"keys", section_into(r, config.keys)},
+      {"cache", section_into(r, config.cache)},
+      {"rate_limit", section_into(r, config.rate_limit)},
+      {"limits", section_into(r, config.limits)},
+      {"usage", section_into(r, config.usage)},
+      {"tls", section_into(r, config.tls)},
+      {"upstream_tls", section_into(r, config.upstream_tls)},
+      {"access_log", section_into(r, config.access_log)},
   });
   return config;
 }

@@ -67,18 +67,17 @@ store::L1Cache::Options l1_cache_options(const Config& config) {
 }
 
 store::UsageWriterOptions usage_writer_options(const Config& config) {
-  const Config::Usage& usage = config.usage;
   store::UsageWriterOptions o;
   o.dsn = config.postgres.dsn;
   o.connect_timeout = config.postgres.connect_timeout;
   // COPY batches are larger than key lookups: at least 5 s, whatever the lookup timeout.
   o.query_timeout = std::max(config.postgres.query_timeout, std::chrono::milliseconds(5000));
-  o.batch_size = usage.batch_size;
-  o.flush_interval = usage.flush_interval;
-  o.queue_size = usage.queue_size;
-  o.spill_path = usage.spill_path;
-  o.last_used_interval = usage.last_used_interval;
-  o.retention_days = usage.retention_days;
+  o.batch_size = config.usage.batch_size;
+  o.flush_interval = config.usage.flush_interval;
+  o.queue_size = config.usage.queue_size;
+  o.spill_path = config.usage.spill_path;
+  o.last_used_interval = config.usage.last_used_interval;
+  o.retention_days = config.usage.retention_days;
   return o;
 }
 
