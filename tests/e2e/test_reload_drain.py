@@ -128,6 +128,25 @@ class ReloadTest(harness.KeygateTestCase):
         self.assertStatus(kg.get("/things/1", key=self.key["key"]), 200, kg)  # old rules
         self.assertTrue(kg.alive())
 
+    def test_a_changed_pepper_is_refused_and_the_old_keys_keep_working(self):
+        kg = self.start_keygate_for_test(routes=THINGS_NEED_A)
+        new_pepper = "e2e-" + "new-pepper-" + "0123456789"
+        # The new routes in the same file must not be applied either: all or nothing.
+        rewrite_config(kg, keys={"pepper": new_pepper}, routes=THINGS_NEED_Z)
+        kg.proc.send_signal(signal.SIGHUP)
+        rejected, _ = harness.poll_until(lambda: self.reloads(kg, "rejected") == 1, 5.0)
+        self.assertTrue(rejected, kg.log_tail())
+        self.assertEqual(self.reloads(kg, "applied"), 0)
+        errors = [line for line in log_lines(kg) if line.get("msg", "").startswith("reload rejected")]
+        self.assertEqual(len(errors), 1, kg.log_tail())
+        self.assertIn(kg.config_path + ": keys.pepper: ", errors[0]["error"])
+        self.assertIn("restart keygate", errors[0]["error"])
+        with open(kg.log_path, "rb") as f:
+            self.assertNotIn(new_pepper.encode(), f.read(), "the pepper must never be logged")
+        # The key made with the running (empty) pepper passes, under the old routes.
+        self.assertStatus(kg.get("/things/1", key=self.key["key"]), 200, kg)
+        self.assertTrue(kg.alive())
+
     def test_options_that_need_a_restart_are_named_and_kept(self):
         kg = self.start_keygate_for_test(routes=THINGS_NEED_A)
         old_port = kg.port
