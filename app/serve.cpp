@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cstdio>
 #include <memory>
-#include <thread>
 
 #include "app/commands.hpp"
 #include "app/options.hpp"
