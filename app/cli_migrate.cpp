@@ -1,17 +1,14 @@
 // keygate migrate [up | down [--all] | status]: the embedded SQL migrations, applied with the
 // same PostgreSQL client the proxy uses (on an io_context of its own).
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/this_coro.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <exception>
 #include <string>
 #include <vector>
 
-#include "app/commands.hpp"
+#include "app/cli_run.hpp"
 #include "core/time_format.hpp"
 #include "store/migrator.hpp"
 #include "store/pg_connection.hpp"
@@ -21,19 +18,6 @@ namespace keygate::app {
 namespace {
 
 namespace asio = boost::asio;
-
-// Runs one command coroutine to completion; its exceptions reach main unchanged.
-int run_to_completion(asio::io_context& io, asio::awaitable<int> command) {
-  std::exception_ptr failure;
-  int code = exit_failure;
-  asio::co_spawn(io, std::move(command), [&](std::exception_ptr e, int result) {
-    failure = e;
-    code = result;
-  });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-  return code;
-}
 
 std::string label(const store::MigrationState& m) {
   std::string version = std::to_string(m.version);
@@ -71,11 +55,7 @@ Action parse_action(Args args) {
 
 asio::awaitable<int> migrate(const Config& config, Action action) {
   store::PgConnection connection(co_await asio::this_coro::executor);
-  store::PgResult connected = co_await connection.connect(config.postgres.dsn, config.postgres.connect_timeout);
-  if (!connected.ok()) {
-    std::fprintf(stderr, "keygate: %s\n", connected.error().c_str());
-    co_return exit_failure;
-  }
+  if (!co_await connect_postgres(connection, config)) co_return exit_failure;
   store::Migrator migrator(connection, store::embedded_migrations());
   store::MigrationRun run;
   switch (action) {
@@ -87,10 +67,7 @@ asio::awaitable<int> migrate(const Config& config, Action action) {
   for (const auto& m : run.changed) {
     std::printf("%s %s\n", action == Action::up ? "applied" : "rolled back", label(m).c_str());
   }
-  if (!run.ok()) {
-    std::fprintf(stderr, "keygate: %s\n", run.error.c_str());
-    co_return exit_failure;
-  }
+  if (!run.ok()) co_return report_failure(run.error);
   if (action == Action::status) print_status(run.states);
   else if (run.changed.empty()) std::puts(action == Action::up ? "schema is up to date" : "nothing to roll back");
   co_return exit_ok;

@@ -1,19 +1,19 @@
 // keygate usage ID [--since 1h] [--json]: one key's requests over a recent window, by status,
 // with p50/p99 response times, from api_key_usage (the usage log, issue #5).
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/json.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <cctype>
 #include <charconv>
 #include <cstdio>
-#include <exception>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "app/commands.hpp"
+#include "app/cli_args.hpp"
+#include "app/cli_run.hpp"
 #include "core/duration.hpp"
 #include "store/pg_connection.hpp"
 
@@ -43,36 +43,20 @@ bool is_uuid(std::string_view s) {
 }
 
 UsageArgs parse_usage_args(Args args) {
-  UsageArgs parsed;
-  bool have_since = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "--json") {
-      if (parsed.json) throw UsageError("--json: given twice");
-      parsed.json = true;
-    } else if (arg == "--since" || arg.starts_with("--since=")) {
-      if (have_since) throw UsageError("--since: given twice");
-      have_since = true;
-      std::string value;
-      if (arg.size() > 7) value = arg.substr(8);
-      else if (i + 1 < args.size()) value = args[++i];
-      else throw UsageError("--since: missing value");
-      const auto d = core::parse_duration(value);
-      if (!d || d->count() <= 0) {
-        throw UsageError("--since: expected a duration like 15m, 1h or 7d, got \"" + value + "\"");
-      }
-      parsed.since = *d;
-    } else if (arg.starts_with("--")) {
-      throw UsageError("usage: unknown option " + arg.substr(0, arg.find('=')));
-    } else if (!parsed.id.empty()) {
-      throw UsageError("usage: unexpected argument \"" + arg + "\"");
-    } else {
-      if (!is_uuid(arg)) throw UsageError("usage: ID: expected a key id (a uuid), got \"" + arg + "\"");
-      parsed.id = arg;
-    }
+  const ParsedArgs parsed = parse_args("usage", args, {"--since"}, {"--json"}, 1);
+  UsageArgs usage;
+  if (parsed.positional.empty()) {
+    throw UsageError("usage: missing key ID (keygate usage ID [--since 1h] [--json])");
   }
-  if (parsed.id.empty()) throw UsageError("usage: missing key ID (keygate usage ID [--since 1h] [--json])");
-  return parsed;
+  usage.id = parsed.positional[0];
+  if (!is_uuid(usage.id)) {
+    throw UsageError("usage: ID: expected a key id (a uuid), got " + quoted_argument(usage.id));
+  }
+  if (auto since = parsed.value("--since")) {
+    usage.since = parse_duration_flag("--since", *since, "15m, 1h or 7d", false);
+  }
+  usage.json = parsed.has("--json");
+  return usage;
 }
 
 struct StatusLine {
@@ -101,28 +85,9 @@ json::value json_ms(std::optional<double> ms) {
   return static_cast<double>(static_cast<long long>(*ms * 1000.0 + 0.5)) / 1000.0;
 }
 
-// Runs one command coroutine to completion; its exceptions reach main unchanged.
-int run_to_completion(asio::io_context& io, asio::awaitable<int> command) {
-  std::exception_ptr failure;
-  int code = exit_failure;
-  asio::co_spawn(io, std::move(command), [&](std::exception_ptr e, int result) {
-    failure = e;
-    code = result;
-  });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-  return code;
-}
-
-int fail(const std::string& message) {
-  std::fprintf(stderr, "keygate: %s\n", message.c_str());
-  return exit_failure;
-}
-
 asio::awaitable<int> report(const Config& config, UsageArgs args) {
   store::PgConnection connection(co_await asio::this_coro::executor);
-  store::PgResult connected = co_await connection.connect(config.postgres.dsn, config.postgres.connect_timeout);
-  if (!connected.ok()) co_return fail(connected.error());
+  if (!co_await connect_postgres(connection, config)) co_return exit_failure;
 
   store::PgParams key_params;
   key_params.emplace_back(args.id);
@@ -130,8 +95,8 @@ asio::awaitable<int> report(const Config& config, UsageArgs args) {
       "SELECT key_prefix, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
       "FROM api_keys WHERE id = $1",
       std::move(key_params), report_timeout);
-  if (!key.ok()) co_return fail(key.error());
-  if (key.rows() == 0) co_return fail("usage: no key with id " + args.id);
+  if (!key.ok()) co_return report_failure(key.error());
+  if (key.rows() == 0) co_return report_failure("usage: no key with id " + args.id);
   const std::string prefix(key.get(0, 0));
 
   store::PgParams params;
@@ -147,7 +112,7 @@ asio::awaitable<int> report(const Config& config, UsageArgs args) {
       "WHERE api_key_id = $1 AND created_at >= (SELECT at FROM window_start) "
       "GROUP BY ROLLUP (status_code) ORDER BY GROUPING(status_code), status_code",
       std::move(params), report_timeout);
-  if (!stats.ok()) co_return fail(stats.error());
+  if (!stats.ok()) co_return report_failure(stats.error());
 
   std::vector<StatusLine> by_status;
   StatusLine total;

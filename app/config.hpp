@@ -1,7 +1,8 @@
 #pragma once
 // keygate's configuration: config.yaml (with ${ENV} expansion) and KEYGATE_* environment
-// overrides, parsed once and validated into these plain structs. Nothing else reads YAML or
-// the environment; the composition root (app/serve.cpp) hands each part the piece it needs.
+// overrides, parsed once and validated into these plain structs of typed values (enums,
+// addresses, networks, durations). Nothing else reads YAML or the environment, and nothing
+// parses these values again: app/options.hpp maps them onto each part's options.
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -9,6 +10,14 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "authz/key_authorizer.hpp"
+#include "authz/rate_limiter.hpp"
+#include "authz/routes.hpp"
+#include "core/duration.hpp"
+#include "core/ip_network.hpp"
+#include "proxy/server.hpp"
+#include "store/redis_client.hpp"
 
 namespace keygate::app {
 
@@ -20,44 +29,28 @@ struct HostPort {
 };
 
 struct UpstreamConfig {
-  std::string scheme = "http";  // http | https
+  enum class Scheme { http, https } scheme = Scheme::http;
   std::string host = "127.0.0.1";
   std::uint16_t port = 9000;
 };
 
-struct RateLimitValue {
-  int limit = 0;
-  int window_seconds = 0;
-};
-
-struct RouteConfig {
-  std::string path;                  // "/inventory/*" (glob) or "/inventory" (prefix)
-  std::vector<std::string> methods;  // upper case; empty: any method
-  std::vector<std::string> scopes;   // all required
-  bool is_public = false;
-  std::optional<RateLimitValue> rate_limit;
-};
-
 struct Config {
   std::string source;  // file the config came from, or "(defaults)"
-  std::string mode = "proxy";  // proxy | authz
+  proxy::ProxyOptions::Mode mode = proxy::ProxyOptions::Mode::proxy;
   HostPort listen{"0.0.0.0", 8080};
   UpstreamConfig upstream;
   HostPort admin_listen{"127.0.0.1", 9901};
   unsigned threads = 0;  // 0: one per core ("auto")
 
   struct Postgres {
-    std::string dsn = "postgresql://keygate@127.0.0.1:5432/keygate";
-    unsigned pool_size = 4;
+    std::string dsn = "postgresql://keygate@127.0.0.1:5432/keygate";  // libpq checks it
+    unsigned pool_size = 4;  // for the whole process
     Duration connect_timeout{3000};
     Duration query_timeout{2000};
   } postgres;
 
-  struct Redis {
-    std::string url = "redis://127.0.0.1:6379";
-    Duration connect_timeout{1000};
-    Duration command_timeout{250};
-  } redis;
+  // redis.url parsed (host, port, credentials, database) plus the two timeouts.
+  store::RedisOptions redis;
 
   struct Keys {
     std::vector<std::string> headers{"authorization", "x-api-key"};  // lower case
@@ -75,10 +68,10 @@ struct Config {
   } cache;
 
   struct RateLimit {
-    RateLimitValue default_limit{100, 60};
-    std::string on_redis_error = "local";  // local | error (on_store_error answers it)
-    unsigned replicas = 1;                 // local fallback divides limits by this
-    std::int64_t lease = 100;              // requests one Redis call may count at most
+    core::RateLimitSpec default_limit{100, 60};
+    authz::OnRedisError on_redis_error = authz::OnRedisError::local;
+    unsigned replicas = 1;         // local fallback divides limits by this
+    std::int64_t lease = 100;      // requests one Redis call may count at most
   } rate_limit;
 
   struct Limits {
@@ -92,10 +85,11 @@ struct Config {
     std::size_t upstream_pool_size = 64;  // idle keep-alive connections per worker
   } limits;
 
-  std::vector<std::string> trusted_proxies;  // CIDR text, validated
-  std::vector<RouteConfig> routes;
-  std::string routes_default = "deny";  // deny | key: what a path no route matches needs
-  std::string on_store_error = "closed";  // closed | open: what a store error answers
+  std::vector<core::IpNetwork> trusted_proxies;
+  // Methods exactly as written (RFC 9110 9.1: they are case-sensitive).
+  std::vector<authz::Route> routes;
+  authz::RoutesDefault routes_default = authz::RoutesDefault::deny;
+  authz::OnStoreError on_store_error = authz::OnStoreError::closed;
 
   struct Usage {
     bool enabled = true;
@@ -110,11 +104,7 @@ struct Config {
   Duration shutdown_timeout{15000};
 
   // TLS on the listener (edge mode); off while cert_file is empty. A SIGHUP re-reads the files.
-  struct Tls {
-    std::string cert_file;  // PEM certificate chain; set together with key_file
-    std::string key_file;   // PEM private key
-    std::string min_version = "1.2";  // 1.2 | 1.3
-  } tls;
+  proxy::TlsOptions tls;
 
   // TLS to an https:// upstream (ignored for http://).
   struct UpstreamTls {
@@ -123,11 +113,7 @@ struct Config {
     std::string server_name;  // SNI and the name verified; empty: the upstream's host
   } upstream_tls;
 
-  struct AccessLog {
-    std::string mode = "off";      // off | sampled | all
-    double sample_rate = 0.01;     // sampled: share of requests logged (every 5xx is)
-    std::string path = "stderr";   // stderr | stdout | a file (appended; reopened on SIGHUP)
-  } access_log;
+  proxy::AccessLogOptions access_log;  // reopened on SIGHUP
 };
 
 // Every configuration error: the message names the file, the line (1-based) and the option,
@@ -148,10 +134,18 @@ Config default_config(const std::map<std::string, std::string>& environment);
 
 std::map<std::string, std::string> process_environment();
 
-// SIGHUP: the options whose new value would need a restart to take effect (listen address,
-// threads, stores, limits, ...), as dotted names in file order; empty when `next` can be
-// applied to a process running `running`. What a reload applies: routes, keys.pepper,
-// tls.* (the files are re-read; turning TLS on or off needs a restart) and access_log.*.
+// The name an option's value is written with in config.yaml ("authz"), for log lines.
+std::string_view name_of(proxy::ProxyOptions::Mode mode);
+
+// SIGHUP, step 1: why `next` cannot be applied at all (one line naming the option), or empty.
+// A changed keys.pepper is refused: every stored hash was made with the running one.
+std::string reload_refusal(const Config& running, const Config& next);
+
+// SIGHUP, step 2: the options whose new value would need a restart to take effect (listen
+// address, threads, stores, limits, ...), as dotted names in file order; empty when `next` can
+// be applied to a process running `running`. What a reload applies: routes, routes_default,
+// on_store_error, tls.* (the files are re-read; turning TLS on or off needs a restart) and
+// access_log.*. keys.prefix is read by `keys create` and `keys rotate` only.
 std::vector<std::string> options_needing_restart(const Config& running, const Config& next);
 
 }  // namespace keygate::app

@@ -1,5 +1,6 @@
-// `keygate serve`: the composition root. Reads the validated Config into each part's options,
-// builds the parts for every worker thread, wires them, and runs the server until SIGTERM.
+// `keygate serve`: the composition root. Takes each part's options from the validated Config
+// (app/options.hpp), builds the parts for every worker thread, wires them, and runs the server
+// until SIGTERM.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -7,9 +8,9 @@
 #include <atomic>
 #include <cstdio>
 #include <memory>
-#include <thread>
 
 #include "app/commands.hpp"
+#include "app/options.hpp"
 #include "core/log.hpp"
 #include "authz/key_authorizer.hpp"
 #include "authz/rate_limiter.hpp"
@@ -46,133 +47,14 @@ struct WorkerStores {
   authz::KeyAuthorizer* authorizer = nullptr;  // owned by the server; settings swapped on SIGHUP
 };
 
-unsigned worker_count(const Config& config) {
-  if (config.threads != 0) return config.threads;
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
-proxy::TlsOptions tls_options(const Config& config) {
-  proxy::TlsOptions o;
-  o.cert_file = config.tls.cert_file;
-  o.key_file = config.tls.key_file;
-  o.min_version = config.tls.min_version == "1.3" ? proxy::TlsOptions::Version::tls1_3
-                                                  : proxy::TlsOptions::Version::tls1_2;
-  return o;
-}
-
-proxy::AccessLogOptions access_log_options(const Config& config) {
-  proxy::AccessLogOptions o;
-  o.mode = config.access_log.mode == "all"       ? proxy::AccessLogOptions::Mode::all
-           : config.access_log.mode == "sampled" ? proxy::AccessLogOptions::Mode::sampled
-                                                 : proxy::AccessLogOptions::Mode::off;
-  o.sample_rate = config.access_log.sample_rate;
-  o.path = config.access_log.path;
-  return o;
-}
-
-proxy::ProxyOptions proxy_options(const Config& config) {
-  proxy::ProxyOptions o;
-  o.mode = config.mode == "authz" ? proxy::ProxyOptions::Mode::authz : proxy::ProxyOptions::Mode::proxy;
-  o.listen_host = config.listen.host;
-  o.listen_port = config.listen.port;
-  o.admin_host = config.admin_listen.host;
-  o.admin_port = config.admin_listen.port;
-  o.upstream_host = config.upstream.host;
-  o.upstream_port = config.upstream.port;
-  o.tls = tls_options(config);
-  o.upstream_tls.enabled = config.upstream.scheme == "https";
-  o.upstream_tls.verify = config.upstream_tls.verify;
-  o.upstream_tls.ca_file = config.upstream_tls.ca_file;
-  o.upstream_tls.server_name = config.upstream_tls.server_name;
-  o.access_log = access_log_options(config);
-  o.threads = worker_count(config);
-  o.credential_headers = config.keys.headers;
-  o.credential_query_parameter = config.keys.query_parameter;
-  o.hide_credentials = config.keys.hide_credentials;
-  for (const std::string& cidr : config.trusted_proxies) {
-    if (auto network = core::IpNetwork::parse(cidr)) o.trusted_proxies.push_back(*network);
-  }
-  o.max_header_bytes = config.limits.max_header_bytes;
-  o.max_body_bytes = config.limits.max_body_bytes;
-  o.header_timeout = config.limits.header_timeout;
-  o.idle_timeout = config.limits.idle_timeout;
-  o.upstream_connect_timeout = config.limits.upstream_connect_timeout;
-  o.upstream_response_timeout = config.limits.upstream_response_timeout;
-  o.shutdown_timeout = config.shutdown_timeout;
-  o.max_connections = config.limits.max_connections;
-  o.upstream_pool_size = config.limits.upstream_pool_size;
-  return o;
-}
-
-std::shared_ptr<const authz::AuthorizerSettings> authorizer_settings(const Config& config) {
-  auto settings = std::make_shared<authz::AuthorizerSettings>();
-  settings->pepper = config.keys.pepper;
-  settings->routes_default =
-      config.routes_default == "key" ? authz::RoutesDefault::key : authz::RoutesDefault::deny;
-  settings->on_store_error =
-      config.on_store_error == "open" ? authz::OnStoreError::open : authz::OnStoreError::closed;
-  std::vector<authz::Route> routes;
-  for (const RouteConfig& rc : config.routes) {
-    authz::Route route;
-    route.pattern = rc.path;
-    route.methods = rc.methods;
-    route.scopes = rc.scopes;
-    route.is_public = rc.is_public;
-    if (rc.rate_limit) route.rate_limit = core::RateLimitSpec{rc.rate_limit->limit, rc.rate_limit->window_seconds};
-    routes.push_back(std::move(route));
-  }
-  settings->routes = authz::RouteTable(std::move(routes));
-  return settings;
-}
-
-authz::RateLimiterOptions rate_limiter_options(const Config& config) {
-  authz::RateLimiterOptions o;
-  o.default_limit = {config.rate_limit.default_limit.limit, config.rate_limit.default_limit.window_seconds};
-  const auto on_error = authz::parse_on_redis_error(config.rate_limit.on_redis_error);
-  if (!on_error) throw ConfigError("rate_limit.on_redis_error: expected local or error");
-  o.on_redis_error = *on_error;
-  o.replicas = config.rate_limit.replicas;
-  o.lease = config.rate_limit.lease;
-  return o;
-}
-
-store::UsageWriterOptions usage_writer_options(const Config& config) {
-  store::UsageWriterOptions o;
-  o.dsn = config.postgres.dsn;
-  o.connect_timeout = config.postgres.connect_timeout;
-  // COPY batches are larger than key lookups: at least 5 s, whatever the lookup timeout.
-  o.query_timeout = std::max(config.postgres.query_timeout, std::chrono::milliseconds(5000));
-  o.batch_size = config.usage.batch_size;
-  o.flush_interval = config.usage.flush_interval;
-  o.queue_size = config.usage.queue_size;
-  o.spill_path = config.usage.spill_path;
-  o.last_used_interval = config.usage.last_used_interval;
-  o.retention_days = config.usage.retention_days;
-  return o;
-}
-
-store::RedisOptions redis_options(const Config& config) {
-  std::string error;
-  std::optional<store::RedisOptions> options = store::parse_redis_url(config.redis.url, &error);
-  if (!options) throw ConfigError("redis.url: " + error);
-  options->connect_timeout = config.redis.connect_timeout;
-  options->command_timeout = config.redis.command_timeout;
-  return *options;
-}
-
 }  // namespace
 
 int run_serve(const Config& config, Args args) {
   for (const std::string& arg : args) throw UsageError("serve: unexpected argument '" + arg + "'");
 
-  const store::RedisOptions redis_opts = redis_options(config);
+  const store::RedisOptions& redis_opts = config.redis;
   const unsigned threads = worker_count(config);
-  store::PgOptions pg_opts;
-  pg_opts.dsn = config.postgres.dsn;
-  // postgres.pool_size is for the whole process; each worker gets its share.
-  pg_opts.pool_size = std::max(1u, (config.postgres.pool_size + threads - 1) / threads);
-  pg_opts.connect_timeout = config.postgres.connect_timeout;
-  pg_opts.query_timeout = config.postgres.query_timeout;
+  const store::PgOptions pg_opts = postgres_options(config, threads);
 
   // The usage log: one queue shard per worker, one writer thread (declared before the server,
   // which calls into the queue until it stops).
@@ -184,7 +66,7 @@ int run_serve(const Config& config, Args args) {
     usage_writer->start();
   }
 
-  store::L1Cache l1({config.cache.max_entries, config.cache.ttl, config.cache.negative_ttl});
+  store::L1Cache l1(l1_cache_options(config));
   const auto settings = authorizer_settings(config);
   const authz::RateLimiterOptions limiter_opts = rate_limiter_options(config);
   std::vector<std::unique_ptr<WorkerStores>> workers(threads);
@@ -250,10 +132,11 @@ int run_serve(const Config& config, Args args) {
   listener->start();
 
   // ==== reload on SIGHUP (issue #7) =============================================================
-  // Re-reads the file the process started with. Applied: routes, tls.* (the files
-  // are re-read, for certificate rotation) and access_log.* (the file is reopened, for log
-  // rotation). Options that need a restart keep their running value and are named in the log.
-  // An invalid file changes nothing. Open connections are never touched.
+  // Re-reads the file the process started with. Applied: routes, routes_default,
+  // on_store_error, tls.* (the files are re-read, for certificate rotation) and access_log.*
+  // (the file is reopened, for log rotation). Options that need a restart keep their running
+  // value and are named in the log. An invalid file, or one that changes keys.pepper
+  // (reload_refusal), changes nothing. Open connections are never touched.
   Config running = config;
   server.on_reload([&]() -> bool {
     Config next;
@@ -265,23 +148,19 @@ int run_serve(const Config& config, Args args) {
       core::log_error("reload rejected, the running configuration is kept", {{"error", e.what()}});
       return false;
     }
-    if (next.keys.pepper != running.keys.pepper) {
-      // Every stored hash was made with the running pepper: a new one would turn every key
-      // into an unknown key at once. Refused as a whole, so nothing changes half-way.
-      core::log_error("reload rejected, the running configuration is kept",
-                      {{"error", "keys.pepper changed: a new pepper makes every existing key "
-                                 "invalid; restart keygate to change it"}});
+    if (std::string refusal = reload_refusal(running, next); !refusal.empty()) {
+      core::log_error("reload rejected, the running configuration is kept", {{"error", refusal}});
       return false;
     }
     const std::vector<std::string> restart = options_needing_restart(running, next);
-    if (running.tls.cert_file.empty() == next.tls.cert_file.empty()) {
-      if (std::string error = server.reload_tls(tls_options(next)); !error.empty()) {
+    if (running.tls.enabled() == next.tls.enabled()) {
+      if (std::string error = server.reload_tls(next.tls); !error.empty()) {
         core::log_error("reload rejected, the running configuration is kept", {{"error", error}});
         return false;
       }
       running.tls = next.tls;
     }
-    if (std::string error = server.reload_access_log(access_log_options(next)); !error.empty()) {
+    if (std::string error = server.reload_access_log(next.access_log); !error.empty()) {
       core::log_error("reload partly applied: the access log keeps its settings", {{"error", error}});
       return false;
     }
@@ -290,6 +169,8 @@ int run_serve(const Config& config, Args args) {
       workers[index]->authorizer->update_settings(next_settings);
     });
     running.routes = next.routes;
+    running.routes_default = next.routes_default;
+    running.on_store_error = next.on_store_error;
     std::string kept;
     for (const std::string& name : restart) kept += (kept.empty() ? "" : ", ") + name;
     if (!kept.empty()) core::log_warn("changed options need a restart; kept as running", {{"options", kept}});
@@ -299,7 +180,7 @@ int run_serve(const Config& config, Args args) {
   // ==== end of reload on SIGHUP ===================================================================
 
   core::log_info("keygate serving",
-           {{"mode", config.mode},
+           {{"mode", name_of(config.mode)},
             {"listen", config.listen.host + ":" + std::to_string(server.port())},
             {"admin", config.admin_listen.host + ":" + std::to_string(server.admin_port())},
             {"threads", threads},

@@ -74,6 +74,25 @@ class ConfigErrorTest(unittest.TestCase):
         path = self.write("mode: proxy\nroutes: [a,\nlisten: x\n")
         self.assertRejected(path, f"{path}:4: invalid YAML: end of sequence flow not found")
 
+    def test_a_standard_method_in_the_wrong_case_is_refused_with_the_fix(self):
+        path = self.write("routes:\n  - { path: /public/*, public: true }\n"
+                          "  - { path: /things/*, methods: [PURGE, get] }\n")
+        self.assertRejected(
+            path, f'{path}:3: routes[1].methods[1]: "get" is not a method: methods are '
+                  "case-sensitive; write GET")
+
+    def test_routes_default_and_on_store_error_take_only_their_words(self):
+        path = self.write("routes_default: allow\n")
+        self.assertRejected(path, f'{path}:1: routes_default: expected deny or key, got "allow"')
+        path = self.write("mode: proxy\non_store_error: fail-open\n")
+        self.assertRejected(path, f'{path}:2: on_store_error: expected closed or open, got "fail-open"')
+
+    def test_the_old_on_redis_error_words_name_their_replacement(self):
+        path = self.write("rate_limit:\n  on_redis_error: deny\n")
+        self.assertRejected(
+            path, f'{path}:2: rate_limit.on_redis_error: "deny" was replaced by on_redis_error: '
+                  "error together with on_store_error: closed")
+
     def test_missing_file_is_named_with_the_reason(self):
         path = os.path.join(self.dir.name, "absent.yaml")
         self.assertRejected(path, f"cannot read config file {path}: No such file or directory")

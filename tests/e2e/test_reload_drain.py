@@ -74,6 +74,17 @@ class ReloadTest(harness.KeygateTestCase):
     def reloads(self, kg, outcome):
         return harness.metric_value(kg.metrics(), "keygate_config_reloads_total", outcome=outcome)
 
+    def rejected_reload(self, kg):
+        """SIGHUP, which must be rejected: returns its one error log line."""
+        kg.proc.send_signal(signal.SIGHUP)
+        rejected, _ = harness.poll_until(lambda: self.reloads(kg, "rejected") == 1, 5.0)
+        self.assertTrue(rejected, kg.log_tail())
+        self.assertEqual(self.reloads(kg, "applied"), 0)
+        errors = [line for line in log_lines(kg) if line.get("msg", "").startswith("reload rejected")]
+        self.assertEqual(len(errors), 1, kg.log_tail())
+        self.assertEqual(errors[0]["level"], "error")
+        return errors[0]
+
     def test_sighup_during_load_applies_new_routes_with_no_failed_request(self):
         kg = self.start_keygate_for_test(routes=THINGS_NEED_A)
         self.assertStatus(kg.get("/things/1", key=self.key["key"]), 200, kg)
@@ -116,16 +127,24 @@ class ReloadTest(harness.KeygateTestCase):
         with open(kg.config_path, "w") as f:
             f.write(harness.to_yaml(harness.deep_merge(
                 good, {"routes": [{"path": "/things/*", "scopez": ["z"]}]})) + "\n")
-        kg.proc.send_signal(signal.SIGHUP)
-        rejected, _ = harness.poll_until(lambda: self.reloads(kg, "rejected") == 1, 5.0)
-        self.assertTrue(rejected, kg.log_tail())
-        self.assertEqual(self.reloads(kg, "applied"), 0)
-        errors = [line for line in log_lines(kg) if line.get("msg", "").startswith("reload rejected")]
-        self.assertEqual(len(errors), 1, kg.log_tail())
-        self.assertEqual(errors[0]["level"], "error")
-        self.assertIn("scopez: unknown option", errors[0]["error"])
-        self.assertIn(kg.config_path + ":", errors[0]["error"])  # file:line: option: problem
+        error = self.rejected_reload(kg)["error"]
+        self.assertIn("scopez: unknown option", error)
+        self.assertIn(kg.config_path + ":", error)  # file:line: option: problem
         self.assertStatus(kg.get("/things/1", key=self.key["key"]), 200, kg)  # old rules
+        self.assertTrue(kg.alive())
+
+    def test_a_changed_pepper_is_refused_and_the_old_keys_keep_working(self):
+        kg = self.start_keygate_for_test(routes=THINGS_NEED_A)
+        new_pepper = "e2e-" + "new-pepper-" + "0123456789"
+        # The new routes in the same file must not be applied either: all or nothing.
+        rewrite_config(kg, keys={"pepper": new_pepper}, routes=THINGS_NEED_Z)
+        error = self.rejected_reload(kg)["error"]
+        self.assertIn(kg.config_path + ": keys.pepper: ", error)
+        self.assertIn("restart keygate", error)
+        with open(kg.log_path, "rb") as f:
+            self.assertNotIn(new_pepper.encode(), f.read(), "the pepper must never be logged")
+        # The key made with the running (empty) pepper passes, under the old routes.
+        self.assertStatus(kg.get("/things/1", key=self.key["key"]), 200, kg)
         self.assertTrue(kg.alive())
 
     def test_options_that_need_a_restart_are_named_and_kept(self):

@@ -17,6 +17,10 @@ using keygate::app::Config;
 using keygate::app::ConfigError;
 using keygate::app::options_needing_restart;
 using keygate::app::parse_config;
+using keygate::app::reload_refusal;
+using TlsVersion = keygate::proxy::TlsOptions::Version;
+using LogMode = keygate::proxy::AccessLogOptions::Mode;
+using Names = std::vector<std::string>;
 
 Config parse(const std::string& yaml) { return parse_config(yaml, "config.yaml", {}); }
 
@@ -52,11 +56,11 @@ TEST_CASE("defaults: no TLS, upstream TLS verified with the system's store, no a
   const Config c;
   CHECK(c.tls.cert_file.empty());
   CHECK(c.tls.key_file.empty());
-  CHECK(c.tls.min_version == "1.2");
+  CHECK(c.tls.min_version == TlsVersion::tls1_2);
   CHECK(c.upstream_tls.verify);
   CHECK(c.upstream_tls.ca_file.empty());
   CHECK(c.upstream_tls.server_name.empty());
-  CHECK(c.access_log.mode == "off");
+  CHECK(c.access_log.mode == LogMode::off);
   CHECK(c.access_log.sample_rate == doctest::Approx(0.01));
   CHECK(c.access_log.path == "stderr");
 }
@@ -85,11 +89,11 @@ TEST_CASE("every operations option maps to its field") {
                          "access_log:\n  mode: sampled\n  sample_rate: 0.25\n  path: /var/log/kg.log\n");
   CHECK(c.tls.cert_file == file.path);
   CHECK(c.tls.key_file == file.path);
-  CHECK(c.tls.min_version == "1.3");
+  CHECK(c.tls.min_version == TlsVersion::tls1_3);
   CHECK_FALSE(c.upstream_tls.verify);
   CHECK(c.upstream_tls.ca_file == file.path);
   CHECK(c.upstream_tls.server_name == "api.internal");
-  CHECK(c.access_log.mode == "sampled");
+  CHECK(c.access_log.mode == LogMode::sampled);
   CHECK(c.access_log.sample_rate == doctest::Approx(0.25));
   CHECK(c.access_log.path == "/var/log/kg.log");
   CHECK(parse("upstream_tls:\n  server_name: 10.0.0.7\n").upstream_tls.server_name == "10.0.0.7");
@@ -130,17 +134,98 @@ TEST_CASE("mistakes in the operations options: file:line: option: problem") {
         "config.yaml:2: access_log.path: must not be empty");
 }
 
-TEST_CASE("a reload applies routes, pepper, certificates and the access log") {
+TEST_CASE("a reload applies routes, the route and store-error defaults, certificates and the access log") {
   TempFile file;
   const Config running = parse("routes:\n  - { path: /a/*, scopes: [x] }\n");
-  const Config next = parse("routes:\n  - { path: /a/*, scopes: [y] }\nkeys:\n  pepper: p\n"
-                            "access_log:\n  mode: all\n");
+  const Config next = parse("routes:\n  - { path: /a/*, scopes: [y] }\nroutes_default: key\n"
+                            "on_store_error: open\naccess_log:\n  mode: all\n");
   CHECK(options_needing_restart(running, next).empty());
+  CHECK(reload_refusal(running, next).empty());
   // New certificate files while TLS stays on: applied too.
   const std::string tls = "tls:\n  cert_file: " + file.path + "\n  key_file: " + file.path + "\n";
   Config rotated = parse(tls);
   rotated.tls.cert_file += ".new";
   CHECK(options_needing_restart(parse(tls), rotated).empty());
+}
+
+TEST_CASE("a reload that changes keys.pepper is refused with one line naming it, never the pepper") {
+  const Config running = parse("keys:\n  pepper: old-secret-pepper\n");
+  const std::string refusal = reload_refusal(running, parse("keys:\n  pepper: new-secret-pepper\n"));
+  CHECK(refusal ==
+        "config.yaml: keys.pepper: changed; every stored key hash was made with the running "
+        "pepper, so a new one would make every key invalid: restart keygate to change it");
+  CHECK(refusal.find("secret") == std::string::npos);
+  CHECK_FALSE(reload_refusal(running, parse("")).empty());  // removing it is a change too
+  CHECK_FALSE(reload_refusal(parse(""), running).empty());
+  CHECK(reload_refusal(running, running).empty());
+}
+
+TEST_CASE("every option is either applied by a reload or named as needing a restart") {
+  TempFile file;
+  // One change a line, against the defaults; every option of config.yaml is here.
+  const std::vector<std::pair<std::string, Names>> cases{
+      {"mode: authz\n", {"mode"}},
+      {"listen: 127.0.0.1:1\n", {"listen"}},
+      {"upstream: http://127.0.0.1:1\n", {"upstream"}},
+      {"upstream: https://127.0.0.1:9000\n", {"upstream"}},
+      {"admin_listen: 127.0.0.1:1\n", {"admin_listen"}},
+      {"threads: 3\n", {"threads"}},
+      {"postgres:\n  dsn: host=elsewhere\n", {"postgres"}},
+      {"postgres:\n  pool_size: 5\n", {"postgres"}},
+      {"postgres:\n  connect_timeout: 1s\n", {"postgres"}},
+      {"postgres:\n  query_timeout: 1s\n", {"postgres"}},
+      {"redis:\n  url: redis://:pw@127.0.0.1:6379\n", {"redis"}},
+      {"redis:\n  url: redis://127.0.0.1:6379/1\n", {"redis"}},
+      {"redis:\n  url: redis://127.0.0.1\n", {}},  // the default, written another way
+      {"redis:\n  connect_timeout: 2s\n", {"redis"}},
+      {"redis:\n  command_timeout: 1s\n", {"redis"}},
+      {"keys:\n  headers: [x-key]\n", {"keys.headers"}},
+      {"keys:\n  query_parameter: key\n", {"keys.query_parameter"}},
+      {"keys:\n  prefix: kg_test\n", {}},  // read by keys create / rotate only
+      {"keys:\n  pepper: p\n", {}},        // refused as a whole (reload_refusal)
+      {"keys:\n  hide_credentials: false\n", {"keys.hide_credentials"}},
+      {"cache:\n  ttl: 1s\n", {"cache"}},
+      {"cache:\n  negative_ttl: 1s\n", {"cache"}},
+      {"cache:\n  max_entries: 5\n", {"cache"}},
+      {"cache:\n  redis_ttl: 1s\n", {"cache"}},
+      {"rate_limit:\n  default: 5/1s\n", {"rate_limit"}},
+      {"rate_limit:\n  on_redis_error: error\n", {"rate_limit"}},
+      {"rate_limit:\n  replicas: 2\n", {"rate_limit"}},
+      {"rate_limit:\n  lease: 1\n", {"rate_limit"}},
+      {"limits:\n  max_header_bytes: 1000\n", {"limits"}},
+      {"limits:\n  max_body_bytes: 1000\n", {"limits"}},
+      {"limits:\n  header_timeout: 1s\n", {"limits"}},
+      {"limits:\n  idle_timeout: 1s\n", {"limits"}},
+      {"limits:\n  upstream_connect_timeout: 1s\n", {"limits"}},
+      {"limits:\n  upstream_response_timeout: 1s\n", {"limits"}},
+      {"limits:\n  max_connections: 5\n", {"limits"}},
+      {"limits:\n  upstream_pool_size: 5\n", {"limits"}},
+      {"trusted_proxies: [10.0.0.0/8]\n", {"trusted_proxies"}},
+      {"routes:\n  - { path: /a }\n", {}},
+      {"routes_default: key\n", {}},
+      {"on_store_error: open\n", {}},
+      {"usage:\n  enabled: false\n", {"usage"}},
+      {"usage:\n  batch_size: 5\n", {"usage"}},
+      {"usage:\n  flush_interval: 5s\n", {"usage"}},
+      {"usage:\n  queue_size: 5\n", {"usage"}},
+      {"usage:\n  spill_path: /tmp/elsewhere\n", {"usage"}},
+      {"usage:\n  last_used_interval: 5s\n", {"usage"}},
+      {"usage:\n  retention_days: 5\n", {"usage"}},
+      {"shutdown_timeout: 5s\n", {"shutdown_timeout"}},
+      {"tls:\n  cert_file: " + file.path + "\n  key_file: " + file.path + "\n", {"tls"}},
+      {"tls:\n  min_version: \"1.3\"\n", {}},
+      {"upstream_tls:\n  verify: false\n", {"upstream_tls"}},
+      {"upstream_tls:\n  ca_file: " + file.path + "\n", {"upstream_tls"}},
+      {"upstream_tls:\n  server_name: api.internal\n", {"upstream_tls"}},
+      {"access_log:\n  mode: all\n", {}},
+      {"access_log:\n  sample_rate: 0.5\n", {}},
+      {"access_log:\n  path: stdout\n", {}},
+  };
+  const Config defaults = parse("");
+  for (const auto& [yaml, expected] : cases) {
+    CAPTURE(yaml);
+    CHECK(options_needing_restart(defaults, parse(yaml)) == expected);
+  }
 }
 
 TEST_CASE("a reload names, in file order, the options that need a restart") {

@@ -2,10 +2,15 @@
 // one-line message (file:line: option: problem) of every kind of mistake.
 #include <doctest/doctest.h>
 
+#include <boost/pfr/ops.hpp>
+
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "app/config.hpp"
+#include "core/text.hpp"
 
 namespace {
 
@@ -15,7 +20,18 @@ using keygate::app::default_config;
 using keygate::app::load_config_file;
 using keygate::app::parse_config;
 using Environment = std::map<std::string, std::string>;
+using Mode = keygate::proxy::ProxyOptions::Mode;
+using Scheme = keygate::app::UpstreamConfig::Scheme;
+using keygate::authz::OnRedisError;
+using keygate::authz::OnStoreError;
+using keygate::authz::RoutesDefault;
 using namespace std::chrono_literals;
+
+std::vector<std::string> as_text(const std::vector<keygate::core::IpNetwork>& networks) {
+  std::vector<std::string> out;
+  for (const auto& n : networks) out.push_back(n.to_string());
+  return out;
+}
 
 Config parse(const std::string& yaml, const Environment& environment = {}) {
   return parse_config(yaml, "config.yaml", environment);
@@ -34,56 +50,35 @@ std::string error_of(const std::string& yaml, const Environment& environment = {
 const std::filesystem::path source_dir =
     std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
 
-// Every field of Config, so the shipped file cannot drift from the defaults in config.hpp.
+// Every field of Config, so the shipped file cannot drift from the defaults in config.hpp:
+// whole sections compare, so a field added to one is compared too.
 void check_same(const Config& a, const Config& b) {
+  using boost::pfr::eq;
   CHECK(a.mode == b.mode);
-  CHECK(a.listen.host == b.listen.host);
-  CHECK(a.listen.port == b.listen.port);
-  CHECK(a.upstream.scheme == b.upstream.scheme);
-  CHECK(a.upstream.host == b.upstream.host);
-  CHECK(a.upstream.port == b.upstream.port);
-  CHECK(a.admin_listen.host == b.admin_listen.host);
-  CHECK(a.admin_listen.port == b.admin_listen.port);
+  CHECK(eq(a.listen, b.listen));
+  CHECK(eq(a.upstream, b.upstream));
+  CHECK(eq(a.admin_listen, b.admin_listen));
   CHECK(a.threads == b.threads);
-  CHECK(a.postgres.dsn == b.postgres.dsn);
-  CHECK(a.postgres.pool_size == b.postgres.pool_size);
-  CHECK(a.postgres.connect_timeout == b.postgres.connect_timeout);
-  CHECK(a.postgres.query_timeout == b.postgres.query_timeout);
-  CHECK(a.redis.url == b.redis.url);
-  CHECK(a.redis.connect_timeout == b.redis.connect_timeout);
-  CHECK(a.redis.command_timeout == b.redis.command_timeout);
+  CHECK(eq(a.postgres, b.postgres));
+  CHECK(eq(a.redis, b.redis));
+  // Field by field: boost::pfr on Keys (a vector with a braced default) crashes g++ 12.
   CHECK(a.keys.headers == b.keys.headers);
   CHECK(a.keys.query_parameter == b.keys.query_parameter);
   CHECK(a.keys.prefix == b.keys.prefix);
   CHECK(a.keys.pepper == b.keys.pepper);
   CHECK(a.keys.hide_credentials == b.keys.hide_credentials);
-  CHECK(a.cache.ttl == b.cache.ttl);
-  CHECK(a.cache.negative_ttl == b.cache.negative_ttl);
-  CHECK(a.cache.max_entries == b.cache.max_entries);
-  CHECK(a.cache.redis_ttl == b.cache.redis_ttl);
-  CHECK(a.rate_limit.default_limit.limit == b.rate_limit.default_limit.limit);
-  CHECK(a.rate_limit.default_limit.window_seconds == b.rate_limit.default_limit.window_seconds);
-  CHECK(a.rate_limit.on_redis_error == b.rate_limit.on_redis_error);
-  CHECK(a.rate_limit.replicas == b.rate_limit.replicas);
-  CHECK(a.rate_limit.lease == b.rate_limit.lease);
-  CHECK(a.limits.max_header_bytes == b.limits.max_header_bytes);
-  CHECK(a.limits.max_body_bytes == b.limits.max_body_bytes);
-  CHECK(a.limits.header_timeout == b.limits.header_timeout);
-  CHECK(a.limits.idle_timeout == b.limits.idle_timeout);
-  CHECK(a.limits.upstream_connect_timeout == b.limits.upstream_connect_timeout);
-  CHECK(a.limits.upstream_response_timeout == b.limits.upstream_response_timeout);
-  CHECK(a.limits.max_connections == b.limits.max_connections);
-  CHECK(a.limits.upstream_pool_size == b.limits.upstream_pool_size);
+  CHECK(eq(a.cache, b.cache));
+  CHECK(eq(a.rate_limit, b.rate_limit));
+  CHECK(eq(a.limits, b.limits));
   CHECK(a.trusted_proxies == b.trusted_proxies);
   CHECK(a.routes.size() == b.routes.size());
-  CHECK(a.usage.enabled == b.usage.enabled);
-  CHECK(a.usage.batch_size == b.usage.batch_size);
-  CHECK(a.usage.flush_interval == b.usage.flush_interval);
-  CHECK(a.usage.queue_size == b.usage.queue_size);
-  CHECK(a.usage.spill_path == b.usage.spill_path);
-  CHECK(a.usage.last_used_interval == b.usage.last_used_interval);
-  CHECK(a.usage.retention_days == b.usage.retention_days);
+  CHECK(a.routes_default == b.routes_default);
+  CHECK(a.on_store_error == b.on_store_error);
+  CHECK(eq(a.usage, b.usage));
   CHECK(a.shutdown_timeout == b.shutdown_timeout);
+  CHECK(eq(a.tls, b.tls));
+  CHECK(eq(a.upstream_tls, b.upstream_tls));
+  CHECK(eq(a.access_log, b.access_log));
 }
 
 }  // namespace
@@ -153,7 +148,9 @@ limits:
 trusted_proxies: [10.0.0.0/8, "::1"]
 routes:
   - { path: /public/*, public: true }
-  - { path: /inventory/*, methods: [get, Head], scopes: [inventory:read], rate_limit: 5/1s }
+  - { path: /inventory/*, methods: [GET, HEAD, PURGE], scopes: [inventory:read], rate_limit: 5/1s }
+routes_default: key
+on_store_error: open
 usage:
   enabled: no
   batch_size: 10
@@ -164,10 +161,10 @@ usage:
   retention_days: 7
 shutdown_timeout: 1s
 )");
-  CHECK(c.mode == "authz");
+  CHECK(c.mode == Mode::authz);
   CHECK(c.listen.host == "::");
   CHECK(c.listen.port == 8443);
-  CHECK(c.upstream.scheme == "https");
+  CHECK(c.upstream.scheme == Scheme::https);
   CHECK(c.upstream.host == "api.internal");
   CHECK(c.upstream.port == 443);
   CHECK(c.admin_listen.port == 9000);
@@ -176,7 +173,10 @@ shutdown_timeout: 1s
   CHECK(c.postgres.pool_size == 64);
   CHECK(c.postgres.connect_timeout == 500ms);
   CHECK(c.postgres.query_timeout == 60s);
-  CHECK(c.redis.url == "redis://cache:6380/2");
+  CHECK(c.redis.host == "cache");
+  CHECK(c.redis.port == 6380);
+  CHECK(c.redis.database == 2);
+  CHECK(c.redis.password.empty());
   CHECK(c.redis.connect_timeout == 2s);
   CHECK(c.redis.command_timeout == 100ms);
   CHECK(c.keys.headers == std::vector<std::string>{"x-api-key", "authorization"});
@@ -190,7 +190,7 @@ shutdown_timeout: 1s
   CHECK(c.cache.redis_ttl == 1h);
   CHECK(c.rate_limit.default_limit.limit == 10);
   CHECK(c.rate_limit.default_limit.window_seconds == 60);
-  CHECK(c.rate_limit.on_redis_error == "error");
+  CHECK(c.rate_limit.on_redis_error == OnRedisError::error);
   CHECK(c.rate_limit.replicas == 3);
   CHECK(c.rate_limit.lease == 1);
   CHECK(c.limits.max_header_bytes == 8192);
@@ -201,20 +201,22 @@ shutdown_timeout: 1s
   CHECK(c.limits.upstream_response_timeout == 10s);
   CHECK(c.limits.max_connections == 100);
   CHECK(c.limits.upstream_pool_size == 0);
-  CHECK(c.trusted_proxies == std::vector<std::string>{"10.0.0.0/8", "::1/128"});
+  CHECK(as_text(c.trusted_proxies) == std::vector<std::string>{"10.0.0.0/8", "::1/128"});
   REQUIRE(c.routes.size() == 2);
-  CHECK(c.routes[0].path == "/public/*");
+  CHECK(c.routes[0].pattern == "/public/*");
   CHECK(c.routes[0].is_public);
   CHECK(c.routes[0].methods.empty());
   CHECK(c.routes[0].scopes.empty());
   CHECK_FALSE(c.routes[0].rate_limit.has_value());
-  CHECK(c.routes[1].path == "/inventory/*");
+  CHECK(c.routes[1].pattern == "/inventory/*");
   CHECK_FALSE(c.routes[1].is_public);
-  CHECK(c.routes[1].methods == std::vector<std::string>{"GET", "HEAD"});
+  CHECK(c.routes[1].methods == std::vector<std::string>{"GET", "HEAD", "PURGE"});
   CHECK(c.routes[1].scopes == std::vector<std::string>{"inventory:read"});
   REQUIRE(c.routes[1].rate_limit.has_value());
   CHECK(c.routes[1].rate_limit->limit == 5);
   CHECK(c.routes[1].rate_limit->window_seconds == 1);
+  CHECK(c.routes_default == RoutesDefault::key);
+  CHECK(c.on_store_error == OnStoreError::open);
   CHECK_FALSE(c.usage.enabled);
   CHECK(c.usage.batch_size == 10);
   CHECK(c.usage.flush_interval == 250ms);
@@ -239,7 +241,7 @@ TEST_CASE("the design's example routes parse as written there") {
 TEST_CASE("listen and upstream accept the documented forms") {
   CHECK(parse("listen: localhost:80\n").listen.host == "localhost");
   CHECK(parse("upstream: http://[::1]:9000/\n").upstream.host == "::1");
-  CHECK(parse("upstream: HTTP://example.com\n").upstream.scheme == "http");
+  CHECK(parse("upstream: HTTP://example.com\n").upstream.scheme == Scheme::http);
   CHECK(parse("upstream: http://example.com\n").upstream.port == 80);
   CHECK(parse("threads: auto\n").threads == 0);
   CHECK(parse("threads: 256\n").threads == 256);
@@ -361,7 +363,7 @@ TEST_CASE("key settings are checked and header names lower-cased") {
   CHECK(parse("keys:\n  headers: []\n  query_parameter: key\n").keys.headers.empty());
 }
 
-TEST_CASE("routes are checked and methods upper-cased") {
+TEST_CASE("routes are checked") {
   CHECK(error_of("routes:\n  - methods: [GET]\n") ==
         "config.yaml:2: routes[0].path: missing: every route needs a path like /inventory/*");
   CHECK(error_of("routes:\n  - { path: /a }\n  - { path: inventory/* }\n") ==
@@ -373,10 +375,83 @@ TEST_CASE("routes are checked and methods upper-cased") {
   CHECK(error_of("routes:\n  - /inventory/*\n") ==
         "config.yaml:2: routes[0]: expected a mapping like { path: /inventory/*, scopes: [inventory:read] }, "
         "got \"/inventory/*\"");
-  CHECK(parse("routes:\n  - { path: \"/v?/items\" }\n").routes[0].path == "/v?/items");
+  CHECK(parse("routes:\n  - { path: \"/v?/items\" }\n").routes[0].pattern == "/v?/items");
   CHECK(error_of("routes:\n  - { path: \"/a b\" }\n") ==
         "config.yaml:2: routes[0].path: expected a path without spaces or '#', got \"/a b\"");
   CHECK(error_of("routes: {path: /a}\n") == "config.yaml:1: routes: expected a list like [a, b], got a mapping");
+}
+
+TEST_CASE("methods are case-sensitive: kept as written, a standard one in the wrong case refused") {
+  const Config c = parse("routes:\n  - { path: /a, methods: [GET, PURGE, M-SEARCH, purge] }\n");
+  CHECK(c.routes[0].methods == std::vector<std::string>{"GET", "PURGE", "M-SEARCH", "purge"});
+  CHECK(error_of("routes:\n  - { path: /a }\n  - { path: /b, methods: [get] }\n") ==
+        "config.yaml:3: routes[1].methods[0]: \"get\" is not a method: methods are case-sensitive; "
+        "write GET");
+  CHECK(error_of("routes:\n  - path: /a\n    methods:\n      - POST\n      - Delete\n") ==
+        "config.yaml:5: routes[0].methods[1]: \"Delete\" is not a method: methods are "
+        "case-sensitive; write DELETE");
+  for (const char* standard : {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}) {
+    CAPTURE(standard);
+    CHECK(parse(std::string("routes:\n  - { path: /a, methods: [") + standard + "] }\n")
+              .routes[0].methods == std::vector<std::string>{standard});
+    const std::string lower = keygate::core::to_lower_ascii(standard);
+    CHECK(error_of("routes:\n  - { path: /a, methods: [" + lower + "] }\n") ==
+          "config.yaml:2: routes[0].methods[0]: \"" + lower +
+              "\" is not a method: methods are case-sensitive; write " + standard);
+  }
+}
+
+TEST_CASE("routes_default and on_store_error take their words, with the defaults deny and closed") {
+  CHECK(Config{}.routes_default == RoutesDefault::deny);
+  CHECK(Config{}.on_store_error == OnStoreError::closed);
+  CHECK(parse("routes_default: key\n").routes_default == RoutesDefault::key);
+  CHECK(parse("routes_default: deny\n").routes_default == RoutesDefault::deny);
+  CHECK(parse("on_store_error: open\n").on_store_error == OnStoreError::open);
+  CHECK(parse("on_store_error: closed\n").on_store_error == OnStoreError::closed);
+  CHECK(error_of("routes_default: allow\n") ==
+        "config.yaml:1: routes_default: expected deny or key, got \"allow\"");
+  CHECK(error_of("routes_default: Key\n") ==
+        "config.yaml:1: routes_default: expected deny or key, got \"Key\"");
+  CHECK(error_of("on_store_error: fail\n") ==
+        "config.yaml:1: on_store_error: expected closed or open, got \"fail\"");
+  CHECK(error_of("on_store_error:\n") == "config.yaml:1: on_store_error: expected closed or open, got nothing");
+  CHECK(error_of("on_store_eror: open\n") ==
+        "config.yaml:1: on_store_eror: unknown option (did you mean on_store_error?)");
+}
+
+TEST_CASE("rate_limit.on_redis_error is local or error; deny and allow name their replacement") {
+  CHECK(parse("rate_limit:\n  on_redis_error: local\n").rate_limit.on_redis_error == OnRedisError::local);
+  CHECK(parse("rate_limit:\n  on_redis_error: error\n").rate_limit.on_redis_error == OnRedisError::error);
+  CHECK(error_of("rate_limit:\n  on_redis_error: deny\n") ==
+        "config.yaml:2: rate_limit.on_redis_error: \"deny\" was replaced by on_redis_error: error "
+        "together with on_store_error: closed");
+  CHECK(error_of("rate_limit:\n  on_redis_error: Local\n") ==
+        "config.yaml:2: rate_limit.on_redis_error: expected local or error, got \"Local\"");
+}
+
+TEST_CASE("redis.url is parsed once into the client's options, the timeouts kept wherever they stand") {
+  const Config c = parse("redis:\n  connect_timeout: 2s\n  url: redis://app:pw@cache:6390/3\n"
+                         "  command_timeout: 50ms\n");
+  CHECK(c.redis.host == "cache");
+  CHECK(c.redis.port == 6390);
+  CHECK(c.redis.username == "app");
+  CHECK(c.redis.password == "pw");
+  CHECK(c.redis.database == 3);
+  CHECK(c.redis.connect_timeout == 2s);
+  CHECK(c.redis.command_timeout == 50ms);
+  const Config overridden =
+      parse("redis:\n  command_timeout: 75ms\n", {{"KEYGATE_REDIS_URL", "redis://[::1]:7000"}});
+  CHECK(overridden.redis.host == "::1");
+  CHECK(overridden.redis.port == 7000);
+  CHECK(overridden.redis.command_timeout == 75ms);
+}
+
+TEST_CASE("the shipped config.yaml documents the new options with their defaults") {
+  std::ifstream file(source_dir / "config.yaml");
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  CHECK(text.find("\nroutes_default: deny ") != std::string::npos);
+  CHECK(text.find("\non_store_error: closed ") != std::string::npos);
+  CHECK(text.find("\n  on_redis_error: local ") != std::string::npos);
 }
 
 TEST_CASE("the shape of the file is checked") {
@@ -425,7 +500,8 @@ keys:
                          environment);
   CHECK(c.postgres.dsn == "postgresql://keygate:s3cret@db/keygate");
   CHECK(c.postgres.pool_size == 8);
-  CHECK(c.redis.url == "redis://localhost:6379");
+  CHECK(c.redis.host == "localhost");
+  CHECK(c.redis.port == 6379);
   CHECK(c.keys.pepper == "fallback");
   CHECK(c.keys.headers == std::vector<std::string>{"x-api-key"});
 }
@@ -469,21 +545,22 @@ redis: { url: "redis://file:1" }
 keys: { pepper: from-file }
 )",
                          environment);
-  CHECK(c.mode == "authz");
+  CHECK(c.mode == Mode::authz);
   CHECK(c.listen.host == "127.0.0.1");
   CHECK(c.listen.port == 7000);
-  CHECK(c.upstream.scheme == "https");
+  CHECK(c.upstream.scheme == Scheme::https);
   CHECK(c.upstream.host == "backend");
   CHECK(c.upstream.port == 8443);
   CHECK(c.admin_listen.host == "::1");
   CHECK(c.admin_listen.port == 7001);
   CHECK(c.threads == 2);
   CHECK(c.postgres.dsn == "host=pg");
-  CHECK(c.redis.url == "redis://redis:6000");
+  CHECK(c.redis.host == "redis");
+  CHECK(c.redis.port == 6000);
   CHECK(c.keys.pepper == "from-env");
 
   const Config defaults = default_config(environment);
-  CHECK(defaults.mode == "authz");
+  CHECK(defaults.mode == Mode::authz);
   CHECK(defaults.postgres.dsn == "host=pg");
   CHECK(defaults.keys.pepper == "from-env");
 }

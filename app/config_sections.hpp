@@ -1,0 +1,11 @@
+#pragma once
+// The sections of config.yaml, read into Config with each option validated where it stands.
+#include "app/config.hpp"
+#include "app/config_reader.hpp"
+
+namespace keygate::app::configuration {
+
+// The whole file (`root` is its top-level mapping) on top of the defaults.
+Config read_config(const Reader& reader, const Entry& root);
+
+}  // namespace keygate::app::configuration
