@@ -25,12 +25,6 @@ RateLimitStatus status_of(const RateLimitPolicy& policy, const WindowDecision& d
 
 }  // namespace
 
-std::optional<OnRedisError> parse_on_redis_error(std::string_view text) {
-  if (text == "local") return OnRedisError::local;
-  if (text == "error") return OnRedisError::error;
-  return std::nullopt;
-}
-
 // The key's quota at `now_ms`: its period (epoch-aligned: a 86400 s period is the UTC day).
 struct RateLimiter::QuotaPeriod {
   std::int64_t quota = 0;

@@ -56,8 +56,6 @@ enum class OnRedisError {
   local,  // per-process windows, each with the limit divided by `replicas` (the default)
   error,  // a store error: the authorizer's on_store_error decides (closed: 503, open: pass)
 };
-// "local" | "error"; anything else: nullopt.
-std::optional<OnRedisError> parse_on_redis_error(std::string_view text);
 
 struct RateLimiterOptions {
   core::RateLimitSpec default_limit{100, 60};

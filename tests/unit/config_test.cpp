@@ -419,7 +419,7 @@ TEST_CASE("routes_default and on_store_error take their words, with the defaults
         "config.yaml:1: on_store_eror: unknown option (did you mean on_store_error?)");
 }
 
-TEST_CASE("rate_limit.on_redis_error is local or error; deny and allow name their replacement") {
+TEST_CASE("rate_limit.on_redis_error is local or error, deny and allow name their replacement") {
   CHECK(parse("rate_limit:\n  on_redis_error: local\n").rate_limit.on_redis_error == OnRedisError::local);
   CHECK(parse("rate_limit:\n  on_redis_error: error\n").rate_limit.on_redis_error == OnRedisError::error);
   CHECK(error_of("rate_limit:\n  on_redis_error: deny\n") ==

@@ -277,15 +277,6 @@ TEST_CASE("Redis failing, mode error: unavailable (a store error), no RateLimit-
   CHECK(without_redis() - before == 3);
 }
 
-TEST_CASE("parse_on_redis_error accepts the two modes only") {
-  CHECK(parse_on_redis_error("local") == OnRedisError::local);
-  CHECK(parse_on_redis_error("error") == OnRedisError::error);
-  CHECK_FALSE(parse_on_redis_error("deny").has_value());
-  CHECK_FALSE(parse_on_redis_error("allow").has_value());
-  CHECK_FALSE(parse_on_redis_error("Local").has_value());
-  CHECK_FALSE(parse_on_redis_error("").has_value());
-}
-
 TEST_CASE("quota: counted with the window, 429 quota_exceeded at zero, then the near cache") {
   FakeCounter redis;
   Clock clock;
