@@ -47,6 +47,19 @@ struct WorkerStores {
   authz::KeyAuthorizer* authorizer = nullptr;  // owned by the server; settings swapped on SIGHUP
 };
 
+// Configurations that refuse more than their author probably meant: said once, at startup.
+void warn_about_refusals(const Config& config) {
+  if (config.routes.empty() && config.routes_default == authz::RoutesDefault::deny) {
+    core::log_warn("no routes and routes_default: deny: every request is refused with 403 "
+                   "no_route; add routes, or set routes_default: key");
+  }
+  if (config.mode == proxy::ProxyOptions::Mode::authz && config.trusted_proxies.empty()) {
+    core::log_warn("mode authz with no trusted_proxies: X-Original-* and X-Forwarded-* are "
+                   "ignored, so each request is judged by its own method and target; list the "
+                   "proxies that call keygate (nginx, Traefik) in trusted_proxies");
+  }
+}
+
 }  // namespace
 
 int run_serve(const Config& config, Args args) {
@@ -179,6 +192,7 @@ int run_serve(const Config& config, Args args) {
   });
   // ==== end of reload on SIGHUP ===================================================================
 
+  warn_about_refusals(config);
   core::log_info("keygate serving",
            {{"mode", name_of(config.mode)},
             {"listen", config.listen.host + ":" + std::to_string(server.port())},
