@@ -15,6 +15,7 @@
 #include "app/cli_args.hpp"
 #include "app/cli_run.hpp"
 #include "core/duration.hpp"
+#include "core/hex.hpp"
 #include "store/pg_connection.hpp"
 
 namespace keygate::app {
@@ -33,15 +34,6 @@ struct UsageArgs {
   bool json = false;
 };
 
-bool is_uuid(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
-  }
-  return true;
-}
-
 UsageArgs parse_usage_args(Args args) {
   const ParsedArgs parsed = parse_args("usage", args, {"--since"}, {"--json"}, 1);
   UsageArgs usage;
@@ -49,7 +41,7 @@ UsageArgs parse_usage_args(Args args) {
     throw UsageError("usage: missing key ID (keygate usage ID [--since 1h] [--json])");
   }
   usage.id = parsed.positional[0];
-  if (!is_uuid(usage.id)) {
+  if (!core::is_uuid(usage.id)) {
     throw UsageError("usage: ID: expected a key id (a uuid), got " + quoted_argument(usage.id));
   }
   if (auto since = parsed.value("--since")) {

@@ -30,6 +30,21 @@ std::string format_uuid(std::span<const std::uint8_t, 16> bytes) {
   return out;
 }
 
+std::optional<std::array<std::uint8_t, 16>> parse_uuid(std::string_view text) {
+  if (text.size() != 36) return std::nullopt;
+  std::array<std::uint8_t, 16> bytes;
+  std::size_t at = 0, filled = 0;
+  for (const std::size_t digits : {8, 4, 4, 4, 12}) {
+    if (at != 0 && text[at++] != '-') return std::nullopt;
+    if (!decode_hex(text.substr(at, digits), std::span(bytes).subspan(filled, digits / 2))) {
+      return std::nullopt;
+    }
+    at += digits;
+    filled += digits / 2;
+  }
+  return bytes;
+}
+
 bool decode_hex(std::string_view text, std::span<std::uint8_t> out) {
   if (text.size() != 2 * out.size()) return false;
   for (std::size_t i = 0; i < out.size(); ++i) {

@@ -1,6 +1,7 @@
 #pragma once
 // Bytes as lower-case hexadecimal text, and back. The one hex codec of the tree: key hashes in
 // Redis key names, bytea literals, script digests and event ids all go through it.
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -25,6 +26,11 @@ std::string to_hex(std::span<const std::uint8_t> bytes);
 
 // The 8-4-4-4-12 text form of a UUID's 16 bytes ("0011…-…"), lower case.
 std::string format_uuid(std::span<const std::uint8_t, 16> bytes);
+
+// The 16 bytes of a UUID in the 8-4-4-4-12 text form (hex digits of either case); nullopt for
+// anything else (another length, a missing dash, a non-hex digit).
+std::optional<std::array<std::uint8_t, 16>> parse_uuid(std::string_view text);
+inline bool is_uuid(std::string_view text) { return parse_uuid(text).has_value(); }
 
 // Exactly 2 * out.size() hex digits (either case) into `out`. False on any other length or a
 // non-hex character (`out` is then unspecified).

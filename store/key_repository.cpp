@@ -1,5 +1,7 @@
 #include "store/key_repository.hpp"
 
+#include "core/hex.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -160,15 +162,6 @@ std::optional<std::string> optional_number(const auto& value) {
 
 }  // namespace
 
-bool looks_like_uuid(std::string_view text) {
-  if (text.size() != 36) return false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? text[i] != '-' : !std::isxdigit(static_cast<unsigned char>(text[i]))) return false;
-  }
-  return true;
-}
-
 KeyRepository::KeyRepository(PgPool& pool) : pool_(pool) {}
 
 asio::awaitable<RepoResult<KeyRecord>> KeyRepository::find_by_hash(KeyHash hash) {
@@ -241,7 +234,7 @@ asio::awaitable<RepoResult<std::vector<KeyDetails>>> KeyRepository::list(std::op
 }
 
 asio::awaitable<RepoResult<KeyDetails>> KeyRepository::show(std::string id) {
-  if (!looks_like_uuid(id)) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
+  if (!core::is_uuid(id)) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
   PgParams params;
   params.emplace_back(id);
   PgResult result =
@@ -254,7 +247,7 @@ asio::awaitable<RepoResult<KeyDetails>> KeyRepository::show(std::string id) {
 }
 
 asio::awaitable<RepoResult<RevokedKey>> KeyRepository::revoke(std::string id) {
-  if (!looks_like_uuid(id)) co_return with_status<RevokedKey>(RepoStatus::not_found, "no key with id " + id);
+  if (!core::is_uuid(id)) co_return with_status<RevokedKey>(RepoStatus::not_found, "no key with id " + id);
   PgLease lease = co_await pool_.acquire();
   if (!lease.ok()) co_return from_failure<RevokedKey>(PgResult::failure(lease.status(), lease.error()));
   const auto timeout = pool_.options().query_timeout;
@@ -347,7 +340,7 @@ asio::awaitable<RepoResult<RotatedKey>> rotate_in_transaction(PgConnection& conn
 asio::awaitable<RepoResult<RotatedKey>> KeyRepository::rotate(std::string id, std::string new_key_prefix,
                                                               KeyHash new_key_hash,
                                                               std::chrono::milliseconds grace) {
-  if (!looks_like_uuid(id)) co_return with_status<RotatedKey>(RepoStatus::not_found, "no key with id " + id);
+  if (!core::is_uuid(id)) co_return with_status<RotatedKey>(RepoStatus::not_found, "no key with id " + id);
   PgLease lease = co_await pool_.acquire();
   if (!lease.ok()) co_return from_failure<RotatedKey>(PgResult::failure(lease.status(), lease.error()));
   const auto timeout = pool_.options().query_timeout;

@@ -113,7 +113,4 @@ class PgKeySource final : public KeySource {
   KeyRepository& repository_;
 };
 
-// "0b6c2a4e-...": the canonical text form PostgreSQL prints (any hex case).
-bool looks_like_uuid(std::string_view text);
-
 }  // namespace keygate::store

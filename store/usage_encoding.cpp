@@ -146,18 +146,7 @@ std::string usage_event_id(std::uint64_t process_id, std::uint64_t sequence) {
 }
 
 std::optional<std::array<std::uint8_t, 16>> parse_usage_key_id(std::string_view text) {
-  if (text.size() != 36) return std::nullopt;
-  std::array<std::uint8_t, 16> bytes;
-  std::size_t at = 0, filled = 0;
-  for (const std::size_t digits : {8, 4, 4, 4, 12}) {
-    if (at != 0 && text[at++] != '-') return std::nullopt;
-    if (!core::decode_hex(text.substr(at, digits), std::span(bytes).subspan(filled, digits / 2))) {
-      return std::nullopt;
-    }
-    at += digits;
-    filled += digits / 2;
-  }
-  return bytes;
+  return core::parse_uuid(text);
 }
 
 // ---- the two forms of a row -----------------------------------------------------------------

@@ -1,6 +1,8 @@
 // KeyRepository against a real PostgreSQL with the real schema, each case on a scratch database.
 #include <doctest/doctest.h>
 
+#include "core/hex.hpp"
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/this_coro.hpp>
 
@@ -92,7 +94,7 @@ TEST_CASE("a created key is found by its hash with every KeyRecord field, in one
     auto created = co_await repository.create(input);
     REQUIRE_MESSAGE(created.ok(), created.error);
     const KeyDetails& details = created.value;
-    CHECK(keygate::store::looks_like_uuid(details.record.id));
+    CHECK(keygate::core::is_uuid(details.record.id));
     CHECK(details.key_prefix == "kg_test_abcd");
     CHECK(details.description == input.description);
     CHECK(details.metadata_json == R"({"team": "platform"})");

@@ -108,3 +108,16 @@ TEST_CASE("json: one line with ts, level, msg and the fields in order") {
   CHECK(line.find("Z\",\"level\":\"info\",\"msg\":\"request\",\"path\":\"/x\",\"status\":200,"
                   "\"key_id\":null}\n") != std::string::npos);
 }
+
+TEST_CASE("uuid: the 8-4-4-4-12 text form parses to its 16 bytes, anything else does not") {
+  const auto bytes = parse_uuid("00112233-4455-6677-8899-AABBCCDDeeff");
+  REQUIRE(bytes);
+  CHECK(format_uuid(*bytes) == "00112233-4455-6677-8899-aabbccddeeff");
+  for (const char* bad : {"", "00112233445566778899aabbccddeeff", "00112233-4455-6677-8899-aabbccddeef",
+                          "00112233-4455-6677-8899-aabbccddeeff0", "0011223-34455-6677-8899-aabbccddeeff",
+                          "00112233-4455-6677-8899-aabbccddeefg", "00112233_4455-6677-8899-aabbccddeeff"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_uuid(bad));
+    CHECK_FALSE(is_uuid(bad));
+  }
+}
