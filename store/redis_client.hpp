@@ -2,9 +2,12 @@
 // keygate's Redis client: hiredis 0.14's async API driven by an Asio executor, as awaitables.
 //
 // One RedisClient per worker thread (per io_context run by ONE thread), used only from that
-// executor. Every wait is bounded, failures are values (RedisResult), nothing blocks, and a
-// command never waits for a connection: while disconnected it fails at once and a background
-// loop reconnects with backoff.
+// executor. Every wait is bounded, failures are values (RedisResult), nothing blocks (a host
+// name is resolved off the loop, store/host_resolution.hpp), and a command never waits for a
+// connection: while disconnected it fails at once and a background loop reconnects with backoff.
+//
+// Safe to destroy after its io_context has stopped, also once that context's pending handlers
+// (suspended commands among them) have been destroyed.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
@@ -18,24 +21,10 @@
 #include <string_view>
 #include <vector>
 
+#include "store/redis_options.hpp"  // RedisOptions, parse_redis_url
 #include "store/redis_reply.hpp"
 
 namespace keygate::store {
-
-struct RedisOptions {
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 6379;
-  std::string username;  // Redis 6 ACL user; empty: `AUTH password` only
-  std::string password;  // empty: no AUTH
-  int database = 0;      // non-zero: SELECT after connect
-  std::chrono::milliseconds connect_timeout{1000};  // TCP connect + AUTH/SELECT
-  std::chrono::milliseconds command_timeout{250};
-};
-
-// redis://[[user]:password@]host[:port][/db] (host may be [IPv6]) -> options (timeouts keep
-// their defaults). A bad URL gives nullopt and, in *error, a one-line reason that never
-// repeats the password.
-std::optional<RedisOptions> parse_redis_url(std::string_view url, std::string* error);
 
 // A Lua script run with EVALSHA; its SHA-1 is computed locally when it is constructed.
 class RedisScript {
@@ -61,7 +50,8 @@ class RedisClient {
   RedisClient& operator=(const RedisClient&) = delete;
 
   // Connects in the background and reconnects for ever (backoff 50 ms doubling to 2 s, with
-  // jitter). Call once.
+  // jitter). Each attempt resolves the host anew (at most connect_timeout), then tries its
+  // addresses in turn (each at most connect_timeout). Call once.
   void start();
   // Closes the connection and stops reconnecting; in-flight commands complete with
   // `disconnected`. Later commands fail at once.
