@@ -34,13 +34,19 @@ struct Waiting {
   std::weak_ptr<asio::steady_timer> timer;
 };
 
-// One getaddrinfo in flight, shared by every caller asking for that name meanwhile.
-struct Lookup {
+}  // namespace
+
+// One getaddrinfo, shared by every caller asking for that name while it runs.
+struct HostLookupState {
   std::mutex mutex;
   bool done = false;
   ResolvedHost result;
   std::list<Waiting> waiting;
 };
+
+namespace {
+
+using Lookup = HostLookupState;
 
 // The lookups in flight, by name. Never destroyed: a lookup thread may still be blocked in
 // getaddrinfo when the process exits, and must find it intact.
@@ -173,26 +179,42 @@ std::optional<ResolvedHost> literal_result(const std::string& host) {
 
 bool is_ip_literal(std::string_view host) { return literal_result(std::string(host)).has_value(); }
 
-void start_host_lookup(std::string_view name) {
-  if (!is_ip_literal(name)) (void)lookup_for(name);
+HostLookup::HostLookup(std::string name)
+    : name_(std::move(name)), started_(SteadyClock::now()) {
+  if (auto literal = literal_result(name_)) {
+    state_ = std::make_shared<Lookup>();
+    state_->result = std::move(*literal);
+    state_->done = true;
+  } else {
+    state_ = lookup_for(name_);
+  }
 }
 
-asio::awaitable<ResolvedHost> resolve_host(std::string name, SteadyClock::time_point deadline) {
-  if (auto literal = literal_result(name)) co_return std::move(*literal);
-  const auto started = SteadyClock::now();
+bool HostLookup::done() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->done;
+}
+
+asio::awaitable<ResolvedHost> HostLookup::wait(SteadyClock::time_point deadline) const {
   const auto executor = co_await asio::this_coro::executor;
   auto timer = std::make_shared<asio::steady_timer>(executor, deadline);
-  const LookupWait wait(lookup_for(name), executor, timer);
+  const LookupWait wait(state_, executor, timer);
   for (;;) {
     if (auto result = wait.result()) co_return std::move(*result);
     if (SteadyClock::now() >= deadline) {
-      const auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - started);
-      co_return failure(name, "no answer within " + std::to_string(budget.count()) + " ms");
+      const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+          SteadyClock::now() - started_ + std::chrono::microseconds(500));
+      co_return failure(name_, "no answer within " + std::to_string(waited.count()) + " ms");
     }
     auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
     // Only the lookup's end cancels this timer; aborted with no result is our caller's cancel.
-    if (ec == asio::error::operation_aborted && !wait.result()) co_return failure(name, "cancelled");
+    if (ec == asio::error::operation_aborted && !wait.result()) co_return failure(name_, "cancelled");
   }
+}
+
+asio::awaitable<ResolvedHost> resolve_host(std::string name, SteadyClock::time_point deadline) {
+  const HostLookup lookup(std::move(name));
+  co_return co_await lookup.wait(deadline);
 }
 
 }  // namespace keygate::store

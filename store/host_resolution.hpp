@@ -14,6 +14,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,14 +31,31 @@ struct ResolvedHost {
 // An IPv4 or IPv6 address literal (which needs no lookup), e.g. "10.0.0.5", "::1", "fe80::1%lo".
 bool is_ip_literal(std::string_view host);
 
-// Starts resolving `name` in the background unless it is a literal or a lookup of it is already
-// running; returns at once. For resolving several names at the same time before awaiting each.
-void start_host_lookup(std::string_view name);
+struct HostLookupState;  // host_resolution.cpp
 
-// The addresses of `name` (a literal gives itself, with no lookup), waiting at most until
-// `deadline`. A lookup still running then keeps running for later callers; this call fails
-// with "could not resolve \"name\": no answer within N ms". Cancellation (e.g. an
-// awaitable operator ||) ends the wait at once, with an error result.
+// One name being resolved: constructing it starts the lookup in the background (or joins the
+// one in flight for that name) and returns at once; a literal is resolved on the spot. The
+// result, once there, stays with this object: construct several to resolve names at the same
+// time, then wait for each.
+class HostLookup {
+ public:
+  explicit HostLookup(std::string name);
+
+  const std::string& name() const { return name_; }
+  bool done() const;
+  // The result, waiting at most until `deadline`. Not done by then: an error result
+  // ("could not resolve \"name\": no answer within N ms", N counted from this object's
+  // construction) and the lookup goes on, for a later wait. Cancellation (e.g. by an
+  // awaitable operator ||) ends the wait at once, with an error result.
+  boost::asio::awaitable<ResolvedHost> wait(std::chrono::steady_clock::time_point deadline) const;
+
+ private:
+  std::string name_;
+  std::chrono::steady_clock::time_point started_;
+  std::shared_ptr<HostLookupState> state_;
+};
+
+// HostLookup(name).wait(deadline).
 boost::asio::awaitable<ResolvedHost> resolve_host(std::string name,
                                                   std::chrono::steady_clock::time_point deadline);
 

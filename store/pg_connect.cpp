@@ -6,6 +6,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <utility>
 
@@ -40,31 +41,43 @@ PgHost with_address(const PgHost& entry, const asio::ip::address& address) {
   return resolved;
 }
 
-// Every lookup is started at once, then each awaited in the DSN's order; a name is replaced
-// by one entry per address. Names that do not resolve are left out; when nothing is left,
-// the first one's reason is returned ("" when all is well).
+// Every name's lookup is started at once; a name is then replaced by one entry per address.
+// Names not resolved by half the time are left out when another host is usable (one name
+// that hangs in a failover list does not use up the connect timeout); when none is, the rest
+// get the whole time. Returns "" or, when no host is usable, the first name's reason.
 asio::awaitable<std::string> resolve_hosts(PgDsn& dsn, PgDeadline deadline) {
   const auto entries = pg_hosts(dsn);
   if (!entries) co_return std::string();  // mismatched lists: libpq refuses them unresolved
-  const bool any_name = std::any_of(entries->begin(), entries->end(), needs_lookup);
-  if (!any_name) co_return std::string();
-  for (const PgHost& entry : *entries) {
-    if (needs_lookup(entry)) start_host_lookup(entry.host);
+  std::vector<std::optional<HostLookup>> lookups(entries->size());
+  bool any_name = false;
+  for (std::size_t i = 0; i < entries->size(); ++i) {
+    if (needs_lookup((*entries)[i])) lookups[i].emplace((*entries)[i].host);
+    any_name = any_name || lookups[i].has_value();
   }
-  // Once an earlier host is usable, later names get until half time: one name that hangs in
-  // a failover list does not use up the whole connect timeout.
+  if (!any_name) co_return std::string();
   const auto half_time = SteadyClock::now() + (deadline - SteadyClock::now()) / 2;
+  std::vector<ResolvedHost> resolved(entries->size());
+  bool any_usable = false;
+  const std::array<PgDeadline, 2> phases{half_time, deadline};
+  for (const PgDeadline wait_until : phases) {
+    for (std::size_t i = 0; i < entries->size(); ++i) {
+      if (!lookups[i]) {
+        any_usable = true;  // a literal or a socket: no lookup
+      } else if (!resolved[i].ok()) {  // a failed lookup answers again at once
+        resolved[i] = co_await lookups[i]->wait(wait_until);
+        any_usable = any_usable || resolved[i].ok();
+      }
+    }
+    if (any_usable) break;
+  }
   std::vector<PgHost> usable;
   std::string first_error;
-  for (const PgHost& entry : *entries) {
-    if (!needs_lookup(entry)) {
-      usable.push_back(entry);
-      continue;
+  for (std::size_t i = 0; i < entries->size(); ++i) {
+    if (!lookups[i]) usable.push_back((*entries)[i]);
+    if (lookups[i] && first_error.empty()) first_error = resolved[i].error;
+    for (const auto& address : resolved[i].addresses) {
+      usable.push_back(with_address((*entries)[i], address));
     }
-    const auto wait_until = usable.empty() ? deadline : std::min(deadline, half_time);
-    const ResolvedHost resolved = co_await resolve_host(entry.host, wait_until);
-    if (!resolved.ok() && first_error.empty()) first_error = resolved.error;
-    for (const auto& address : resolved.addresses) usable.push_back(with_address(entry, address));
   }
   if (usable.empty()) co_return first_error;
   set_pg_hosts(dsn, usable);
