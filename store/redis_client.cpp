@@ -330,20 +330,26 @@ asio::awaitable<RedisResult> eval_with(std::shared_ptr<RedisConnector> connector
 // ---------------------------------------------------------------------------------------------
 // Public faces
 
+namespace detail {
+
+SupervisedRedis::SupervisedRedis(std::shared_ptr<RedisConnector> connector)
+    : connector_(std::move(connector)) {}
+SupervisedRedis::~SupervisedRedis() { connector_->stop(); }
+
+void SupervisedRedis::start() { connector_->start(); }
+void SupervisedRedis::stop() { connector_->stop(); }
+bool SupervisedRedis::connected() const { return connector_->connected(); }
+
+asio::awaitable<bool> SupervisedRedis::wait_connected(std::chrono::milliseconds limit) {
+  return RedisConnector::wait_connected(connector_, limit);
+}
+
+}  // namespace detail
+
 RedisClient::RedisClient(asio::any_io_executor executor, RedisOptions options)
-    : connector_(std::make_shared<detail::RedisConnector>(
+    : SupervisedRedis(std::make_shared<detail::RedisConnector>(
           std::move(executor), std::move(options), std::vector<std::string>{},
           RedisSubscriber::MessageHandler{}, RedisSubscriber::ReconnectHandler{})) {}
-
-RedisClient::~RedisClient() { connector_->stop(); }
-
-void RedisClient::start() { connector_->start(); }
-void RedisClient::stop() { connector_->stop(); }
-bool RedisClient::connected() const { return connector_->connected(); }
-
-asio::awaitable<bool> RedisClient::wait_connected(std::chrono::milliseconds limit) {
-  return detail::RedisConnector::wait_connected(connector_, limit);
-}
 
 asio::awaitable<RedisResult> RedisClient::command(std::span<const std::string_view> argv) {
   return connector_->command(argv);
@@ -358,22 +364,12 @@ asio::awaitable<RedisResult> RedisClient::eval_script(const RedisScript& script,
 RedisSubscriber::RedisSubscriber(asio::any_io_executor executor, RedisOptions options,
                                  std::vector<std::string> channels, MessageHandler on_message,
                                  ReconnectHandler on_reconnect)
-    : connector_(std::make_shared<detail::RedisConnector>(
+    : SupervisedRedis(std::make_shared<detail::RedisConnector>(
           std::move(executor), std::move(options), std::move(channels), std::move(on_message),
           std::move(on_reconnect))) {
   if (connector_->channel_count() == 0) {
     throw std::invalid_argument("RedisSubscriber needs at least one channel");
   }
-}
-
-RedisSubscriber::~RedisSubscriber() { connector_->stop(); }
-
-void RedisSubscriber::start() { connector_->start(); }
-void RedisSubscriber::stop() { connector_->stop(); }
-bool RedisSubscriber::connected() const { return connector_->connected(); }
-
-asio::awaitable<bool> RedisSubscriber::wait_connected(std::chrono::milliseconds limit) {
-  return detail::RedisConnector::wait_connected(connector_, limit);
 }
 
 }  // namespace keygate::store

@@ -40,26 +40,38 @@ class RedisScript {
 
 namespace detail {
 class RedisConnector;  // one supervised hiredis connection (redis_client.cpp)
-}
 
-class RedisClient {
+// What RedisClient and RedisSubscriber share: one supervised connection, its life and state.
+class SupervisedRedis {
  public:
-  RedisClient(boost::asio::any_io_executor executor, RedisOptions options);
-  ~RedisClient();  // stop(): in-flight commands complete with `disconnected`
-  RedisClient(const RedisClient&) = delete;
-  RedisClient& operator=(const RedisClient&) = delete;
-
   // Connects in the background and reconnects for ever (backoff 50 ms doubling to 2 s, with
   // jitter). Each attempt resolves the host anew (at most connect_timeout), then tries its
   // addresses in turn (each at most connect_timeout). Call once.
   void start();
   // Closes the connection and stops reconnecting; in-flight commands complete with
-  // `disconnected`. Later commands fail at once.
+  // `disconnected`, later ones fail at once, and no subscriber handler is called after it.
   void stop();
-  bool connected() const;  // the one call that is safe from any thread (readiness probes)
+  // Connected (and, for a subscriber, subscribed to every channel). The one call that is
+  // safe from any thread (readiness probes).
+  bool connected() const;
   // Waits until connected (true) or `limit` passes (false). For startup and tests; the request
   // path never waits for a connection.
   boost::asio::awaitable<bool> wait_connected(std::chrono::milliseconds limit);
+
+  SupervisedRedis(const SupervisedRedis&) = delete;
+  SupervisedRedis& operator=(const SupervisedRedis&) = delete;
+
+ protected:
+  explicit SupervisedRedis(std::shared_ptr<RedisConnector> connector);
+  ~SupervisedRedis();  // stop()
+
+  std::shared_ptr<RedisConnector> connector_;
+};
+}  // namespace detail
+
+class RedisClient : public detail::SupervisedRedis {
+ public:
+  RedisClient(boost::asio::any_io_executor executor, RedisOptions options);
 
   // Sends one command (argv form, binary-safe) and waits at most command_timeout for its reply.
   // Fails at once with `disconnected` while there is no connection. Concurrent calls pipeline
@@ -72,15 +84,12 @@ class RedisClient {
   boost::asio::awaitable<RedisResult> eval_script(const RedisScript& script,
                                                   std::span<const std::string_view> keys,
                                                   std::span<const std::string_view> args);
-
- private:
-  std::shared_ptr<detail::RedisConnector> connector_;
 };
 
 // A separate connection in subscribe mode. For each message, on_message(channel, payload) is
 // posted to the executor. After every (re)connect, once all channels are subscribed again,
 // on_reconnect() is called so the owner can drop what it may have missed while disconnected.
-class RedisSubscriber {
+class RedisSubscriber : public detail::SupervisedRedis {
  public:
   using MessageHandler = std::function<void(std::string_view channel, std::string_view payload)>;
   using ReconnectHandler = std::function<void()>;
@@ -88,17 +97,6 @@ class RedisSubscriber {
   RedisSubscriber(boost::asio::any_io_executor executor, RedisOptions options,
                   std::vector<std::string> channels, MessageHandler on_message,
                   ReconnectHandler on_reconnect);
-  ~RedisSubscriber();  // stop()
-  RedisSubscriber(const RedisSubscriber&) = delete;
-  RedisSubscriber& operator=(const RedisSubscriber&) = delete;
-
-  void start();  // call once
-  void stop();   // no handler is called after stop() returns
-  bool connected() const;  // connected and subscribed to every channel
-  boost::asio::awaitable<bool> wait_connected(std::chrono::milliseconds limit);
-
- private:
-  std::shared_ptr<detail::RedisConnector> connector_;
 };
 
 }  // namespace keygate::store
