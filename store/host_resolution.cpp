@@ -125,8 +125,9 @@ std::shared_ptr<Lookup> lookup_for(std::string_view name) {
   auto lookup = std::make_shared<Lookup>();
   it->second = lookup;
   try {
-    std::thread([name = std::string(name), lookup] { finish(name, lookup, call_getaddrinfo(name)); })
-        .detach();
+    std::thread([name = std::string(name), lookup] {
+      finish(name, lookup, call_getaddrinfo(name));
+    }).detach();
   } catch (const std::system_error& e) {
     r.in_flight.erase(it);
     lookup->result = failure(name, std::string("no thread for the lookup: ") + e.what());
@@ -208,7 +209,9 @@ asio::awaitable<ResolvedHost> HostLookup::wait(SteadyClock::time_point deadline)
     }
     auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
     // Only the lookup's end cancels this timer; aborted with no result is our caller's cancel.
-    if (ec == asio::error::operation_aborted && !wait.result()) co_return failure(name_, "cancelled");
+    if (ec == asio::error::operation_aborted && !wait.result()) {
+      co_return failure(name_, "cancelled");
+    }
   }
 }
 

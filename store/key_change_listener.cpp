@@ -45,7 +45,8 @@ struct ListenLoop {
   // the first connect, since this process started (it may have cached keys from Redis).
   asio::awaitable<PgResult> listen(PgConnection& connection, const std::string& last_alive,
                                    std::chrono::steady_clock::time_point started) const {
-    PgResult listening = co_await connection.execute(std::string("LISTEN ") + key_changed_channel, timeout);
+    PgResult listening =
+        co_await connection.execute(std::string("LISTEN ") + key_changed_channel, timeout);
     if (!listening.ok()) co_return listening;
     PgParams since;
     std::string sql = "SELECT encode(key_hash, 'hex') FROM api_keys WHERE updated_at >= ";
@@ -97,7 +98,9 @@ struct ListenLoop {
       if (opened.ok() && !stopped()) {
         state->listening.store(true);
         backoff = milliseconds(100);
-        if (failure_logged) core::log_info("key changes: listening again", {{"postgres", connection.address()}});
+        if (failure_logged) {
+          core::log_info("key changes: listening again", {{"postgres", connection.address()}});
+        }
         failure_logged = false;
         // After a reconnect L1 may hold anything read while we were not listening. (Not on
         // the first connect: that would only throw away what requests cached meanwhile.)

@@ -203,7 +203,8 @@ asio::awaitable<PgNotificationResult> PgConnection::wait_notification(
     }
     stash_notifications(s);
     if (!s.notifications.empty()) co_return take();
-    const PgReadiness r = co_await wait_socket(s, asio::posix::descriptor_base::wait_read, operation.deadline);
+    const PgReadiness r =
+        co_await wait_socket(s, asio::posix::descriptor_base::wait_read, operation.deadline);
     if (r == PgReadiness::timeout) co_return PgNotificationResult();  // quiet, connection kept
     if (r != PgReadiness::ready) {
       auto failed = connection_failure(s, "socket wait failed");
