@@ -6,8 +6,6 @@
 
 #include <algorithm>
 
-#include "core/log.hpp"
-
 namespace keygate::store {
 
 namespace asio = boost::asio;
@@ -173,12 +171,6 @@ void PgPool::give_back(std::unique_ptr<PgConnection> connection) {
 }
 
 void PgPool::note_connect_failure(std::string error) {
-  if (backoff_.count() == 0) {
-    // Once an outage (a name that does not resolve, a refused connection, a bad password);
-    // the message names the address and never the password.
-    core::log_warn("postgres: cannot connect; failing fast, retrying with backoff",
-                   {{"error", error}});
-  }
   backoff_ = std::clamp(backoff_ * 2, first_backoff, max_backoff);
   retry_after_ = SteadyClock::now() + backoff_;
   last_failure_ = std::move(error);
@@ -192,7 +184,6 @@ void PgPool::note_connect_failure(std::string error) {
 }
 
 void PgPool::note_connect_success() {
-  if (backoff_.count() != 0) core::log_info("postgres: connected again", {{"postgres", address_}});
   backoff_ = std::chrono::milliseconds{0};
   retry_after_ = {};
   if (lost_connections_ > 0) {
