@@ -7,38 +7,127 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <cstdio>
 
+#include "core/hex.hpp"
+#include "core/log.hpp"
 #include "store/metrics.hpp"
 #include "store/pg_connection.hpp"
 
 namespace keygate::store {
 namespace asio = boost::asio;
+using std::chrono::milliseconds;
 
 namespace {
 
-std::optional<KeyHash> hash_from_notice(std::string_view payload) {
-  if (payload.size() != 64) return std::nullopt;
+std::optional<KeyHash> hash_from_hex(std::string_view text) {
   KeyHash hash{};
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < hash.size(); ++i) {
-    const int hi = nibble(payload[2 * i]), lo = nibble(payload[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    hash[i] = static_cast<std::uint8_t>(hi * 16 + lo);
-  }
+  if (!core::decode_hex(text, hash)) return std::nullopt;
   return hash;
 }
+
+// What the loop needs, copied out of the listener: it may outlive the listener by one wait
+// (at most a second, or a connect timeout) after stop().
+struct ListenLoop {
+  std::shared_ptr<KeyChangeListener::State> state;
+  std::string dsn;
+  milliseconds timeout;
+  KeyChangeListener::ChangeHandler on_change;
+  KeyChangeListener::ResyncHandler on_resync;
+
+  bool stopped() const { return state->stopped.load(); }
+
+  void changed(std::string_view hex) const {
+    if (auto hash = hash_from_hex(hex); hash && !stopped()) on_change(*hash);
+  }
+
+  // LISTEN, then the keys changed while we were not listening (2 s of margin for commits in
+  // flight then): since we last heard from PostgreSQL (`last_alive`, its own clock), or, on
+  // the first connect, since this process started (it may have cached keys from Redis).
+  asio::awaitable<PgResult> listen(PgConnection& connection, const std::string& last_alive,
+                                   std::chrono::steady_clock::time_point started) const {
+    PgResult listening =
+        co_await connection.execute(std::string("LISTEN ") + key_changed_channel, timeout);
+    if (!listening.ok()) co_return listening;
+    PgParams since;
+    std::string sql = "SELECT encode(key_hash, 'hex') FROM api_keys WHERE updated_at >= ";
+    if (last_alive.empty()) {
+      const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(
+          std::chrono::steady_clock::now() - started);
+      since.emplace_back(std::to_string(elapsed.count() + 2));
+      sql += "now() - make_interval(secs => $1::double precision)";
+    } else {
+      since.emplace_back(last_alive);
+      sql += "$1::timestamptz - interval '2 seconds'";
+    }
+    PgResult missed = co_await connection.query(std::move(sql), std::move(since), timeout);
+    if (missed.ok()) {
+      for (int row = 0; row < missed.rows(); ++row) changed(missed.get(row, 0));
+    }
+    co_return missed;
+  }
+
+  // Hands each notice to on_change until the connection fails (its reason) or stop().
+  asio::awaitable<std::string> serve(PgConnection& connection, std::string& last_alive) const {
+    while (!stopped()) {
+      // Re-LISTENing is a no-op that keeps pg_stat_activity saying what this connection is
+      // for; now() is PostgreSQL's clock for the catch-up query after a reconnect.
+      PgResult clock = co_await connection.execute(
+          std::string("LISTEN ") + key_changed_channel + "; SELECT now()::text", timeout);
+      if (!clock.ok()) co_return clock.error();
+      last_alive = std::string(clock.get(0, 0));
+      PgNotificationResult next = co_await connection.wait_notification(milliseconds(1000));
+      if (next.status != PgStatus::ok) co_return next.error;
+      if (!next.notification) continue;
+      metrics().invalidations.fetch_add(1, std::memory_order_relaxed);
+      changed(next.notification->payload);
+    }
+    co_return std::string();
+  }
+
+  asio::awaitable<void> run() const {
+    const auto executor = co_await asio::this_coro::executor;
+    milliseconds backoff{100};
+    asio::steady_timer pause(executor);
+    const auto started = std::chrono::steady_clock::now();
+    std::string last_alive;  // PostgreSQL's clock when we last knew we were listening
+    bool failure_logged = false;
+    while (!stopped()) {
+      PgConnection connection(executor);
+      PgResult opened = co_await connection.connect(dsn, timeout);
+      if (opened.ok()) opened = co_await listen(connection, last_alive, started);
+      if (opened.ok() && !stopped()) {
+        state->listening.store(true);
+        backoff = milliseconds(100);
+        if (failure_logged) {
+          core::log_info("key changes: listening again", {{"postgres", connection.address()}});
+        }
+        failure_logged = false;
+        // After a reconnect L1 may hold anything read while we were not listening. (Not on
+        // the first connect: that would only throw away what requests cached meanwhile.)
+        if (!last_alive.empty()) on_resync();
+        const std::string lost = co_await serve(connection, last_alive);
+        state->listening.store(false);
+        if (stopped()) break;
+        metrics().postgres_reconnects.fetch_add(1, std::memory_order_relaxed);
+        core::log_warn("key changes: connection lost; reconnecting", {{"error", lost}});
+      } else if (!opened.ok() && !failure_logged) {
+        // Once an outage: a name that does not resolve, a refused connection, a bad password.
+        core::log_warn("key changes: not listening; retrying", {{"error", opened.error()}});
+        failure_logged = true;
+      }
+      if (stopped()) break;
+      pause.expires_after(backoff);
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      backoff = std::min(backoff * 2, milliseconds(2000));
+    }
+  }
+};
 
 }  // namespace
 
 KeyChangeListener::KeyChangeListener(asio::any_io_executor executor, std::string dsn,
-                                     std::chrono::milliseconds connect_timeout,
-                                     ChangeHandler on_change, ResyncHandler on_resync)
+                                     milliseconds connect_timeout, ChangeHandler on_change,
+                                     ResyncHandler on_resync)
     : executor_(std::move(executor)),
       dsn_(std::move(dsn)),
       connect_timeout_(connect_timeout),
@@ -50,82 +139,10 @@ KeyChangeListener::~KeyChangeListener() { stop(); }
 void KeyChangeListener::stop() { state_->stopped.store(true); }
 
 void KeyChangeListener::start() {
-  // The loop holds the state by shared_ptr and the rest by copy: it may outlive `this` by one
-  // wait (at most a second) after stop().
+  auto loop = std::make_shared<ListenLoop>(
+      ListenLoop{state_, dsn_, connect_timeout_, on_change_, on_resync_});
   asio::co_spawn(
-      executor_,
-      [state = state_, executor = executor_, dsn = dsn_, timeout = connect_timeout_,
-       on_change = on_change_, on_resync = on_resync_]() -> asio::awaitable<void> {
-        std::chrono::milliseconds backoff{100};
-        asio::steady_timer pause(executor);
-        const auto started = std::chrono::steady_clock::now();
-        // PostgreSQL's clock at the last moment we know we were listening: after a reconnect,
-        // every key changed since then (notices we missed) is handed to on_change.
-        std::string last_alive;
-        while (!state->stopped.load()) {
-          PgConnection connection(executor);
-          PgResult opened = co_await connection.connect(dsn, timeout);
-          if (opened.ok()) {
-            opened = co_await connection.execute(std::string("LISTEN ") + key_changed_channel, timeout);
-          }
-          if (opened.ok()) {
-            // Changes committed while we were not listening (2 s of margin for commits in
-            // flight then): since we last heard from PostgreSQL, or, on the first connect,
-            // since this process started (it may have cached keys from Redis meanwhile).
-            PgParams since;
-            std::string sql = "SELECT encode(key_hash, 'hex') FROM api_keys WHERE updated_at >= ";
-            if (last_alive.empty()) {
-              const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(
-                  std::chrono::steady_clock::now() - started);
-              since.emplace_back(std::to_string(elapsed.count() + 2));
-              sql += "now() - make_interval(secs => $1::double precision)";
-            } else {
-              since.emplace_back(last_alive);
-              sql += "$1::timestamptz - interval '2 seconds'";
-            }
-            PgResult missed = co_await connection.query(std::move(sql), std::move(since), timeout);
-            if (missed.ok()) {
-              for (int row = 0; row < missed.rows(); ++row) {
-                if (auto hash = hash_from_notice(missed.get(row, 0))) on_change(*hash);
-              }
-            } else {
-              opened = std::move(missed);
-            }
-          }
-          if (opened.ok()) {
-            state->listening.store(true);
-            backoff = std::chrono::milliseconds(100);
-            // After a reconnect L1 may hold anything read while we were not listening. (Not on
-            // the first connect: that would only throw away what requests cached meanwhile.)
-            if (!last_alive.empty()) on_resync();
-            while (!state->stopped.load()) {
-              // Re-LISTENing is a no-op that keeps pg_stat_activity saying what this
-              // connection is for; now() is PostgreSQL's clock for the catch-up query.
-              PgResult clock = co_await connection.execute(
-                  std::string("LISTEN ") + key_changed_channel + "; SELECT now()::text", timeout);
-              if (!clock.ok()) break;
-              last_alive = std::string(clock.get(0, 0));
-              PgNotificationResult next =
-                  co_await connection.wait_notification(std::chrono::milliseconds(1000));
-              if (next.status != PgStatus::ok) break;
-              if (!next.notification) continue;
-              if (auto hash = hash_from_notice(next.notification->payload)) {
-                metrics().invalidations.fetch_add(1, std::memory_order_relaxed);
-                on_change(*hash);
-              }
-            }
-            state->listening.store(false);
-            if (!state->stopped.load()) {
-              metrics().postgres_reconnects.fetch_add(1, std::memory_order_relaxed);
-            }
-          }
-          if (state->stopped.load()) break;
-          pause.expires_after(backoff);
-          co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-          backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
-        }
-      },
-      asio::detached);
+      executor_, [loop]() -> asio::awaitable<void> { co_await loop->run(); }, asio::detached);
 }
 
 }  // namespace keygate::store

@@ -32,15 +32,19 @@ class KeyChangeListener {
   ~KeyChangeListener();
 
   void start();
+  // Called on the executor's thread (or once its io_context has stopped), no handler is called
+  // after it returns. The listener may be destroyed after its io_context has stopped.
   void stop();
   // Listening now; readiness uses it as "PostgreSQL answers".
   bool listening() const { return state_->listening.load(std::memory_order_relaxed); }
 
- private:
+  // Shared with the listening loop, which may outlive the listener by one wait after stop().
   struct State {
     std::atomic<bool> listening{false};
     std::atomic<bool> stopped{false};
   };
+
+ private:
   boost::asio::any_io_executor executor_;
   std::string dsn_;
   std::chrono::milliseconds connect_timeout_;

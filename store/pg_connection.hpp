@@ -4,7 +4,8 @@
 // libpq's non-blocking API does the protocol; Asio only waits for socket readiness.
 //
 // Not thread-safe, and one operation at a time: a second operation while one is in flight is a
-// bug (std::logic_error). The connection must outlive every operation it runs.
+// bug (std::logic_error). The connection must outlive every operation it runs, and may be
+// destroyed once its io_context has stopped (and its pending handlers were destroyed).
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
@@ -15,6 +16,9 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "store/pg_dsn.hpp"   // pg_address
+#include "store/pg_text.hpp"  // parse_pg_array, format_pg_array, parse_pg_bytea, format_pg_bytea
 
 struct pg_conn;    // libpq's PGconn
 struct pg_result;  // libpq's PGresult
@@ -85,7 +89,10 @@ class PgConnection {
   PgConnection(const PgConnection&) = delete;
   PgConnection& operator=(const PgConnection&) = delete;
 
-  // Opens (or re-opens) the connection. dsn: a libpq URI or key=value string.
+  // Opens (or re-opens) the connection within `timeout`. dsn: a libpq URI or key=value string.
+  // Host names in it are resolved off the event loop (every address is tried in turn; `host`
+  // is kept for TLS and authentication), so nothing blocks; a name that does not resolve is
+  // a connection_error naming it.
   boost::asio::awaitable<PgResult> connect(std::string dsn, std::chrono::milliseconds timeout);
 
   // Simple-protocol query: may hold several statements (migrations); returns the first
@@ -111,22 +118,10 @@ class PgConnection {
   const std::string& address() const;  // "host:port", for messages
   void close();
 
-  struct Impl;  // the libpq state, private to pg_connection.cpp
+  struct Impl;  // the libpq state (store/pg_session.hpp, private to store/pg_*.cpp)
 
  private:
   std::unique_ptr<Impl> impl_;
 };
-
-// "host:port" of a DSN, for messages (the first host when several are given).
-std::string pg_address(std::string_view dsn);
-
-// PostgreSQL's text form of one-dimensional arrays ("{a,\"b c\",NULL}", "{}"): nullopt when
-// malformed or multi-dimensional.
-std::optional<std::vector<std::optional<std::string>>> parse_pg_array(std::string_view text);
-// An array literal whose elements are all quoted, for use as a text parameter.
-std::string format_pg_array(const std::vector<std::string>& elements);
-// bytea in hex output form ("\\x0a1b").
-std::optional<std::vector<std::uint8_t>> parse_pg_bytea(std::string_view text);
-std::string format_pg_bytea(const std::uint8_t* data, std::size_t size);
 
 }  // namespace keygate::store

@@ -50,13 +50,44 @@ void PgLease::give_back() {
 // PgPool
 
 // A caller queued for a connection: woken by cancelling its timer, with a connection handed
-// over, or with a free slot to open one itself.
+// over, or with a free slot to open one itself. Queued for its whole life, so a coroutine
+// frame destroyed while waiting (io_context shutdown) leaves no dangling entry.
 struct PgPool::Waiter {
-  explicit Waiter(asio::any_io_executor executor) : timer(std::move(executor)) {}
+  explicit Waiter(PgPool& owner) : pool(owner), timer(owner.executor_) {
+    pool.waiters_.push_back(this);
+  }
+  ~Waiter() {
+    std::erase(pool.waiters_, this);
+    if (handed) --pool.open_;  // handed over but never taken: it closes with this frame
+  }
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
+
+  PgPool& pool;
   asio::steady_timer timer;
   std::unique_ptr<PgConnection> handed;
   bool slot_freed = false;
 };
+
+namespace {
+
+// One slot counted in open_ while its connection is being opened; given back unless kept.
+class OpeningSlot {
+ public:
+  explicit OpeningSlot(unsigned& open) : open_(open) { ++open_; }
+  ~OpeningSlot() {
+    if (!kept_) --open_;
+  }
+  OpeningSlot(const OpeningSlot&) = delete;
+  OpeningSlot& operator=(const OpeningSlot&) = delete;
+  void keep() { kept_ = true; }
+
+ private:
+  unsigned& open_;
+  bool kept_ = false;
+};
+
+}  // namespace
 
 PgPool::PgPool(asio::any_io_executor executor, PgOptions options)
     : executor_(std::move(executor)), options_(std::move(options)), address_(pg_address(options_.dsn)) {
@@ -92,22 +123,20 @@ asio::awaitable<PgLease> PgPool::acquire() {
     }
     if (open_ < options_.pool_size) {
       if (SteadyClock::now() < retry_after_) co_return failed(PgStatus::connection_error, last_failure_);
-      ++open_;
+      OpeningSlot slot(open_);
       auto connection = std::make_unique<PgConnection>(executor_);
       PgResult connected = co_await connection->connect(options_.dsn, options_.connect_timeout);
       if (!connected.ok()) {
-        --open_;
         note_connect_failure(connected.error());
         co_return failed(connected.status(), connected.error());
       }
+      slot.keep();
       note_connect_success();
       co_return make_lease(std::move(connection), false);
     }
-    Waiter waiter(executor_);
+    Waiter waiter(*this);
     waiter.timer.expires_at(wait_deadline);
-    waiters_.push_back(&waiter);
     co_await waiter.timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    std::erase(waiters_, &waiter);
     if (waiter.handed) co_return make_lease(std::move(waiter.handed), true);
     if (!waiter.slot_freed) {
       co_return failed(PgStatus::timeout,

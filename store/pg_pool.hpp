@@ -3,7 +3,8 @@
 // opened lazily up to pool_size, callers beyond that queue, broken connections are discarded
 // and replaced, and while PostgreSQL is unreachable calls fail at once (the last failure is
 // remembered for a backoff that grows to a few seconds) instead of hammering it.
-// Not thread-safe: use it from its executor only. It must outlive every lease.
+// Not thread-safe: use it from its executor only. It must outlive every lease, and may be
+// destroyed once its io_context has stopped (callers still queued in it were destroyed).
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 

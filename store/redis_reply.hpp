@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+struct redisReply;  // hiredis' own reply (hiredis/hiredis.h)
+
 namespace keygate::store {
 
 // An owned copy of a hiredis reply (hiredis frees its own reply when the callback returns).
@@ -24,6 +26,11 @@ struct RedisReply {
            (str.size() == code.size() || str[code.size()] == ' ');
   }
 };
+
+// An owned copy of a hiredis reply tree: hiredis frees its own when the callback returns.
+RedisReply copy_reply(const redisReply& reply);
+// The bytes of a string, status or error reply; empty for other kinds and for null.
+std::string_view reply_text(const redisReply* reply);
 
 enum class RedisErrc {
   ok,            // a reply arrived (it may still be a server error reply)

@@ -1,6 +1,7 @@
 // PgConnection and PgPool against a real PostgreSQL (KEYGATE_TEST_PG_DSN).
 #include <doctest/doctest.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -9,6 +10,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "store/metrics.hpp"
@@ -21,6 +24,7 @@
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using keygate::store::PgConnection;
+using keygate::store::PgLease;
 using keygate::store::PgOptions;
 using keygate::store::PgParams;
 using keygate::store::PgPool;
@@ -46,6 +50,25 @@ std::string dsn_on_port(unsigned short port, const std::string& credentials = "p
 
 long long elapsed_ms(Clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
+}
+
+// The test server's DSN with its host (127.0.0.1) given as `host`.
+std::string dsn_with_host(const std::string& host) {
+  std::string dsn = keygate::test::postgres_dsn();
+  const auto at = dsn.find("@127.0.0.1:");
+  REQUIRE_MESSAGE(at != std::string::npos, "expected a postgresql://user@127.0.0.1:port DSN");
+  return dsn.replace(at + 1, 9, host);
+}
+
+// An io_context whose pending handlers (suspended coroutines among them) can be destroyed
+// while the objects they used live on, as the server does before it destroys the stores.
+struct ShutdownContext : asio::io_context {
+  using asio::io_context::shutdown;
+};
+
+asio::awaitable<void> sleep_for(Clock::duration duration) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, duration);
+  co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
 }  // namespace
@@ -257,29 +280,6 @@ TEST_CASE("copy_in streams a large batch into a table") {
   CHECK(db.sql("SELECT count(*), sum(n) FROM copied").get(0, 0) == std::to_string(rows));
 }
 
-TEST_CASE("PostgreSQL array and bytea text forms are parsed with quoting, NULL and empty arrays") {
-  using keygate::store::format_pg_array;
-  using keygate::store::parse_pg_array;
-  using keygate::store::parse_pg_bytea;
-  using Elements = std::vector<std::optional<std::string>>;
-  CHECK(parse_pg_array("{}") == Elements{});
-  CHECK(parse_pg_array("{a,b}") == Elements{"a", "b"});
-  CHECK(parse_pg_array("{\"a b\",\"c,d\",\"e\\\"f\",\"g\\\\h\"}") ==
-        Elements{"a b", "c,d", "e\"f", "g\\h"});
-  CHECK(parse_pg_array("{NULL,\"NULL\",null}") == Elements{std::nullopt, "NULL", std::nullopt});
-  CHECK(parse_pg_array("{10.0.0.0/8,2001:db8::/32}") == Elements{"10.0.0.0/8", "2001:db8::/32"});
-  CHECK(parse_pg_array("[0:1]={x,y}") == Elements{"x", "y"});
-  CHECK_FALSE(parse_pg_array("").has_value());
-  CHECK_FALSE(parse_pg_array("{a,}").has_value());
-  CHECK_FALSE(parse_pg_array("{\"a}").has_value());
-  CHECK_FALSE(parse_pg_array("{{a},{b}}").has_value());
-  CHECK_FALSE(parse_pg_array("a,b").has_value());
-  CHECK(format_pg_array({"a b", "q\"", "s\\"}) == "{\"a b\",\"q\\\"\",\"s\\\\\"}");
-  CHECK(parse_pg_bytea("\\x00ff10") == std::vector<std::uint8_t>{0x00, 0xff, 0x10});
-  CHECK_FALSE(parse_pg_bytea("\\x0g").has_value());
-  CHECK_FALSE(parse_pg_bytea("00ff").has_value());
-}
-
 TEST_CASE("text arrays round-trip through PostgreSQL unchanged") {
   const std::string dsn = keygate::test::postgres_dsn();
   const std::vector<std::string> tricky{"plain", "with space", "comma,inside", "quote\"d",
@@ -367,4 +367,101 @@ TEST_CASE("a pooled connection killed by the server is replaced, re-prepared and
     CHECK(keygate::store::metrics().postgres_reconnects.load() == reconnects + 1);
     CHECK(pool.open_connections() == 1);
   }());
+}
+
+TEST_CASE("a host name (localhost) is resolved off the loop and the connection keeps the name") {
+  const std::string dsn = dsn_with_host("localhost");
+  run_coro([&]() -> asio::awaitable<void> {
+    PgConnection connection(co_await asio::this_coro::executor);
+    PgResult connected = co_await connection.connect(dsn, 5s);
+    REQUIRE_MESSAGE(connected.ok(), connected.error());
+    CHECK(connection.address().starts_with("localhost:"));
+    // Over TCP to the address localhost resolved to, not a Unix socket.
+    PgResult server = co_await connection.execute("SELECT host(inet_server_addr())", 2s);
+    REQUIRE_MESSAGE(server.ok(), server.error());
+    CHECK(server.get(0, 0) == "127.0.0.1");
+  }());
+}
+
+TEST_CASE("a name that does not resolve fails within the timeout, naming it and not the password") {
+  const std::string dsn = "postgresql://postgres:Sup3rSecretPw@kg-no-such-host.invalid:5432/keygate";
+  run_coro([&]() -> asio::awaitable<void> {
+    PgConnection connection(co_await asio::this_coro::executor);
+    const auto start = Clock::now();
+    PgResult r = co_await connection.connect(dsn, 2s);
+    CHECK(elapsed_ms(start) < 2500);
+    CHECK(r.status() == PgStatus::connection_error);
+    CHECK(r.error().starts_with("cannot reach PostgreSQL at kg-no-such-host.invalid:5432: "
+                                "could not resolve \"kg-no-such-host.invalid\": "));
+    CHECK(r.error().find("Sup3rSecretPw") == std::string::npos);
+    CHECK(r.error().find('\n') == std::string::npos);
+    CHECK_FALSE(connection.connected());
+  }());
+}
+
+TEST_CASE("in a host list, a name that does not resolve is skipped for the next host") {
+  const std::string good = dsn_with_host("localhost");
+  const std::string dsn = good.substr(0, good.find("@") + 1) + "kg-no-such-host.invalid:5432," +
+                          good.substr(good.find("@") + 1);
+  run_coro([&]() -> asio::awaitable<void> {
+    PgConnection connection(co_await asio::this_coro::executor);
+    PgResult connected = co_await connection.connect(dsn, 5s);
+    REQUIRE_MESSAGE(connected.ok(), connected.error());
+    PgResult one = co_await connection.execute("SELECT 1", 2s);
+    CHECK(one.get(0, 0) == "1");
+  }());
+}
+
+TEST_CASE("a connection is safe to destroy after its io_context shut down mid-query") {
+  const std::string dsn = keygate::test::postgres_dsn();
+  auto io = std::make_unique<ShutdownContext>();
+  PgConnection connection(io->get_executor());
+  bool connected = false;
+  bool query_returned = false;
+  asio::co_spawn(*io, [&]() -> asio::awaitable<void> {
+    connected = (co_await connection.connect(dsn, 5s)).ok();
+    (void)co_await connection.execute("SELECT pg_sleep(30)", 60s);
+    query_returned = true;
+  }, asio::detached);
+  const auto deadline = Clock::now() + 5s;
+  while (!connected && Clock::now() < deadline) io->run_for(10ms);
+  REQUIRE(connected);
+  io->run_for(50ms);  // the query is sent and its coroutine waits for the socket
+  io->stop();
+  io->shutdown();  // destroys the suspended coroutine, which used the connection
+  CHECK_FALSE(query_returned);
+  CHECK_FALSE(connection.usable());
+  connection.close();  // and ~PgConnection after it: neither touches the context's handlers
+}
+
+TEST_CASE("a pool is safe to destroy after its io_context shut down with callers queued in it") {
+  const std::string dsn = keygate::test::postgres_dsn();
+  // Both orders in which shutdown may destroy the lease holder and the queued caller.
+  for (const bool holder_waits_longer : {true, false}) {
+    CAPTURE(holder_waits_longer);
+    auto io = std::make_unique<ShutdownContext>();
+    const PgOptions options{dsn, 1, 5s, 20s};
+    auto pool = std::make_unique<PgPool>(io->get_executor(), options);
+    bool holding = false;
+    bool queued_returned = false;
+    asio::co_spawn(*io, [&]() -> asio::awaitable<void> {
+      PgLease lease = co_await pool->acquire();
+      holding = lease.ok();
+      co_await sleep_for(holder_waits_longer ? 1h : 10s);
+    }, asio::detached);
+    const auto deadline = Clock::now() + 5s;
+    while (!holding && Clock::now() < deadline) io->run_for(10ms);
+    REQUIRE(holding);
+    asio::co_spawn(*io, [&]() -> asio::awaitable<void> {
+      PgLease lease = co_await pool->acquire();  // queued: the one connection is leased
+      queued_returned = true;
+    }, asio::detached);
+    io->run_for(20ms);
+    io->stop();
+    io->shutdown();
+    CHECK_FALSE(queued_returned);
+    // Every lease is gone: what the pool counts as open is what it holds idle.
+    CHECK(pool->open_connections() == pool->idle_connections());
+    pool.reset();
+  }
 }

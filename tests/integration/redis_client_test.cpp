@@ -124,6 +124,12 @@ long long command_calls(const std::string& info, const std::string& command) {
   return std::stoll(info.substr(at + marker.size()));
 }
 
+// An io_context whose pending handlers (suspended coroutines among them) can be destroyed
+// while the objects they used live on, as the server does before it destroys the stores.
+struct ShutdownContext : asio::io_context {
+  using asio::io_context::shutdown;
+};
+
 }  // namespace
 
 TEST_CASE("redis: SET, GET, DEL and every reply kind come back as owned values") {
@@ -312,74 +318,6 @@ TEST_CASE("redis: a connection that stops answering altogether is dropped and re
     REQUIRE(pong.ok());
     CHECK(pong.reply.str == "PONG");
   }());
-}
-
-TEST_CASE("redis: URLs parse into options, bad ones give a one-line reason without secrets") {
-  std::string error;
-  auto plain = keygate::store::parse_redis_url("redis://127.0.0.1:6379", &error);
-  REQUIRE(plain.has_value());
-  CHECK(plain->host == "127.0.0.1");
-  CHECK(plain->port == 6379);
-  CHECK(plain->password.empty());
-  CHECK(plain->database == 0);
-
-  auto no_port = keygate::store::parse_redis_url("redis://cache.internal", &error);
-  REQUIRE(no_port.has_value());
-  CHECK(no_port->host == "cache.internal");
-  CHECK(no_port->port == 6379);
-
-  auto full = keygate::store::parse_redis_url("redis://:s3cret@localhost:6380/2", &error);
-  REQUIRE(full.has_value());
-  CHECK(full->host == "localhost");
-  CHECK(full->port == 6380);
-  CHECK(full->username.empty());
-  CHECK(full->password == "s3cret");
-  CHECK(full->database == 2);
-
-  auto acl = keygate::store::parse_redis_url("REDIS://keygate:p%40ss%2Fw@[::1]:7000/", &error);
-  REQUIRE(acl.has_value());
-  CHECK(acl->host == "::1");
-  CHECK(acl->port == 7000);
-  CHECK(acl->username == "keygate");
-  CHECK(acl->password == "p@ss/w");
-  CHECK(acl->database == 0);
-
-  auto raw_at = keygate::store::parse_redis_url("redis://:pa@ss@host", &error);
-  REQUIRE(raw_at.has_value());
-  CHECK(raw_at->password == "pa@ss");
-  CHECK(raw_at->host == "host");
-
-  const char* const bad[] = {
-      "",
-      "http://127.0.0.1:6379",
-      "rediss://127.0.0.1:6379",
-      "redis://",
-      "redis://:6379",
-      "redis://host:",
-      "redis://host:0",
-      "redis://host:65536",
-      "redis://host:63x9",
-      "redis://host/x",
-      "redis://host/-1",
-      "redis://host?db=1",
-      "redis://s3cret@host",
-      "redis://::1:6379",
-      "redis://[::1",
-      "redis://[not-v6]:6379",
-      "redis://:p%zz@host",
-      "redis://:@host",
-      "redis://ho st:6379",
-      "redis://:s3cret@host:99999",
-  };
-  for (const char* url : bad) {
-    CAPTURE(url);
-    error.clear();
-    CHECK_FALSE(keygate::store::parse_redis_url(url, &error).has_value());
-    CHECK_FALSE(error.empty());
-    CHECK(error.find('\n') == std::string::npos);
-    CHECK(error.find("s3cret") == std::string::npos);
-  }
-  CHECK_FALSE(keygate::store::parse_redis_url("redis://host:0", nullptr).has_value());
 }
 
 TEST_CASE("redis: with nothing listening, commands fail at once with disconnected") {
@@ -589,4 +527,59 @@ TEST_CASE("redis: the subscriber gets published messages and re-subscribes after
     co_await pause_for(50ms);
     CHECK(messages.size() == 3);
   }());
+}
+
+TEST_CASE("redis: a host name (localhost) is resolved off the loop and connected to by address") {
+  RedisOptions options = shared_server();
+  options.host = "localhost";
+  keygate::test::run_coro([options]() -> asio::awaitable<void> {
+    RedisClient client(co_await asio::this_coro::executor, options);
+    client.start();
+    REQUIRE(co_await client.wait_connected(3s));
+    check_status(co_await call(client, "PING"), "PONG");
+  }());
+}
+
+TEST_CASE("redis: a name that does not resolve fails each attempt, and the client stops at once") {
+  const auto started = Clock::now();
+  keygate::test::run_coro([]() -> asio::awaitable<void> {
+    RedisOptions options;
+    options.host = "kg-no-such-host.invalid";
+    options.connect_timeout = 300ms;
+    RedisClient client(co_await asio::this_coro::executor, options);
+    client.start();
+    CHECK_FALSE(co_await client.wait_connected(500ms));
+    const auto sent = Clock::now();
+    const RedisResult result = co_await call(client, "GET", "anything");
+    CHECK(result.errc == RedisErrc::disconnected);
+    CHECK(Clock::now() - sent < 50ms);
+  }());
+  // Destroying the client ended its loop (and any wait for the name) without waiting it out.
+  CHECK(Clock::now() - started < 2s);
+}
+
+TEST_CASE("redis: a client and a subscriber are safe to destroy after their io_context shut down") {
+  RedisOptions options = shared_server();
+  options.command_timeout = 20s;
+  auto io = std::make_unique<ShutdownContext>();
+  auto client = std::make_unique<RedisClient>(io->get_executor(), options);
+  auto subscriber = std::make_unique<RedisSubscriber>(
+      io->get_executor(), options, std::vector<std::string>{unique_key("channel")},
+      [](std::string_view, std::string_view) {}, [] {});
+  client->start();
+  subscriber->start();
+  const auto deadline = Clock::now() + 5s;
+  while (!(client->connected() && subscriber->connected()) && Clock::now() < deadline) {
+    io->run_for(10ms);
+  }
+  REQUIRE(client->connected());
+  REQUIRE(subscriber->connected());
+  // A command the server holds for 10 s: its coroutine is suspended when the context shuts down.
+  const auto blocked = start_command(io->get_executor(), *client, {"BLPOP", unique_key("list"), "10"});
+  io->run_for(50ms);
+  io->stop();
+  io->shutdown();  // destroys the suspended command and the reconnect loops
+  CHECK_FALSE(blocked->result.has_value());
+  client.reset();
+  subscriber.reset();
 }
