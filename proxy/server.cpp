@@ -118,7 +118,6 @@ struct Server::State {
   void begin_drain();
   void finish();
   void count_cut(std::size_t requests);
-  void stack_finished();
   void stop_loops();
   void wait_for_reload();
 
@@ -220,7 +219,9 @@ void Server::State::finish() {
       asio::post(main().io, [this, cut] { count_cut(cut); });
       asio::co_spawn(w->io, w->services.stack->finish(), [this](std::exception_ptr e) {
         report_failure(e, "the last run of a worker's stores");
-        asio::post(main().io, [this] { stack_finished(); });
+        asio::post(main().io, [this] {
+          if (--stacks_running == 0) stop_loops();
+        });
       });
     });
   }
@@ -234,11 +235,6 @@ void Server::State::count_cut(std::size_t requests) {
   core::log_warn("shutdown_timeout reached: requests still in flight were cut",
                  {{"requests", requests_cut},
                   {"shutdown_timeout_ms", shared.options.shutdown_timeout.count()}});
-}
-
-// Runs on worker 0.
-void Server::State::stack_finished() {
-  if (--stacks_running == 0) stop_loops();
 }
 
 // Runs on worker 0: every worker's loop stops; run() returns.
