@@ -32,8 +32,19 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Everything one worker thread owns below the proxy, built on that worker's io_context.
-struct WorkerStores {
+// Everything one worker thread has below the proxy, built on that worker's io_context and
+// owned by the server (proxy::WorkerStack), which destroys it after the worker's requests.
+// Members are destroyed bottom-up: each only after what uses it.
+struct WorkerStores final : proxy::WorkerStack {
+  // The last flush of quota counts, before the server destroys the stores.
+  asio::awaitable<void> finish() override {
+    quota_ledger->stop();
+    co_await quota_ledger->flush();
+    if (const std::size_t left = quota_ledger->pending(); left > 0) {
+      core::log_warn("quota counts not written at shutdown", {{"keys", left}});
+    }
+  }
+
   asio::io_context* io = nullptr;
   std::unique_ptr<store::RedisClient> redis;
   std::unique_ptr<store::RedisKeyCache> redis_cache;
@@ -44,7 +55,7 @@ struct WorkerStores {
   std::unique_ptr<store::PgQuotaLedger> quota_ledger;  // before rate_counter, which uses it
   std::unique_ptr<store::RedisRateCounter> rate_counter;
   std::unique_ptr<authz::RateLimiter> limiter;
-  authz::KeyAuthorizer* authorizer = nullptr;  // owned by the server; settings swapped on SIGHUP
+  std::unique_ptr<authz::KeyAuthorizer> authorizer;  // settings swapped on SIGHUP
 };
 
 // Configurations that refuse more than their author probably meant: said once, at startup.
@@ -82,7 +93,7 @@ int run_serve(const Config& config, Args args) {
   store::L1Cache l1(l1_cache_options(config));
   const auto settings = authorizer_settings(config);
   const authz::RateLimiterOptions limiter_opts = rate_limiter_options(config);
-  std::vector<std::unique_ptr<WorkerStores>> workers(threads);
+  std::vector<WorkerStores*> workers(threads);  // owned by the server, valid while it exists
 
   auto make_worker = [&](asio::io_context& io, unsigned index) {
     auto w = std::make_unique<WorkerStores>();
@@ -100,10 +111,9 @@ int run_serve(const Config& config, Args args) {
     w->quota_ledger->start();
     w->rate_counter = std::make_unique<store::RedisRateCounter>(*w->redis, w->quota_ledger.get());
     w->limiter = std::make_unique<authz::RateLimiter>(limiter_opts, w->rate_counter.get());
+    w->authorizer = std::make_unique<authz::KeyAuthorizer>(settings, *w->lookup, *w->limiter);
     proxy::WorkerServices services;
-    auto authorizer = std::make_unique<authz::KeyAuthorizer>(settings, *w->lookup, *w->limiter);
-    w->authorizer = authorizer.get();
-    services.authorizer = std::move(authorizer);
+    services.authorizer = w->authorizer.get();
     if (usage_queue) {
       // The logging phase: one event per request whose key was identified, passed or not.
       services.on_completed = [queue = usage_queue.get(), index](const proxy::CompletedRequest& done) {
@@ -119,7 +129,8 @@ int run_serve(const Config& config, Args args) {
         queue->record(index, facts);
       };
     }
-    workers[index] = std::move(w);
+    workers[index] = w.get();
+    services.stack = std::move(w);
     return services;
   };
 
@@ -199,20 +210,18 @@ int run_serve(const Config& config, Args args) {
             {"admin", config.admin_listen.host + ":" + std::to_string(server.admin_port())},
             {"threads", threads},
             {"tls", config.tls.cert_file.empty() ? "off" : "on"}});
+  // Returns once every request has finished, or was cut at shutdown_timeout, and each
+  // worker's stores had their last flush (WorkerStores::finish).
   server.run();
-  if (usage_writer) usage_writer->stop_and_drain(config.shutdown_timeout);
-
-  // Shut down in order: stop background loops, let them finish on their own contexts, then
-  // destroy the stores while their io_contexts still exist.
-  listener->stop();
-  for (auto& w : workers) {
-    w->redis->stop();
-    w->quota_ledger->stop();  // one last flush of quota counts, on the run below
-    w->io->restart();
-    w->io->run_for(std::chrono::milliseconds(1500));
+  // The usage log gets what is left of shutdown_timeout, at least a second for its last
+  // batch; what it cannot write by then goes to the spill file.
+  if (usage_writer) {
+    const auto last_batch = std::chrono::milliseconds(1000);
+    usage_writer->stop_and_drain(std::max(server.shutdown_time_left(), last_batch));
   }
-  workers.clear();
+  listener->stop();
   core::log_info("keygate stopped");
+  // ~Server: the requests still suspended are destroyed, then each worker's stores.
   return exit_ok;
 }
 

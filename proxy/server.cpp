@@ -107,61 +107,18 @@ asio::awaitable<void> accept_connections(Worker& worker) {
 
 }  // namespace
 
-// ---- Worker -------------------------------------------------------------------------------
-
-Worker::Worker(ServerShared& shared_state, unsigned worker_index,
-               std::vector<tcp::endpoint> upstream)
-    : shared(shared_state),
-      options(shared_state.options),
-      index(worker_index),
-      pool(std::move(upstream), shared_state.options.upstream_pool_size) {
-  sessions.prev = sessions.next = &sessions;
-}
-
-void Worker::add(SessionLink& link) {
-  link.next = &sessions;
-  link.prev = sessions.prev;
-  sessions.prev->next = &link;
-  sessions.prev = &link;
-}
-
-void Worker::remove(SessionLink& link) {
-  link.prev->next = link.next;
-  link.next->prev = link.prev;
-  link.prev = link.next = nullptr;
-}
-
-void Worker::start_draining(std::chrono::milliseconds grace) {
-  draining = true;
-  if (acceptor) {
-    boost::system::error_code ignored;
-    acceptor->close(ignored);
-  }
-  idle_grace_end = std::chrono::steady_clock::now() + grace;
-  idle_timer.emplace(io, grace);
-  idle_timer->async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) close_idle();
-  });
-}
-
-void Worker::close_idle() {
-  for (SessionLink* link = sessions.next; link != &sessions; link = link->next) {
-    if (link->idle && link->socket != nullptr) {
-      boost::system::error_code ignored;
-      link->socket->cancel(ignored);
-    }
-  }
-}
-
 // ---- Server -------------------------------------------------------------------------------
 
 struct Server::State {
   State(ProxyOptions options, std::function<bool()> ready)
       : shared(std::move(options)), is_ready(std::move(ready)) {}
+  ~State();
 
   Worker& main() { return *workers.front(); }
   void begin_drain();
   void finish();
+  void count_cut(std::size_t requests);
+  void stop_loops();
   void wait_for_reload();
 
   ServerShared shared;
@@ -174,16 +131,37 @@ struct Server::State {
   std::optional<asio::signal_set> reload_signals;  // SIGHUP
   std::function<bool()> reload;
   std::optional<asio::steady_timer> drain_timer;
+  std::optional<asio::steady_timer> last_run_timer;  // bounds the stacks' finish()
+  std::chrono::steady_clock::time_point drain_deadline{};
+  std::size_t workers_cut = 0;     // workers that closed what was left open
+  std::size_t requests_cut = 0;    // requests in flight on those connections
+  std::size_t stacks_running = 0;  // WorkerStack::finish() not yet done
   bool listener_tls = false;  // fixed at construction
   bool listening = false;
   bool drain_started = false;
   bool finished = false;
+  bool loops_stopped = false;
 };
+
+// What the stacks' last run (WorkerStack::finish) gets at most before the loops stop.
+constexpr std::chrono::milliseconds last_run_limit{1000};
+
+// The requests still suspended (cut at shutdown_timeout, or never resumed) are destroyed
+// first, while the stacks they reference exist: every loop stops, then every io_context is
+// shut down, which destroys its pending handlers and with them the coroutines waiting there
+// (on any worker: a coroutine may post to another's context). Only then the stacks. Sockets
+// and timers may outlive a shut-down context; they must not outlive a destroyed one.
+Server::State::~State() {
+  for (auto& worker : workers) worker->io.stop();
+  for (auto& worker : workers) worker->io.shutdown();
+  for (auto& worker : workers) worker->services = WorkerServices{};
+}
 
 // Runs on worker 0.
 void Server::State::begin_drain() {
   if (drain_started) return;
   drain_started = true;
+  drain_deadline = std::chrono::steady_clock::now() + shared.options.shutdown_timeout;
   shared.draining.store(true);
   const auto grace = idle_grace(shared.options);
   for (auto& worker : workers) {
@@ -198,7 +176,7 @@ void Server::State::begin_drain() {
     finish();
     return;
   }
-  drain_timer.emplace(main().io, shared.options.shutdown_timeout);
+  drain_timer.emplace(main().io, drain_deadline);
   drain_timer->async_wait([this](const boost::system::error_code&) { finish(); });
 }
 
@@ -222,11 +200,52 @@ void Server::State::wait_for_reload() {
   });
 }
 
-// Runs on worker 0: every worker's loop stops; run() returns.
+// Runs on worker 0 once every connection has closed, or at shutdown_timeout: each worker
+// closes what is still open, then its stack has its last run; when every stack is done (or
+// last_run_limit passed) the loops stop and run() returns.
 void Server::State::finish() {
   if (finished) return;
   finished = true;
   if (drain_timer) drain_timer->cancel();
+  stacks_running = workers.size();
+  last_run_timer.emplace(main().io, last_run_limit);
+  last_run_timer->async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) stop_loops();
+  });
+  for (auto& worker : workers) {
+    Worker* w = worker.get();
+    asio::post(w->io, [this, w] {
+      const std::size_t cut = w->cut_connections();
+      asio::post(main().io, [this, cut] { count_cut(cut); });
+      asio::co_spawn(w->io, w->services.stack->finish(), [this](std::exception_ptr e) {
+        report_failure(e, "the last run of a worker's stores");
+        asio::post(main().io, [this] {
+          if (--stacks_running == 0) stop_loops();
+        });
+      });
+    });
+  }
+}
+
+// Runs on worker 0.
+void Server::State::count_cut(std::size_t requests) {
+  requests_cut += requests;
+  if (++workers_cut < workers.size() || requests_cut == 0) return;
+  // Their clients saw the connection close with no answer.
+  core::log_warn("shutdown_timeout reached: requests still in flight were cut",
+                 {{"requests", requests_cut},
+                  {"shutdown_timeout_ms", shared.options.shutdown_timeout.count()}});
+}
+
+// Runs on worker 0: every worker's loop stops; run() returns.
+void Server::State::stop_loops() {
+  if (loops_stopped) return;
+  loops_stopped = true;
+  if (last_run_timer) last_run_timer->cancel();
+  if (stacks_running > 0) {
+    core::log_warn("the stores' last run at shutdown did not finish in time; the rest is dropped",
+                   {{"workers", stacks_running}, {"limit_ms", last_run_limit.count()}});
+  }
   guards.clear();
   for (auto& worker : workers) worker->io.stop();
 }
@@ -264,8 +283,9 @@ Server::Server(ProxyOptions options, WorkerFactory make_worker, std::function<bo
   }
   for (auto& worker : state_->workers) {
     worker->services = make_worker(worker->io, worker->index);
-    if (!worker->services.authorizer) {
-      throw std::invalid_argument("proxy::Server: the worker factory returned no authorizer");
+    if (!worker->services.stack || worker->services.authorizer == nullptr) {
+      throw std::invalid_argument(
+          "proxy::Server: the worker factory returned no stack or no authorizer");
     }
   }
   State* state = state_.get();
@@ -274,12 +294,9 @@ Server::Server(ProxyOptions options, WorkerFactory make_worker, std::function<bo
   };
 }
 
-Server::~Server() {
-  // Destroy suspended sessions first (they reference the workers' services), then the rest.
-  // Sockets and timers may outlive a shut-down context; they must not outlive a destroyed one.
-  for (auto& worker : state_->workers) worker->io.stop();
-  for (auto& worker : state_->workers) worker->io.shutdown();
-}
+Server::~Server() = default;  // the order is State's (see ~State)
+
+asio::awaitable<void> WorkerStack::finish() { co_return; }
 
 void Server::listen() {
   State& s = *state_;
@@ -350,6 +367,12 @@ void Server::post_to_workers(std::function<void(unsigned worker_index)> fn) {
 }
 
 boost::asio::io_context& Server::main_context() { return state_->main().io; }
+
+std::chrono::milliseconds Server::shutdown_time_left() const {
+  const auto left = state_->drain_deadline - std::chrono::steady_clock::now();
+  if (!state_->drain_started || left <= left.zero()) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(left);
+}
 
 void Server::on_reload(std::function<bool()> reload) { state_->reload = std::move(reload); }
 

@@ -3,7 +3,8 @@
 // the listen port (SO_REUSEPORT), a pool of keep-alive upstream connections, and the admin
 // listener (/healthz, /readyz, /metrics) on worker 0. Each request is authorized by the
 // worker's authz::Authorizer, then forwarded (mode proxy) or answered (mode authz).
-// Light header: Asio's io_context only, no Beast.
+// Light header: Asio's io_context and awaitable only, no Beast.
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
@@ -82,14 +83,32 @@ struct CompletedRequest {
   std::chrono::microseconds duration;
 };
 
+// Everything one worker's requests use below the proxy: its stores, rate limiter and
+// authorizer, built by the composition root on that worker's io_context. The Server owns it
+// and destroys it only after every request of that worker has finished, or had its suspended
+// coroutine destroyed: no request outlives what it waits on (a PostgreSQL pool, a Redis
+// connection).
+class WorkerStack {
+ public:
+  virtual ~WorkerStack() = default;
+  // The last run of background work that must not be lost (e.g. quota counts still to be
+  // written), on the worker's thread after the drain (requests finished, or cut at
+  // shutdown_timeout) while its io_context still runs. The Server waits for it at most 1 s;
+  // what is still running then is destroyed with the requests.
+  virtual boost::asio::awaitable<void> finish();
+};
+
 // What each worker thread gets from the composition root; built on that worker's io_context.
 struct WorkerServices {
-  std::unique_ptr<authz::Authorizer> authorizer;
+  std::unique_ptr<WorkerStack> stack;       // required; owns what `authorizer` points into
+  authz::Authorizer* authorizer = nullptr;  // required; inside `stack`
   std::function<void(const CompletedRequest&)> on_completed;  // may be empty; must not block
 };
 using WorkerFactory =
     std::function<WorkerServices(boost::asio::io_context& io, unsigned worker_index)>;
 
+// Destruction order: every io_context is stopped and shut down first, which destroys the
+// requests still suspended in them (their stacks still exist), then the stacks, then the rest.
 class Server {
  public:
   // Creates the workers' io_contexts and calls make_worker once for each (on this thread).
@@ -107,12 +126,16 @@ class Server {
   std::uint16_t admin_port() const;  // after listen(): the bound admin port
 
   // Serves (worker 0 on the calling thread) until SIGTERM/SIGINT or stop(); then stops
-  // accepting, lets in-flight requests finish within shutdown_timeout (keep-alive connections
-  // close after their current response; idle ones after a short grace in which a request that
-  // arrives is still served) and returns with the access log flushed. The io_contexts are
-  // stopped on return; the caller may restart() and run main_context() to finish its own
-  // background work.
+  // accepting and lets in-flight requests finish within shutdown_timeout (keep-alive
+  // connections close after their current response; idle ones after a short grace in which a
+  // request that arrives is still served). At shutdown_timeout the connections still open are
+  // closed with no answer (the count is logged); their requests stay suspended until the
+  // Server is destroyed. Then each worker's WorkerStack::finish() runs, and run() returns with
+  // the io_contexts stopped and the access log flushed.
   void run();
+  // After run(): what is left of shutdown_timeout since the drain began (for flushing the
+  // caller's own work within the same deadline); zero when it has run out.
+  std::chrono::milliseconds shutdown_time_left() const;
   void stop();  // thread-safe; also before run()
 
   // SIGHUP (with handle_signals) calls `reload` on worker 0's thread; it returns whether the

@@ -85,6 +85,11 @@ struct Worker {
   // `idle_grace` (a request arriving meanwhile is served, with Connection: close).
   void start_draining(std::chrono::milliseconds idle_grace);
   void close_idle();
+  // shutdown_timeout has passed: closes every connection still open, so that no client waits
+  // on a request that will never be answered. A session suspended below the proxy (in a
+  // store) stays suspended until the io_context is shut down. Returns how many connections
+  // had a request in flight.
+  std::size_t cut_connections();
 
   WorkerContext io;  // first: destroyed last
   ServerShared& shared;
@@ -100,7 +105,7 @@ struct Worker {
   std::chrono::steady_clock::time_point idle_grace_end{};
   std::shared_ptr<boost::asio::ssl::context> tls;      // listener TLS; null: plain http
   std::string log_line;                                 // access-log lines are formatted here
-  WorkerServices services;
+  WorkerServices services;  // reset by ~Server after `io` is shut down (see there)
 };
 
 }  // namespace keygate::proxy

@@ -31,13 +31,15 @@ install_missing_packages() {
   fi
 }
 
-# Configures and builds into $KEYGATE_BUILD_DIR (default build/).
+# Configures and builds into $KEYGATE_BUILD_DIR (default build/); KEYGATE_SANITIZE=ON builds
+# with ASan + UBSan (always passed, so a build folder never keeps another run's choice).
 # The compiler's output goes to $dir/build.log; its last lines are shown when the build fails.
 build_keygate() {
   local dir=${KEYGATE_BUILD_DIR:-$KEYGATE_ROOT/build}
   mkdir -p "$dir"
   echo "==> building in $dir (log: $dir/build.log)"
-  if ! { cmake -S "$KEYGATE_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="${KEYGATE_BUILD_TYPE:-RelWithDebInfo}" &&
+  if ! { cmake -S "$KEYGATE_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="${KEYGATE_BUILD_TYPE:-RelWithDebInfo}" \
+           -DKEYGATE_SANITIZE="${KEYGATE_SANITIZE:-OFF}" &&
          cmake --build "$dir" -j "$(nproc)" "$@"; } >"$dir/build.log" 2>&1; then
     grep -E "error|Error" "$dir/build.log" | head -40 >&2 || true
     tail -20 "$dir/build.log" >&2

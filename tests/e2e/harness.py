@@ -142,6 +142,21 @@ def read_proc_status(pid):
     return out
 
 
+# What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer print (./scripts/test
+# --sanitize builds keygate with them): any of these in a keygate's output fails its test,
+# whatever its exit status.
+_SANITIZER_REPORT = re.compile(
+    r"^(==\d+==ERROR: (AddressSanitizer|LeakSanitizer)|.*:\d+:\d+: runtime error: |"
+    r"SUMMARY: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer))", re.M)
+
+
+def sanitizer_report(text):
+    """The sanitizer report in `text` (from its first line on, at most 12,000 characters),
+    or None when there is none."""
+    m = _SANITIZER_REPORT.search(text)
+    return text[m.start():m.start() + 12000] if m else None
+
+
 # Anything shaped like an API key (prefix_ + 38 base62 characters) is hidden in test output.
 _KEY_SHAPE = re.compile(r"([a-z][a-z0-9_]{0,31}_)[0-9A-Za-z]{38}(?![0-9A-Za-z])")
 
@@ -303,6 +318,9 @@ def run_cli(args, dsn, redis_url=None, timeout=30.0, check=True):
         r = subprocess.run([keygate_bin()] + list(args), cwd=cwd, env=clean_env(env),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            timeout=timeout)
+    report = sanitizer_report(r.stderr)
+    if report:
+        raise AssertionError(f"keygate {' '.join(args)}: sanitizer report\n{redact(report)}")
     if check and r.returncode != 0:
         # The command line never holds a key, so it is safe to show; stdout might (create).
         raise RuntimeError(f"keygate {' '.join(args)} exited {r.returncode}: {r.stderr.strip()}")
@@ -532,7 +550,28 @@ class Keygate:
                            f"\n--- config ---\n{self._config_text()}\n--- log ---\n{self.log_tail()}")
 
     def stop(self, timeout=10.0):
-        return stop_process(self.proc, timeout)
+        """SIGTERM (SIGKILL after `timeout`); returns the exit code. Raises AssertionError when
+        keygate printed a sanitizer report (so a test cleanup that stops it fails the test)."""
+        code = stop_process(self.proc, timeout)
+        self.check_sanitizers()
+        return code
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def check_sanitizers(self):
+        """Raises AssertionError with the report if keygate's output holds a sanitizer report
+        (once: the cleanup's stop() after a test's own check does not report it again)."""
+        if getattr(self, "_sanitizers_checked", False):
+            return
+        report = sanitizer_report(self.log_text())
+        if report:
+            self._sanitizers_checked = True
+            raise AssertionError(f"{self.name} (pid {self.pid}): sanitizer report\n{redact(report)}")
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

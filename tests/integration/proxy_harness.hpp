@@ -132,6 +132,12 @@ class TestAuthorizer final : public authz::Authorizer {
   std::shared_ptr<AuthLog> log_;
 };
 
+// A worker's stack in these tests: the TestAuthorizer alone.
+struct TestStack final : proxy::WorkerStack {
+  explicit TestStack(std::shared_ptr<AuthLog> log) : authorizer(std::move(log)) {}
+  TestAuthorizer authorizer;
+};
+
 // ---- the upstream -------------------------------------------------------------------------
 
 struct Received {
@@ -329,8 +335,10 @@ class ProxyUnderTest {
       : auth(std::make_shared<AuthLog>()),
         server_(std::move(options),
                 [this](asio::io_context&, unsigned) {
+                  auto stack = std::make_unique<TestStack>(auth);
                   proxy::WorkerServices services;
-                  services.authorizer = std::make_unique<TestAuthorizer>(auth);
+                  services.authorizer = &stack->authorizer;
+                  services.stack = std::move(stack);
                   services.on_completed = [this](const proxy::CompletedRequest& done) {
                     std::lock_guard lock(mutex_);
                     completed_.push_back({done.auth != nullptr, std::string(done.method),
