@@ -148,8 +148,9 @@ int run_serve(const Config& config, Args args) {
   WorkerStores& main_worker = *workers[0];
   listener = std::make_unique<store::KeyChangeListener>(
       server.main_context().get_executor(), config.postgres.dsn, config.postgres.connect_timeout,
-      [&l1, &main_worker](const store::KeyHash& hash) {
-        asio::co_spawn(*main_worker.io, store::forget_key(l1, main_worker.redis_cache.get(), hash),
+      [&l1, &main_worker, redis_ttl = config.cache.redis_ttl](const store::KeyHash& hash) {
+        asio::co_spawn(*main_worker.io,
+                       store::forget_key(l1, main_worker.redis_cache.get(), hash, redis_ttl),
                        asio::detached);
       },
       [&l1]() { l1.invalidate_all(); });

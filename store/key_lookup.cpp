@@ -2,8 +2,10 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <cstring>
 
 namespace keygate::store {
@@ -69,7 +71,7 @@ asio::awaitable<LookupResult> KeyLookup::lookup_lower_tiers(const KeyHash& hash)
   const std::uint64_t epoch = l1_.epoch();
 
   bool fill_shared_cache = false;
-  if (shared_cache_ != nullptr) {
+  if (shared_cache_ != nullptr && l1_.shared_cache_trusted(hash, L1Cache::SteadyClock::now())) {
     SharedKeyCache::Probe probe = co_await shared_cache_->get(hash);
     if (probe.status == SharedKeyCache::Status::hit) {
       counters.count_lookup(LookupTier::redis, LookupOutcome::hit);
@@ -104,11 +106,23 @@ asio::awaitable<LookupResult> KeyLookup::lookup_lower_tiers(const KeyHash& hash)
   co_return LookupResult{LookupResult::Status::error, nullptr, LookupTier::postgres};
 }
 
-asio::awaitable<void> forget_key(L1Cache& l1, SharedKeyCache* shared_cache, KeyHash hash) {
+asio::awaitable<void> forget_key(L1Cache& l1, SharedKeyCache* shared_cache, KeyHash hash,
+                                 std::chrono::milliseconds shared_record_ttl) {
   l1.invalidate(hash);
   if (shared_cache == nullptr) co_return;
-  co_await shared_cache->invalidate(hash);
+  // Until the marker is in Redis, this process reads the key from PostgreSQL only. After
+  // `shared_record_ttl` the old record has left Redis by itself, marker or not.
+  const auto give_up_at = L1Cache::SteadyClock::now() + shared_record_ttl;
+  l1.distrust_shared_cache(hash, give_up_at);
+  asio::steady_timer pause(co_await asio::this_coro::executor);
+  for (auto wait = std::chrono::milliseconds(50);; wait = std::min(2 * wait, std::chrono::milliseconds(2000))) {
+    const bool marked = co_await shared_cache->invalidate(hash);
+    if (marked || L1Cache::SteadyClock::now() >= give_up_at) break;
+    pause.expires_after(wait);  // Redis is away (or reconnecting): try again
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
   l1.invalidate(hash);
+  l1.trust_shared_cache(hash);
 }
 
 }  // namespace keygate::store

@@ -6,6 +6,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <memory>
 #include <unordered_map>
 
@@ -39,12 +40,14 @@ class SharedKeyCache {
 };
 
 // A key changed (revoked, deactivated, expired early, deleted): drop it from L1 and mark it in
-// the shared cache. L1 is dropped twice: at once, and again once the marker is written. A
-// lookup that starts in between (on any worker) can still read the old record from the shared
-// cache and put it in L1; the second drop removes that copy and stops lookups still in flight
-// from putting it back. If the marker cannot be written (Redis down), lookups miss Redis and
-// read PostgreSQL anyway. `shared_cache` may be null.
-boost::asio::awaitable<void> forget_key(L1Cache& l1, SharedKeyCache* shared_cache, KeyHash hash);
+// the shared cache. Until the marker is written, this process's lookups of the key skip the
+// shared cache (which may still hold the old record) and read PostgreSQL; a marker that cannot
+// be written (Redis away or reconnecting on this worker while other workers read it) is
+// retried with backoff for up to `shared_record_ttl`, after which the old record has expired
+// from Redis anyway. L1 is dropped again at the end, so nothing read in between stays.
+// `shared_cache` may be null.
+boost::asio::awaitable<void> forget_key(L1Cache& l1, SharedKeyCache* shared_cache, KeyHash hash,
+                                        std::chrono::milliseconds shared_record_ttl);
 
 // The source of truth (PostgreSQL). Implementations never throw.
 class KeySource {

@@ -91,4 +91,29 @@ std::size_t L1Cache::size() const {
   return total;
 }
 
+void L1Cache::distrust_shared_cache(const KeyHash& hash, SteadyClock::time_point until) {
+  Shard& shard = shard_for(hash);
+  std::lock_guard lock(shard.mutex);
+  auto [it, inserted] = shard.distrusted.try_emplace(hash, until);
+  if (inserted) {
+    distrusted_.fetch_add(1, std::memory_order_release);
+  } else {
+    it->second = std::max(it->second, until);
+  }
+}
+
+void L1Cache::trust_shared_cache(const KeyHash& hash) {
+  Shard& shard = shard_for(hash);
+  std::lock_guard lock(shard.mutex);
+  if (shard.distrusted.erase(hash) > 0) distrusted_.fetch_sub(1, std::memory_order_release);
+}
+
+bool L1Cache::shared_cache_trusted(const KeyHash& hash, SteadyClock::time_point now) const {
+  if (distrusted_.load(std::memory_order_acquire) == 0) return true;
+  Shard& shard = shard_for(hash);
+  std::lock_guard lock(shard.mutex);
+  const auto it = shard.distrusted.find(hash);
+  return it == shard.distrusted.end() || it->second <= now;
+}
+
 }  // namespace keygate::store

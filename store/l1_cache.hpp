@@ -45,6 +45,13 @@ class L1Cache {
   void invalidate(const KeyHash& hash);
   void invalidate_all();
 
+  // Until `until` (or trust_shared_cache), lookups of `hash` in this process skip the shared
+  // cache (Redis): a revocation's marker is not written there yet, so the record Redis holds
+  // may be the old one. The check costs one atomic load while nothing is distrusted.
+  void distrust_shared_cache(const KeyHash& hash, SteadyClock::time_point until);
+  void trust_shared_cache(const KeyHash& hash);
+  bool shared_cache_trusted(const KeyHash& hash, SteadyClock::time_point now) const;
+
   std::size_t size() const;
 
  private:
@@ -64,6 +71,7 @@ class L1Cache {
     std::unordered_map<KeyHash, Entry, HashOfKeyHash> entries;
     // Recent invalidations, kept long enough to outlast any lookup in flight.
     std::unordered_map<KeyHash, Invalidation, HashOfKeyHash> invalidated;
+    std::unordered_map<KeyHash, SteadyClock::time_point, HashOfKeyHash> distrusted;  // until
   };
   static constexpr std::size_t shard_count = 32;
 
@@ -76,6 +84,7 @@ class L1Cache {
   mutable std::array<Shard, shard_count> shards_;
   std::atomic<std::uint64_t> sequence_{0};
   std::atomic<std::uint64_t> all_invalidated_at_{0};
+  std::atomic<std::size_t> distrusted_{0};  // entries in the shards' `distrusted`
 };
 
 }  // namespace keygate::store

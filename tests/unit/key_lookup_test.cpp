@@ -37,8 +37,13 @@ class MemorySharedCache final : public SharedKeyCache {
   void put(const KeyHash& hash, const KeyRecord& record) override { records[hash] = record; }
   // Writing the marker takes `invalidate_delay` (a slow Redis): lookups can run meanwhile.
   asio::awaitable<bool> invalidate(const KeyHash& hash) override {
+    ++invalidations_tried;
     asio::steady_timer pause(co_await asio::this_coro::executor, invalidate_delay);
     co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (refuse_invalidations > 0) {
+      --refuse_invalidations;
+      co_return false;
+    }
     records.erase(hash);
     co_return true;
   }
@@ -47,6 +52,8 @@ class MemorySharedCache final : public SharedKeyCache {
   bool down = false;
   int gets = 0;
   std::chrono::milliseconds invalidate_delay{0};
+  int refuse_invalidations = 0;  // the next N invalidations fail (Redis unreachable)
+  int invalidations_tried = 0;
 };
 
 // Answers after a short pause, so that concurrent lookups overlap.
@@ -165,8 +172,8 @@ TEST_CASE("with the shared cache down, lookups go to the source and do not fill 
   CHECK(redis.records.empty());
 }
 
-TEST_CASE("forget_key: a lookup between the L1 drop and the shared-cache marker cannot keep the "
-          "old record in L1") {
+TEST_CASE("forget_key: a lookup before the shared-cache marker is written reads PostgreSQL, "
+          "not the old record in Redis") {
   L1Cache l1(l1_options());
   MemorySharedCache redis;
   SlowSource postgres;
@@ -184,14 +191,15 @@ TEST_CASE("forget_key: a lookup between the L1 drop and the shared-cache marker 
     const LookupResult warm = co_await lookup.lookup(hash);
     REQUIRE(warm.record->is_active);
     bool forgotten = false;
-    asio::co_spawn(executor, forget_key(l1, &redis, hash),
+    asio::co_spawn(executor, forget_key(l1, &redis, hash, std::chrono::seconds(300)),
                    [&forgotten](std::exception_ptr) { forgotten = true; });
-    // While the marker is being written: L1 was dropped, Redis still has the old record.
+    // While the marker is being written: L1 was dropped, Redis still has the old record, and
+    // this process does not read it.
     asio::steady_timer pause(executor, std::chrono::milliseconds(10));
     co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
     const LookupResult racing = co_await lookup.lookup(hash);
-    CHECK(racing.tier == LookupTier::redis);
-    CHECK(racing.record->is_active);  // the stale copy, now in L1 again
+    CHECK(racing.tier == LookupTier::postgres);
+    CHECK_FALSE(racing.record->is_active);
     while (!forgotten) {
       pause.expires_after(std::chrono::milliseconds(5));
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -201,4 +209,53 @@ TEST_CASE("forget_key: a lookup between the L1 drop and the shared-cache marker 
   CHECK(after.tier == LookupTier::postgres);
   REQUIRE(after.record);
   CHECK_FALSE(after.record->is_active);
+}
+
+TEST_CASE("forget_key: a marker Redis refuses is retried, and until it lands Redis is not read "
+          "for that key") {
+  L1Cache l1(l1_options());
+  MemorySharedCache redis;
+  SlowSource postgres;
+  const KeyHash hash = hash_of(8);
+  KeyRecord before = record("k8");
+  redis.records[hash] = before;
+  KeyRecord revoked = before;
+  revoked.revoked_at = Clock::now();
+  postgres.records[hash] = revoked;
+  redis.refuse_invalidations = 3;  // e.g. this worker's Redis connection is reconnecting
+
+  keygate::test::run_coro([&]() -> asio::awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    KeyLookup lookup(executor, l1, &redis, postgres);
+    bool forgotten = false;
+    asio::co_spawn(executor, forget_key(l1, &redis, hash, std::chrono::seconds(300)),
+                   [&forgotten](std::exception_ptr) { forgotten = true; });
+    asio::steady_timer pause(executor);
+    int lookups = 0;
+    while (!forgotten) {
+      const LookupResult during = co_await lookup.lookup(hash);
+      CHECK(during.tier != LookupTier::redis);  // never the stale copy
+      REQUIRE(during.record);
+      CHECK(during.record->revoked_at);
+      ++lookups;
+      pause.expires_after(std::chrono::milliseconds(20));
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    CHECK(lookups > 1);
+    CHECK(redis.invalidations_tried == 4);  // three refused, the fourth written
+    CHECK(redis.records.count(hash) == 0);
+    CHECK(l1.shared_cache_trusted(hash, L1Cache::SteadyClock::now()));
+  }());
+}
+
+TEST_CASE("forget_key: gives up on the marker once the old record has expired from Redis") {
+  L1Cache l1(l1_options());
+  MemorySharedCache redis;
+  SlowSource postgres;
+  const KeyHash hash = hash_of(9);
+  redis.refuse_invalidations = 1000;
+  keygate::test::run_coro(forget_key(l1, &redis, hash, std::chrono::milliseconds(200)));
+  CHECK(redis.invalidations_tried >= 2);
+  CHECK(redis.invalidations_tried < 10);
+  CHECK(l1.shared_cache_trusted(hash, L1Cache::SteadyClock::now()));
 }
