@@ -24,7 +24,7 @@ struct InlineText {
 
   void assign(std::string_view text) {
     size = static_cast<std::uint16_t>(std::min(text.size(), N));
-    std::memcpy(bytes.data(), text.data(), size);
+    if (size > 0) std::memcpy(bytes.data(), text.data(), size);  // an empty view may be null
   }
   std::string_view view() const { return {bytes.data(), size}; }
   bool empty() const { return size == 0; }
