@@ -18,6 +18,7 @@
 #include "app/key_output.hpp"
 #include "app/options.hpp"
 #include "core/duration.hpp"
+#include "core/text.hpp"
 #include "core/time_format.hpp"
 #include "authz/key_format.hpp"
 #include "authz/key_hash.hpp"
@@ -50,20 +51,9 @@ store::KeyOwner parse_owner(const std::string& text) {
   return {text.substr(0, colon), text.substr(colon + 1)};
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> items;
-  std::size_t start = 0;
-  for (;;) {
-    const auto comma = text.find(',', start);
-    items.push_back(text.substr(start, comma - start));
-    if (comma == std::string::npos) return items;
-    start = comma + 1;
-  }
-}
-
 std::vector<std::string> parse_scopes(const std::string& text) {
   std::vector<std::string> scopes;
-  for (auto& scope : split_list(text)) {
+  for (auto& scope : core::split_list(text)) {
     if (scope.empty() || !printable(scope)) {
       throw UsageError("--scopes: expected comma-separated scopes like inventory:read,orders:write, got " +
                        quoted_argument(text));
@@ -75,7 +65,7 @@ std::vector<std::string> parse_scopes(const std::string& text) {
 
 std::vector<core::IpNetwork> parse_networks(const std::string& text) {
   std::vector<core::IpNetwork> networks;
-  for (const auto& item : split_list(text)) {
+  for (const auto& item : core::split_list(text)) {
     auto network = core::IpNetwork::parse(item);
     if (!network) {
       throw UsageError("--allowed-ips: expected addresses or CIDR networks like 10.0.0.0/8,::1, got " +

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace keygate::core {
 
@@ -37,6 +38,17 @@ inline std::string to_upper_ascii(std::string_view text) {
   std::string out(text);
   std::transform(out.begin(), out.end(), out.begin(), ascii_upper);
   return out;
+}
+
+// "a,b,,c" -> {"a", "b", "", "c"}; "" -> {""}. Items are not trimmed.
+inline std::vector<std::string> split_list(std::string_view text, char separator = ',') {
+  std::vector<std::string> items;
+  for (std::size_t start = 0;;) {
+    const std::size_t end = text.find(separator, start);
+    items.emplace_back(text.substr(start, end - start));
+    if (end == std::string_view::npos) return items;
+    start = end + 1;
+  }
 }
 
 constexpr bool is_ascii_digit(char c) { return c >= '0' && c <= '9'; }

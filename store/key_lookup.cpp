@@ -72,22 +72,22 @@ asio::awaitable<LookupResult> KeyLookup::lookup_lower_tiers(const KeyHash& hash)
 
   bool fill_shared_cache = false;
   if (shared_cache_ != nullptr && l1_.shared_cache_trusted(hash, L1Cache::SteadyClock::now())) {
-    SharedKeyCache::Probe probe = co_await shared_cache_->get(hash);
-    if (probe.status == SharedKeyCache::Status::hit) {
+    TierAnswer probe = co_await shared_cache_->get(hash);
+    if (probe.status == TierAnswer::Status::found) {
       counters.count_lookup(LookupTier::redis, LookupOutcome::hit);
       probe.record->key_hash = hash;
       KeyRecordPtr record = std::move(probe.record);
       l1_.put(hash, record, epoch, L1Cache::SteadyClock::now());
       co_return LookupResult{LookupResult::Status::found, std::move(record), LookupTier::redis};
     }
-    const bool missed = probe.status == SharedKeyCache::Status::miss;
+    const bool missed = probe.status == TierAnswer::Status::not_found;
     counters.count_lookup(LookupTier::redis, missed ? LookupOutcome::miss : LookupOutcome::error);
     fill_shared_cache = missed;
   }
 
-  KeySource::Row row = co_await source_.find(hash);
+  TierAnswer row = co_await source_.find(hash);
   switch (row.status) {
-    case KeySource::Status::found: {
+    case TierAnswer::Status::found: {
       counters.count_lookup(LookupTier::postgres, LookupOutcome::hit);
       row.record->key_hash = hash;
       if (fill_shared_cache) shared_cache_->put(hash, *row.record);
@@ -95,11 +95,11 @@ asio::awaitable<LookupResult> KeyLookup::lookup_lower_tiers(const KeyHash& hash)
       l1_.put(hash, record, epoch, L1Cache::SteadyClock::now());
       co_return LookupResult{LookupResult::Status::found, std::move(record), LookupTier::postgres};
     }
-    case KeySource::Status::not_found:
+    case TierAnswer::Status::not_found:
       counters.count_lookup(LookupTier::postgres, LookupOutcome::miss);
       l1_.put_absent(hash, epoch, L1Cache::SteadyClock::now());
       co_return LookupResult{LookupResult::Status::not_found, nullptr, LookupTier::postgres};
-    case KeySource::Status::unavailable:
+    case TierAnswer::Status::unavailable:
       break;
   }
   counters.count_lookup(LookupTier::postgres, LookupOutcome::error);

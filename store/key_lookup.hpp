@@ -23,16 +23,19 @@ struct LookupResult {
   LookupTier tier = LookupTier::l1;  // the tier that answered
 };
 
+// What a tier below L1 (Redis, PostgreSQL) answers for one hash.
+struct TierAnswer {
+  enum class Status { found, not_found, unavailable };
+  Status status = Status::unavailable;
+  std::shared_ptr<KeyRecord> record;  // set when found
+};
+
 // The shared cache tier (Redis). Implementations never throw.
 class SharedKeyCache {
  public:
-  enum class Status { hit, miss, unavailable };
-  struct Probe {
-    Status status = Status::miss;
-    std::shared_ptr<KeyRecord> record;  // set on hit
-  };
   virtual ~SharedKeyCache() = default;
-  virtual boost::asio::awaitable<Probe> get(const KeyHash& hash) = 0;
+  // not_found: a miss (nothing cached, or an invalidation marker).
+  virtual boost::asio::awaitable<TierAnswer> get(const KeyHash& hash) = 0;
   // Fills the cache in the background; never overwrites an invalidation marker.
   virtual void put(const KeyHash& hash, const KeyRecord& record) = 0;
   // Replaces the record with an invalidation marker; false if that could not be written.
@@ -52,13 +55,8 @@ boost::asio::awaitable<void> forget_key(L1Cache& l1, SharedKeyCache* shared_cach
 // The source of truth (PostgreSQL). Implementations never throw.
 class KeySource {
  public:
-  enum class Status { found, not_found, unavailable };
-  struct Row {
-    Status status = Status::unavailable;
-    std::shared_ptr<KeyRecord> record;  // set when found
-  };
   virtual ~KeySource() = default;
-  virtual boost::asio::awaitable<Row> find(const KeyHash& hash) = 0;
+  virtual boost::asio::awaitable<TierAnswer> find(const KeyHash& hash) = 0;
 };
 
 class KeyLookup {

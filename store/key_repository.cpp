@@ -354,16 +354,16 @@ asio::awaitable<RepoResult<RotatedKey>> KeyRepository::rotate(std::string id, st
   co_return out;
 }
 
-asio::awaitable<KeySource::Row> PgKeySource::find(const KeyHash& hash) {
+asio::awaitable<TierAnswer> PgKeySource::find(const KeyHash& hash) {
   RepoResult<KeyRecord> found = co_await repository_.find_by_hash(hash);
-  Row row;
+  TierAnswer row;
   switch (found.status) {
     case RepoStatus::ok:
-      row.status = Status::found;
+      row.status = TierAnswer::Status::found;
       row.record = std::make_shared<KeyRecord>(std::move(found.value));
       break;
-    case RepoStatus::not_found: row.status = Status::not_found; break;
-    default: row.status = Status::unavailable; break;
+    case RepoStatus::not_found: row.status = TierAnswer::Status::not_found; break;
+    default: row.status = TierAnswer::Status::unavailable; break;
   }
   co_return row;
 }

@@ -5,23 +5,13 @@
 #include <algorithm>
 #include <memory>
 
+#include "core/text.hpp"
 #include "store/host_resolution.hpp"
 #include "store/pg_text.hpp"
 
 namespace keygate::store {
 
 namespace {
-
-std::vector<std::string> split_list(const std::string& list) {
-  std::vector<std::string> items;
-  std::size_t start = 0;
-  for (;;) {
-    const auto comma = list.find(',', start);
-    items.push_back(list.substr(start, comma - start));
-    if (comma == std::string::npos) return items;
-    start = comma + 1;
-  }
-}
 
 // `field` of every entry joined by commas; nullopt when all are empty.
 std::optional<std::string> join_list(const std::vector<PgHost>& hosts, std::string PgHost::*field) {
@@ -81,9 +71,9 @@ std::optional<PgDsn> parse_pg_dsn(std::string_view dsn, std::string* error) {
 }
 
 std::optional<std::vector<PgHost>> pg_hosts(const PgDsn& dsn) {
-  const auto hosts = split_list(dsn.value("host"));
-  const auto addresses = split_list(dsn.value("hostaddr"));
-  const auto ports = split_list(dsn.value("port"));
+  const auto hosts = core::split_list(dsn.value("host"));
+  const auto addresses = core::split_list(dsn.value("hostaddr"));
+  const auto ports = core::split_list(dsn.value("port"));
   // libpq: the host list is as long as hostaddr's when only that is given.
   const std::size_t n = dsn.has("host") ? hosts.size() : addresses.size();
   if (dsn.has("host") && dsn.has("hostaddr") && addresses.size() != n) return std::nullopt;

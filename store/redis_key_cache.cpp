@@ -24,17 +24,17 @@ RedisKeyCache::RedisKeyCache(asio::any_io_executor executor, RedisClient& redis,
       ttl_seconds_(std::to_string(std::max<long long>(
           1, std::chrono::duration_cast<std::chrono::seconds>(record_ttl).count()))) {}
 
-asio::awaitable<SharedKeyCache::Probe> RedisKeyCache::get(const KeyHash& hash) {
+asio::awaitable<TierAnswer> RedisKeyCache::get(const KeyHash& hash) {
   const std::string key = redis_record_key(hash);
   const std::array<std::string_view, 2> argv{"GET", key};
   RedisResult result = co_await redis_.command(argv);
   if (!result.ok() || result.reply.kind == RedisReply::Kind::error) {
-    co_return Probe{Status::unavailable, nullptr};
+    co_return TierAnswer{TierAnswer::Status::unavailable, nullptr};
   }
-  if (result.reply.kind != RedisReply::Kind::string) co_return Probe{Status::miss, nullptr};
+  if (result.reply.kind != RedisReply::Kind::string) co_return TierAnswer{TierAnswer::Status::not_found, nullptr};
   std::optional<KeyRecord> record = decode_key_record(result.reply.str);
-  if (!record) co_return Probe{Status::miss, nullptr};  // the marker, or another version's form
-  co_return Probe{Status::hit, std::make_shared<KeyRecord>(std::move(*record))};
+  if (!record) co_return TierAnswer{TierAnswer::Status::not_found, nullptr};  // the marker, or another version's form
+  co_return TierAnswer{TierAnswer::Status::found, std::make_shared<KeyRecord>(std::move(*record))};
 }
 
 void RedisKeyCache::put(const KeyHash& hash, const KeyRecord& record) {

@@ -18,7 +18,7 @@ class RedisKeyCache final : public SharedKeyCache {
   RedisKeyCache(boost::asio::any_io_executor executor, RedisClient& redis,
                 std::chrono::milliseconds record_ttl);
 
-  boost::asio::awaitable<Probe> get(const KeyHash& hash) override;
+  boost::asio::awaitable<TierAnswer> get(const KeyHash& hash) override;
   void put(const KeyHash& hash, const KeyRecord& record) override;
   // Replaces the record with the marker (awaits the write: revocation wants it done).
   boost::asio::awaitable<bool> invalidate(const KeyHash& hash) override;

@@ -28,12 +28,12 @@ namespace {
 
 class MemorySource final : public store::KeySource {
  public:
-  asio::awaitable<Row> find(const store::KeyHash& hash) override {
+  asio::awaitable<store::TierAnswer> find(const store::KeyHash& hash) override {
     ++queries;
-    if (down) co_return Row{Status::unavailable, nullptr};
+    if (down) co_return store::TierAnswer{store::TierAnswer::Status::unavailable, nullptr};
     const auto it = records.find(hash);
-    if (it == records.end()) co_return Row{Status::not_found, nullptr};
-    co_return Row{Status::found, std::make_shared<store::KeyRecord>(it->second)};
+    if (it == records.end()) co_return store::TierAnswer{store::TierAnswer::Status::not_found, nullptr};
+    co_return store::TierAnswer{store::TierAnswer::Status::found, std::make_shared<store::KeyRecord>(it->second)};
   }
   std::map<store::KeyHash, store::KeyRecord> records;
   bool down = false;

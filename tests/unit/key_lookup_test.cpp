@@ -27,12 +27,12 @@ KeyHash hash_of(std::uint8_t seed) {
 
 class MemorySharedCache final : public SharedKeyCache {
  public:
-  asio::awaitable<Probe> get(const KeyHash& hash) override {
+  asio::awaitable<TierAnswer> get(const KeyHash& hash) override {
     ++gets;
-    if (down) co_return Probe{Status::unavailable, nullptr};
+    if (down) co_return TierAnswer{TierAnswer::Status::unavailable, nullptr};
     auto it = records.find(hash);
-    if (it == records.end()) co_return Probe{Status::miss, nullptr};
-    co_return Probe{Status::hit, std::make_shared<KeyRecord>(it->second)};
+    if (it == records.end()) co_return TierAnswer{TierAnswer::Status::not_found, nullptr};
+    co_return TierAnswer{TierAnswer::Status::found, std::make_shared<KeyRecord>(it->second)};
   }
   void put(const KeyHash& hash, const KeyRecord& record) override { records[hash] = record; }
   // Writing the marker takes `invalidate_delay` (a slow Redis): lookups can run meanwhile.
@@ -59,14 +59,14 @@ class MemorySharedCache final : public SharedKeyCache {
 // Answers after a short pause, so that concurrent lookups overlap.
 class SlowSource final : public KeySource {
  public:
-  asio::awaitable<Row> find(const KeyHash& hash) override {
+  asio::awaitable<TierAnswer> find(const KeyHash& hash) override {
     ++queries;
     asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(20));
     co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (down) co_return Row{Status::unavailable, nullptr};
+    if (down) co_return TierAnswer{TierAnswer::Status::unavailable, nullptr};
     auto it = records.find(hash);
-    if (it == records.end()) co_return Row{Status::not_found, nullptr};
-    co_return Row{Status::found, std::make_shared<KeyRecord>(it->second)};
+    if (it == records.end()) co_return TierAnswer{TierAnswer::Status::not_found, nullptr};
+    co_return TierAnswer{TierAnswer::Status::found, std::make_shared<KeyRecord>(it->second)};
   }
   std::map<KeyHash, KeyRecord> records;
   bool down = false;
