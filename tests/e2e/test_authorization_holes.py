@@ -23,6 +23,17 @@ def headers_named(echo, name):
     return [v for n, v in echo["raw_headers"] if n.lower() == name]
 
 
+def raw_exchange(port, head):
+    """Sends `head` (a request keygate must answer and then close) as bytes; returns all it got
+    back. For shapes http.client will not send (a lower-case method, a header twice)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(head.encode())
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
 class RoutesAndMethodsTest(harness.KeygateTestCase):
 
     @classmethod
@@ -43,13 +54,9 @@ class RoutesAndMethodsTest(harness.KeygateTestCase):
                     self.assertEqual(r.json.get("error"), "method_not_allowed")
 
     def test_method_tokens_are_case_sensitive(self):
-        # http.client would upper-case nothing: send the request line by hand.
-        with socket.create_connection(("127.0.0.1", self.kg.port), timeout=5) as s:
-            s.sendall(f"get /inventory/x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
-                      f"{self.reader['key']}\r\nConnection: close\r\n\r\n".encode())
-            answer = b""
-            while chunk := s.recv(65536):
-                answer += chunk
+        answer = raw_exchange(self.kg.port, f"get /inventory/x HTTP/1.1\r\nHost: t\r\n"
+                                            f"Authorization: Bearer {self.reader['key']}\r\n"
+                                            "Connection: close\r\n\r\n")
         # Refused at the request line (400, as nginx does) before any route is matched; the
         # route table compares exactly as well (tests/unit/routes_test.cpp).
         self.assertRegex(answer[:13].decode(), r"^HTTP/1\.1 40[05] $",
@@ -123,12 +130,9 @@ class CredentialsTest(harness.KeygateTestCase):
         self.assertError(r, 400, "conflicting_keys", self.kg)
 
     def test_a_second_key_in_the_same_header_twice_is_400(self):
-        with socket.create_connection(("127.0.0.1", self.kg.port), timeout=5) as s:
-            s.sendall(f"GET /x HTTP/1.1\r\nHost: t\r\nX-API-Key: {self.a['key']}\r\n"
-                      f"X-API-Key: {self.b['key']}\r\nConnection: close\r\n\r\n".encode())
-            answer = b""
-            while chunk := s.recv(65536):
-                answer += chunk
+        answer = raw_exchange(self.kg.port, f"GET /x HTTP/1.1\r\nHost: t\r\n"
+                                            f"X-API-Key: {self.a['key']}\r\n"
+                                            f"X-API-Key: {self.b['key']}\r\nConnection: close\r\n\r\n")
         self.assertTrue(answer.startswith(b"HTTP/1.1 400 "), harness.redact(answer[:200].decode()))
         self.assertIn(b"conflicting_keys", answer)
 
