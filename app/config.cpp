@@ -54,7 +54,31 @@ void apply_overrides(Config& config, const std::map<std::string, std::string>& e
   if (auto v = value("KEYGATE_PEPPER")) config.keys.pepper = *v;
 }
 
+// Control characters as \n, \t or \xNN.
+std::string one_line(std::string_view text) {
+  std::string line;
+  line.reserve(text.size());
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      line += "\\n";
+    } else if (c == '\t') {
+      line += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      constexpr char digits[] = "0123456789abcdef";
+      line += "\\x";
+      line += digits[u >> 4];
+      line += digits[u & 0xf];
+    } else {
+      line += c;
+    }
+  }
+  return line;
+}
+
 }  // namespace
+
+ConfigError::ConfigError(const std::string& message) : std::runtime_error(one_line(message)) {}
 
 Config parse_config(const std::string& yaml_text, const std::string& source_name,
                     const std::map<std::string, std::string>& environment) {

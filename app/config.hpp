@@ -120,7 +120,9 @@ struct Config {
 // e.g. "config.yaml:12: cache.ttl: expected a duration like 30s, got \"soon\"".
 class ConfigError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  // Always one line, whatever a value or a library's message held: control characters are
+  // written as \n, \t or \xNN (tests/fuzz/config.cpp).
+  explicit ConfigError(const std::string& message);
 };
 
 // Reads and validates a config file; `environment` supplies ${VAR} expansion and the

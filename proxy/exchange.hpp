@@ -139,6 +139,25 @@ inline bool has_obs_fold(const char* data, std::size_t size) {
   return false;
 }
 
+// Parses what `buffer` holds of a message header into `parser` and consumes it: need_more
+// when the header is not complete yet, else the parser's verdict (or obs_fold_error). The
+// step of read_header without the I/O (tests/fuzz/request_head.cpp drives it too).
+template <bool isRequest>
+error_code parse_header_bytes(beast::flat_buffer& buffer, http::basic_parser<isRequest>& parser) {
+  if constexpr (isRequest) {
+    if (!parser.got_some()) {  // RFC 9112 2.2: empty lines before a request are ignored
+      buffer.consume(empty_lines_before_request(buffered(buffer)));
+    }
+  }
+  if (buffer.size() == 0) return http::error::need_more;
+  error_code ec;
+  const auto data = buffer.data();
+  const std::size_t used = parser.put(data, ec);
+  if (has_obs_fold(static_cast<const char*>(data.data()), used)) return obs_fold_error;
+  buffer.consume(used);
+  return ec;
+}
+
 // Reads one message header into `parser`. Parses from `buffer` first and reads only when it
 // needs more; `got_bytes` tells whether any byte of this message arrived (a stale keep-alive
 // connection fails with none). Bounded by the parser's header limit; the caller's Deadline
@@ -148,18 +167,8 @@ asio::awaitable<error_code> read_header(Stream& socket, beast::flat_buffer& buff
                                         http::basic_parser<isRequest>& parser, bool& got_bytes) {
   got_bytes = buffer.size() > 0;
   for (;;) {
-    if constexpr (isRequest) {
-      if (!parser.got_some()) {  // RFC 9112 2.2: empty lines before a request are ignored
-        buffer.consume(empty_lines_before_request(buffered(buffer)));
-      }
-    }
-    if (buffer.size() > 0) {
-      error_code ec;
-      const auto data = buffer.data();
-      const std::size_t used = parser.put(data, ec);
-      if (has_obs_fold(static_cast<const char*>(data.data()), used)) co_return obs_fold_error;
-      buffer.consume(used);
-      if (ec != http::error::need_more) co_return ec;
+    if (const error_code ec = parse_header_bytes(buffer, parser); ec != http::error::need_more) {
+      co_return ec;
     }
     constexpr std::size_t read_size = 16 * 1024;
     auto [ec, n] = co_await socket.async_read_some(buffer.prepare(read_size), awaitable_tuple);

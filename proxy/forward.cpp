@@ -25,23 +25,9 @@
 
 namespace keygate::proxy {
 
-namespace {
-
-constexpr std::uint32_t upstream_header_limit = 64 * 1024;
-
-// ok: go on. retry: a reused connection failed before anything of the request body was
-// consumed and before any response byte; try once more on a fresh one. done: answered.
-enum class Step { ok, retry, done };
-
-void count(store::Counter& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
-
-// ---- request ------------------------------------------------------------------------------
-
-void prepare_request(Exchange& x, const ForwardPlan& plan) {
-  Request& request = x.parser.get();
-  const ProxyOptions& options = x.conn.worker.options;
-  std::string& scratch = x.conn.scratch;
-
+void prepare_upstream_request(Request& request, const ForwardPlan& plan,
+                              const UpstreamRequestContext& context,
+                              const ProxyOptions& options, std::string& scratch) {
   remove_hop_by_hop(request);
   request.erase(http::field::expect);  // keygate answers 100 Continue itself
   remove_identity(request);
@@ -59,14 +45,14 @@ void prepare_request(Exchange& x, const ForwardPlan& plan) {
     scratch.append("?").append(plan.target.query);
   }
   request.target(scratch);
-  set_forwarded(request, x.conn.peer_text, x.conn.peer_trusted,
-                x.conn.stream.is_tls() ? "https" : "http", scratch);
+  set_forwarded(request, context.peer_text, context.peer_trusted, context.tls ? "https" : "http",
+                scratch);
 
   // The body's framing, re-stated from what the parser saw (one Content-Length at most).
-  if (x.parser.chunked()) {
+  if (context.chunked) {
     request.chunked(true);
-  } else if (const auto length = x.parser.content_length()) {
-    request.content_length(*length);
+  } else if (context.content_length) {
+    request.content_length(*context.content_length);
   }
   // RFC 9112 3.2.2: an absolute-form target's authority replaces the Host header.
   if (!plan.target.authority.empty()) request.set(http::field::host, plan.target.authority);
@@ -75,6 +61,25 @@ void prepare_request(Exchange& x, const ForwardPlan& plan) {
     request.set(http::field::host, scratch);
   }
   request.version(11);  // keep-alive to the upstream
+}
+
+namespace {
+
+constexpr std::uint32_t upstream_header_limit = 64 * 1024;
+
+// ok: go on. retry: a reused connection failed before anything of the request body was
+// consumed and before any response byte; try once more on a fresh one. done: answered.
+enum class Step { ok, retry, done };
+
+void count(store::Counter& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
+
+// ---- request ------------------------------------------------------------------------------
+
+void prepare_request(Exchange& x, const ForwardPlan& plan) {
+  UpstreamRequestContext context{x.conn.peer_text, x.conn.peer_trusted, x.conn.stream.is_tls(),
+                                 x.parser.chunked(), std::nullopt};
+  if (const auto length = x.parser.content_length()) context.content_length = *length;
+  prepare_upstream_request(x.parser.get(), plan, context, x.conn.worker.options, x.conn.scratch);
 }
 
 asio::awaitable<UpstreamConnectionPtr> connect(Exchange& x) {

@@ -46,6 +46,7 @@ std::shared_ptr<RedisLink> RedisLink::open(const asio::any_io_executor& executor
     redisAsyncFree(ac);
     return nullptr;
   }
+  bound_reply_reader(*ac->c.reader);
   link->ac_ = ac;
   ac->data = link.get();
   ac->ev.data = link.get();

@@ -85,8 +85,6 @@ for i = 2, n + 1 do current = current + counts[i] end
 return {1, used, granted, counts[1], current}
 )lua";
 
-enum class ScriptStatus { rate_limited = 0, allowed = 1, quota_exceeded = 2, quota_missing = 3 };
-
 bool integer_at(const RedisReply& reply, std::size_t i, std::int64_t& out) {
   if (reply.elements.size() <= i || reply.elements[i].kind != RedisReply::Kind::integer) {
     return false;
@@ -95,14 +93,10 @@ bool integer_at(const RedisReply& reply, std::size_t i, std::int64_t& out) {
   return true;
 }
 
-struct ScriptReply {
-  bool ok = false;
-  ScriptStatus status = ScriptStatus::rate_limited;
-  WindowHitResult result;
-};
+}  // namespace
 
-ScriptReply parse(const RedisResult& redis, std::int64_t buckets) {
-  ScriptReply out;
+WindowScriptReply parse_window_script_reply(const RedisResult& redis, std::int64_t buckets) {
+  WindowScriptReply out;
   if (!redis.ok() || redis.reply.kind != RedisReply::Kind::array) return out;
   const std::size_t size = redis.reply.elements.size();
   std::int64_t status = 0;
@@ -131,8 +125,6 @@ ScriptReply parse(const RedisResult& redis, std::int64_t buckets) {
   out.ok = true;
   return out;
 }
-
-}  // namespace
 
 const RedisScript& RedisRateCounter::sliding_window_script() {
   static const RedisScript script{std::string(sliding_window_lua)};
@@ -167,7 +159,7 @@ boost::asio::awaitable<WindowHitResult> RedisRateCounter::hit(const WindowHit& r
     const std::array<std::string_view, 8> args{limit, bucket, now, buckets, expire, want, back_index, back};
     metrics().ratelimit_redis_calls.fetch_add(1, std::memory_order_relaxed);
     const RedisResult result = co_await redis_.eval_script(sliding_window_script(), keys, args);
-    ScriptReply reply = parse(result, request.buckets);
+    WindowScriptReply reply = parse_window_script_reply(result, request.buckets);
     if (!reply.ok || reply.status == ScriptStatus::quota_missing) co_return out;
     out = std::move(reply.result);
     out.status = WindowHitResult::Status::ok;
@@ -184,13 +176,13 @@ boost::asio::awaitable<WindowHitResult> RedisRateCounter::hit(const WindowHit& r
   const std::string quota_expire = std::to_string(quota.expire_ms);
   const std::array<std::string_view, 2> keys{counter, quota_key};
   std::string start_from = "-1";
-  ScriptReply reply;
+  WindowScriptReply reply;
   for (int attempt = 0; attempt < 2; ++attempt) {
     const std::array<std::string_view, 11> args{limit, bucket, now, buckets, expire, want, back_index,
                                                 back, quota_limit, start_from, quota_expire};
     metrics().ratelimit_redis_calls.fetch_add(1, std::memory_order_relaxed);
     const RedisResult result = co_await redis_.eval_script(sliding_window_script(), keys, args);
-    reply = parse(result, request.buckets);
+    reply = parse_window_script_reply(result, request.buckets);
     if (!reply.ok) co_return out;
     if (reply.status != ScriptStatus::quota_missing) break;
     if (attempt == 1) break;

@@ -76,6 +76,18 @@ struct WindowHitResult {
   bool allowed() const { return verdict == Verdict::allowed; }
 };
 
+// What the sliding-window script answered, checked: `ok` false for anything but the shapes it
+// returns (a reply of another shape is Redis misbehaving: the caller treats it as Redis
+// unavailable). Pure; exposed for tests and tests/fuzz.
+enum class ScriptStatus { rate_limited = 0, allowed = 1, quota_exceeded = 2, quota_missing = 3 };
+struct WindowScriptReply {
+  bool ok = false;
+  ScriptStatus status = ScriptStatus::rate_limited;
+  WindowHitResult result;
+};
+struct RedisResult;
+WindowScriptReply parse_window_script_reply(const RedisResult& redis, std::int64_t buckets);
+
 // What authz::RateLimiter needs from a shared counter store; an interface so that the limiter's
 // decisions (near cache, fallback modes) are unit-tested without Redis. Never throws.
 class RateCounter {

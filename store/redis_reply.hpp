@@ -6,7 +6,8 @@
 #include <string_view>
 #include <vector>
 
-struct redisReply;  // hiredis' own reply (hiredis/hiredis.h)
+struct redisReply;   // hiredis' own reply (hiredis/hiredis.h)
+struct redisReader;  // hiredis' RESP parser (hiredis/read.h)
 
 namespace keygate::store {
 
@@ -29,6 +30,15 @@ struct RedisReply {
 
 // An owned copy of a hiredis reply tree: hiredis frees its own when the callback returns.
 RedisReply copy_reply(const redisReply& reply);
+
+// keygate's own commands never get an array longer than this back.
+inline constexpr int max_reply_elements = 64 * 1024;
+// Makes `reader` refuse (as a protocol error: the connection is dropped) an array reply longer
+// than max_reply_elements: hiredis 0.14 allocates the element table of any length a server
+// announces ("*2147483647" is a 16 GB calloc) before a single element has arrived.
+void bound_reply_reader(redisReader& reader);
+// A reader as keygate's connections use (tests/fuzz); free with redisReaderFree.
+redisReader* create_reply_reader();
 // The bytes of a string, status or error reply; empty for other kinds and for null.
 std::string_view reply_text(const redisReply* reply);
 
