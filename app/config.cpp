@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "app/config_sections.hpp"
+#include "core/utf8.hpp"
 
 extern char** environ;
 
@@ -82,6 +83,14 @@ ConfigError::ConfigError(const std::string& message) : std::runtime_error(one_li
 
 Config parse_config(const std::string& yaml_text, const std::string& source_name,
                     const std::map<std::string, std::string>& environment) {
+  // yaml-cpp reads a file starting with NUL bytes as UTF-32 or UTF-16 and can then loop until
+  // memory runs out (tests/fuzz/config.cpp found it): config files are UTF-8 text.
+  if (const std::size_t bad = core::first_invalid_utf8(yaml_text); bad != std::string::npos) {
+    const auto line = 1 + std::count(yaml_text.begin(), yaml_text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+    throw ConfigError(source_name + ":" + std::to_string(line) + ": not UTF-8 text (" +
+                      (yaml_text[bad] == '\0' ? "a NUL byte" : "a malformed UTF-8 sequence") +
+                      " at byte " + std::to_string(bad + 1) + "): save the file as UTF-8");
+  }
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(yaml_text);

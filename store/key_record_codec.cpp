@@ -26,6 +26,14 @@ std::int64_t to_micros(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 
+// False for a time system_clock cannot hold (libstdc++: nanoseconds, years 1677 to 2262),
+// which only a corrupted or foreign value holds: converting it would overflow.
+bool is_representable(std::int64_t us) {
+  constexpr std::int64_t limit =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::duration::max()).count();
+  return us >= -limit && us <= limit;
+}
+
 TimePoint from_micros(std::int64_t us) {
   return TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(us)));
 }
@@ -185,8 +193,12 @@ std::optional<KeyRecord> decode_key_record(std::string_view text) {
   const std::int64_t active = in.required_number();
   if (active != 0 && active != 1) ok = false;
   r.is_active = active == 1;
-  if (const auto us = in.number()) r.expires_at = from_micros(*us);
-  if (const auto us = in.number()) r.revoked_at = from_micros(*us);
+  for (std::optional<TimePoint>* time : {&r.expires_at, &r.revoked_at}) {
+    const auto us = in.number();
+    if (!us) continue;
+    if (!is_representable(*us)) return std::nullopt;
+    *time = from_micros(*us);
+  }
   if (!ok || !in.ok() || !in.at_end() || r.id.empty()) return std::nullopt;
   return r;
 }

@@ -93,6 +93,13 @@ bool integer_at(const RedisReply& reply, std::size_t i, std::int64_t& out) {
   return true;
 }
 
+// A bucket's count as the script keeps it: never negative, and far below what a sum of a
+// window's buckets could overflow with (the limits are int).
+bool count_at(const RedisReply& reply, std::size_t i, std::int64_t& out) {
+  constexpr std::int64_t most = std::int64_t{1} << 40;
+  return integer_at(reply, i, out) && out >= 0 && out <= most;
+}
+
 }  // namespace
 
 WindowScriptReply parse_window_script_reply(const RedisResult& redis, std::int64_t buckets) {
@@ -102,20 +109,20 @@ WindowScriptReply parse_window_script_reply(const RedisResult& redis, std::int64
   std::int64_t status = 0;
   if (!integer_at(redis.reply, 0, status) || status < 0 || status > 3 ||
       !integer_at(redis.reply, 1, out.result.quota_used) ||
-      !integer_at(redis.reply, 2, out.result.granted)) {
+      !count_at(redis.reply, 2, out.result.granted)) {
     return out;
   }
   WindowHitResult& r = out.result;
   if (status == static_cast<int>(ScriptStatus::allowed)) {
-    if (size != 5 || r.granted < 1 || !integer_at(redis.reply, 3, r.previous) ||
-        !integer_at(redis.reply, 4, r.current)) {
+    if (size != 5 || r.granted < 1 || !count_at(redis.reply, 3, r.previous) ||
+        !count_at(redis.reply, 4, r.current)) {
       return out;
     }
   } else {
     if (size != static_cast<std::size_t>(buckets + 4)) return out;
     r.counts.resize(static_cast<std::size_t>(buckets + 1));
     for (std::size_t i = 0; i < r.counts.size(); ++i) {
-      if (!integer_at(redis.reply, i + 3, r.counts[i])) return out;
+      if (!count_at(redis.reply, i + 3, r.counts[i])) return out;
     }
     r.previous = r.counts.front();
     r.current = 0;

@@ -38,8 +38,12 @@ build_keygate() {
   local dir=${KEYGATE_BUILD_DIR:-$KEYGATE_ROOT/build}
   mkdir -p "$dir"
   echo "==> building in $dir (log: $dir/build.log)"
+  # KEYGATE_CMAKE_ARGS: more configure options, space-separated (scripts/fuzz: clang, the
+  # fuzz targets).
+  local configure=()
+  read -r -a configure <<<"${KEYGATE_CMAKE_ARGS:-}"
   if ! { cmake -S "$KEYGATE_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="${KEYGATE_BUILD_TYPE:-RelWithDebInfo}" \
-           -DKEYGATE_SANITIZE="${KEYGATE_SANITIZE:-OFF}" &&
+           -DKEYGATE_SANITIZE="${KEYGATE_SANITIZE:-OFF}" ${configure[@]+"${configure[@]}"} &&
          cmake --build "$dir" -j "$(nproc)" "$@"; } >"$dir/build.log" 2>&1; then
     grep -E "error|Error" "$dir/build.log" | head -40 >&2 || true
     tail -20 "$dir/build.log" >&2
