@@ -1,6 +1,7 @@
 // Strict parsing of a subcommand's arguments (see cli_args.hpp).
 #include "app/cli_args.hpp"
 
+#include "core/base62.hpp"
 #include "core/duration.hpp"
 
 namespace keygate::app {
@@ -57,6 +58,19 @@ std::chrono::milliseconds parse_duration_flag(const std::string& flag, const std
   return *duration;
 }
 
-std::string quoted_argument(std::string_view text) { return "\"" + std::string(text) + "\""; }
+bool may_hold_key(std::string_view text) {
+  constexpr std::size_t shown_at_most = 15;  // a key's secret part is 38 characters
+  std::size_t run = 0;
+  for (char c : text) {
+    run = core::is_base62(c) ? run + 1 : 0;
+    if (run > shown_at_most) return true;
+  }
+  return false;
+}
+
+std::string quoted_argument(std::string_view text) {
+  if (may_hold_key(text)) return "something that may be an API key (not shown)";
+  return "\"" + std::string(text) + "\"";
+}
 
 }  // namespace keygate::app

@@ -30,7 +30,11 @@ ParsedArgs parse_args(const std::string& command, Args args, const std::set<std:
 std::chrono::milliseconds parse_duration_flag(const std::string& flag, const std::string& text,
                                               std::string_view example, bool allow_zero);
 
-// `"text"` for messages about an argument.
+// True when `text` holds a run of 16 or more base62 characters: it may be an API key, or a
+// good part of one (a key pasted where an id or a value belongs), so it is never shown.
+bool may_hold_key(std::string_view text);
+
+// `"text"` for messages about an argument; an argument that may_hold_key is not shown.
 std::string quoted_argument(std::string_view text);
 
 }  // namespace keygate::app

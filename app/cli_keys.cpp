@@ -18,6 +18,7 @@
 #include "app/key_output.hpp"
 #include "app/options.hpp"
 #include "core/duration.hpp"
+#include "core/hex.hpp"
 #include "core/text.hpp"
 #include "core/time_format.hpp"
 #include "authz/key_format.hpp"
@@ -85,9 +86,16 @@ std::int64_t parse_quota(const std::string& text) {
   return value;
 }
 
+// An id that is not a uuid goes to the repository ("no key with id ..."), unless it may be a
+// key itself, which is refused here without being shown.
 const std::string& key_id_argument(const std::string& command, const ParsedArgs& parsed) {
   if (parsed.positional.empty()) throw UsageError(command + ": missing key ID");
-  return parsed.positional[0];
+  const std::string& id = parsed.positional[0];
+  if (!core::is_uuid(id) && may_hold_key(id)) {
+    throw UsageError(command + ": ID: expected a key id (a uuid, as keys list shows), got " +
+                     quoted_argument(id));
+  }
+  return id;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,7 +253,7 @@ int run_keys(const Config& config, Args args) {
     if (auto text = parsed.value("--grace")) grace = parse_duration_flag("--grace", *text, "24h", true);
     return run_to_completion(io, rotate(ctx, id, grace, parsed.has("--json")));
   }
-  throw UsageError("keys: unknown subcommand \"" + verb + "\" (expected " + subcommands + ")");
+  throw UsageError("keys: unknown subcommand " + quoted_argument(verb) + " (expected " + subcommands + ")");
 }
 
 }  // namespace keygate::app

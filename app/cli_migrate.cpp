@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "app/cli_args.hpp"
 #include "app/cli_run.hpp"
 #include "core/time_format.hpp"
 #include "store/migrator.hpp"
@@ -42,15 +43,17 @@ Action parse_action(Args args) {
   if (args.empty()) return Action::up;
   const std::string& verb = args[0];
   if (verb == "up" || verb == "status") {
-    if (args.size() > 1) throw UsageError("migrate " + verb + ": unexpected argument \"" + args[1] + "\"");
+    if (args.size() > 1) {
+      throw UsageError("migrate " + verb + ": unexpected argument " + quoted_argument(args[1]));
+    }
     return verb == "up" ? Action::up : Action::status;
   }
   if (verb == "down") {
     if (args.size() == 1) return Action::down;
     if (args[1] == "--all" && args.size() == 2) return Action::down_all;
-    throw UsageError("migrate down: unexpected argument \"" + args[1] + "\" (only --all)");
+    throw UsageError("migrate down: unexpected argument " + quoted_argument(args[1]) + " (only --all)");
   }
-  throw UsageError("migrate: unknown subcommand \"" + verb + "\" (expected up, down or status)");
+  throw UsageError("migrate: unknown subcommand " + quoted_argument(verb) + " (expected up, down or status)");
 }
 
 asio::awaitable<int> migrate(const Config& config, Action action) {

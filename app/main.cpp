@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "app/cli_args.hpp"
 #include "app/commands.hpp"
 #include "app/config.hpp"
 
@@ -89,7 +90,7 @@ int main(int argc, char** argv) {
     else if (line.command == "migrate") run = run_migrate;
     else if (line.command == "keys") run = run_keys;
     else if (line.command == "usage") run = run_usage;
-    else throw UsageError("unknown command '" + line.command + "' (try keygate --help)");
+    else throw UsageError("unknown command " + quoted_argument(line.command) + " (try keygate --help)");
 
     const Config config = load_config(line.config_path);
     return run(config, line.args);

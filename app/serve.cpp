@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "app/cli_args.hpp"
 #include "app/commands.hpp"
 #include "app/options.hpp"
 #include "core/log.hpp"
@@ -74,7 +75,7 @@ void warn_about_refusals(const Config& config) {
 }  // namespace
 
 int run_serve(const Config& config, Args args) {
-  for (const std::string& arg : args) throw UsageError("serve: unexpected argument '" + arg + "'");
+  for (const std::string& arg : args) throw UsageError("serve: unexpected argument " + quoted_argument(arg));
 
   const store::RedisOptions& redis_opts = config.redis;
   const unsigned threads = worker_count(config);

@@ -114,7 +114,11 @@ asio::awaitable<PgResult> PgConnection::connect(std::string dsn, std::chrono::mi
     drop(s);
     return PgResult::failure(PgStatus::connection_error, std::move(message));
   };
-  if (!parsed) co_return fail(parse_error);
+  if (!parsed) {  // no address to name: pg_address would make one up from libpq's defaults
+    drop(s);
+    co_return PgResult::failure(PgStatus::connection_error,
+                                "cannot reach PostgreSQL: malformed connection string: " + parse_error);
+  }
   apply_host_environment(*parsed);
   const std::string unresolved = co_await resolve_hosts(*parsed, operation.deadline);
   if (!unresolved.empty()) co_return fail(unresolved);

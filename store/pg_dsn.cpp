@@ -59,7 +59,10 @@ std::optional<PgDsn> parse_pg_dsn(std::string_view dsn, std::string* error) {
   const std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> options(
       PQconninfoParse(std::string(dsn).c_str(), &message), &PQconninfoFree);
   if (!options) {
-    if (error != nullptr) *error = message ? one_line_reason(message) : "out of memory";
+    // libpq's reason quotes pieces of the string, which may be the password.
+    if (error != nullptr) {
+      *error = message ? hide_quoted_parts(one_line_reason(message), dsn) : "out of memory";
+    }
     if (message) PQfreemem(message);
     return std::nullopt;
   }

@@ -17,6 +17,32 @@ std::string hide_secret(std::string message, std::string_view secret) {
   return message;
 }
 
+std::string hide_quoted_parts(std::string_view message, std::string_view dsn) {
+  constexpr std::string_view hidden = "\"***\"";
+  const std::size_t first = message.find('"');
+  if (first == std::string_view::npos) return std::string(message);
+  if (dsn.find('"') != std::string_view::npos) {
+    const std::size_t last = message.rfind('"');
+    return std::string(message.substr(0, first)) + std::string(hidden) +
+           std::string(last > first ? message.substr(last + 1) : std::string_view());
+  }
+  std::string out(message.substr(0, first));
+  std::size_t open = first;
+  while (open != std::string_view::npos) {
+    const std::size_t close = message.find('"', open + 1);
+    if (close == std::string_view::npos) {  // unpaired: the rest may be the string's
+      out += hidden;
+      return out;
+    }
+    const std::string_view inside = message.substr(open + 1, close - open - 1);
+    const bool format_literal = inside == "=" || inside == "]" || inside == ":" || inside == "/";
+    out += format_literal ? message.substr(open, close - open + 1) : hidden;
+    open = message.find('"', close + 1);
+    out += message.substr(close + 1, (open == std::string_view::npos ? message.size() : open) - close - 1);
+  }
+  return out;
+}
+
 std::string one_line_reason(std::string_view libpq_message) {
   std::string line(libpq_message.substr(0, libpq_message.find('\n')));
   while (!line.empty() && (core::is_blank(line.back()) || line.back() == '\r')) line.pop_back();

@@ -24,5 +24,11 @@ std::string format_pg_bytea(const std::uint8_t* data, std::size_t size);
 std::string one_line_reason(std::string_view libpq_message);
 // `message` with every occurrence of `secret` (when not empty) replaced by "***".
 std::string hide_secret(std::string message, std::string_view secret);
+// libpq's reason for a connection string it cannot parse quotes pieces of that string, which
+// may be the password ('invalid percent-encoded token: "pa%zz"', 'missing "=" after "word"',
+// the whole URI): each quoted piece becomes "***", except the format's own one-character ones
+// ("=", "]", ":", "/"). When `dsn` itself holds a '"', the quotes cannot be paired: everything
+// from the first to the last quote goes.
+std::string hide_quoted_parts(std::string_view message, std::string_view dsn);
 
 }  // namespace keygate::store

@@ -154,6 +154,17 @@ TEST_CASE("connecting to a closed port fails fast with a message naming PostgreS
   }());
 }
 
+TEST_CASE("a malformed connection string fails at once, with libpq's reason and without the password") {
+  run_coro([&]() -> asio::awaitable<void> {
+    PgConnection connection(co_await asio::this_coro::executor);
+    PgResult r = co_await connection.connect("postgresql://kg:Sup3rSecretPw%zz@127.0.0.1:1/db", 3s);
+    CHECK(r.status() == PgStatus::connection_error);
+    CHECK(r.error() == "cannot reach PostgreSQL: malformed connection string: invalid "
+                       "percent-encoded token: \"***\"");
+    CHECK_FALSE(connection.connected());
+  }());
+}
+
 TEST_CASE("connecting to a server that never answers times out") {
   asio::io_context io;
   // Listening but never accepting: the TCP handshake completes, the startup packet is ignored.

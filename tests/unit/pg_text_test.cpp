@@ -71,6 +71,42 @@ TEST_CASE("a secret is hidden wherever it appears, and an empty secret hides not
   CHECK(hide_secret("nothing here", "") == "nothing here");
 }
 
+TEST_CASE("libpq's quoted pieces of a connection string are hidden, its format's own quotes kept") {
+  const std::string dsn = "host=a password=my secret";
+  CHECK(hide_quoted_parts("missing \"=\" after \"secret\" in connection info string", dsn) ==
+        "missing \"=\" after \"***\" in connection info string");
+  CHECK(hide_quoted_parts("invalid percent-encoded token: \"pa%zzss\"", dsn) ==
+        "invalid percent-encoded token: \"***\"");
+  CHECK(hide_quoted_parts("unexpected character \"x\" at position 9 in URI (expected \":\" or \"/\"): "
+                          "\"postgresql://u:pw@h/d\"", dsn) ==
+        "unexpected character \"***\" at position 9 in URI (expected \":\" or \"/\"): \"***\"");
+  CHECK(hide_quoted_parts("unterminated quoted string in connection info string", dsn) ==
+        "unterminated quoted string in connection info string");
+  CHECK(hide_quoted_parts("a \"b\" and \"unpaired", dsn) == "a \"***\" and \"***\"");
+  // A '"' in the string itself: the quotes cannot be paired, so all between the first and the
+  // last one goes (a password 'a"b' would otherwise leave "b" outside a pair).
+  CHECK(hide_quoted_parts("missing \"=\" after \"a\"b\" in connection info string", "x a\"b") ==
+        "missing \"***\" in connection info string");
+}
+
+TEST_CASE("a connection string libpq cannot parse is refused without quoting its password") {
+  const char* malformed[] = {
+      "host=127.0.0.1 user=u password=Sup3r Secr3tPw",     // unquoted space: 'missing "=" after ...'
+      "postgresql://u:Sup3rSecr3tPw%zz@127.0.0.1:1/db",      // raw '%' in the password
+      "postgresql://u:Sup3rSecr3tPw@[::1:5432/db",           // the whole URI is quoted
+      "postgresql://u:Sup3rSecr3tPw@127.0.0.1/db?Secr3tPw",  // a query without '='
+      "postgresql://u:Sup3r\"Secr3tPw@[::1/db",              // a '"' in the password
+  };
+  for (const char* dsn : malformed) {
+    CAPTURE(dsn);
+    std::string error;
+    CHECK_FALSE(parse_pg_dsn(dsn, &error).has_value());
+    CHECK_FALSE(error.empty());
+    CHECK(error.find("Secr3tPw") == std::string::npos);
+    CHECK(error.find("Sup3r") == std::string::npos);
+  }
+}
+
 TEST_CASE("connection strings parse in URI and key=value form, with every host in order") {
   const PgDsn uri = parsed("postgresql://kg:p%40ss@db-a.internal:5433,[::1]:5434/keygate?sslmode=require");
   CHECK(uri.value("user") == "kg");
