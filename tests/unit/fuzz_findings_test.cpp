@@ -83,4 +83,14 @@ TEST_CASE("redis_reply: a window reply whose bucket count is INT64_MIN or negati
   CHECK(fine.result.current == 7);
 }
 
+TEST_CASE("config: a file of just ',' (yaml-cpp's LoadAll never ended) is invalid YAML, at once") {
+  // yaml-cpp 0.7 yielded empty documents at the same place forever, allocating until bad_alloc.
+  CHECK(config_error(",") == "config.yaml:1: invalid YAML: unexpected \",\"");
+  CHECK(config_error(",imits:\n  trusted_proxies: [10.0.0.0/8, 1::]\n") ==
+        "config.yaml:1: invalid YAML: unexpected \",\"");
+  CHECK(config_error("mode: proxy\n---\nmode: authz\n") ==
+        "config.yaml:3: only one YAML document is allowed");
+  CHECK(config_error("# nothing but a comment\n") == "(no error)");
+}
+
 }
