@@ -71,6 +71,8 @@ struct ProxyOptions {
   std::chrono::milliseconds upstream_connect_timeout{2000};
   std::chrono::milliseconds upstream_response_timeout{30000};
   std::chrono::milliseconds shutdown_timeout{15000};
+  // Open client connections, all workers. One over it is answered 503 over_capacity and
+  // closed, without being counted (see turn_away.hpp).
   std::size_t max_connections = 10000;
   std::size_t upstream_pool_size = 64;  // idle keep-alive upstream connections per worker
   bool handle_signals = true;  // SIGTERM/SIGINT drain and stop, SIGHUP reloads (tests: off)
