@@ -78,6 +78,7 @@ struct Config {
     std::size_t max_header_bytes = 16 * 1024;
     std::uint64_t max_body_bytes = 100ull * 1024 * 1024 + 1024 * 1024;  // 101 MiB
     Duration header_timeout{10000};
+    Duration body_timeout{60000};  // the longest wait between two reads of a request body
     Duration idle_timeout{60000};
     Duration upstream_connect_timeout{2000};
     Duration upstream_response_timeout{30000};

@@ -64,6 +64,7 @@ void read_section(const Reader& r, const Entry& section, Config::Limits& limits)
       {"max_header_bytes", number_into(r, limits.max_header_bytes, 1)},
       {"max_body_bytes", number_into(r, limits.max_body_bytes, 0)},
       {"header_timeout", duration_into(r, limits.header_timeout)},
+      {"body_timeout", duration_into(r, limits.body_timeout)},
       {"idle_timeout", duration_into(r, limits.idle_timeout)},
       {"upstream_connect_timeout", duration_into(r, limits.upstream_connect_timeout)},
       {"upstream_response_timeout", duration_into(r, limits.upstream_response_timeout)},

@@ -35,6 +35,7 @@ proxy::ProxyOptions proxy_options(const Config& config) {
       .max_header_bytes = limits.max_header_bytes,
       .max_body_bytes = limits.max_body_bytes,
       .header_timeout = limits.header_timeout,
+      .body_timeout = limits.body_timeout,
       .idle_timeout = limits.idle_timeout,
       .upstream_connect_timeout = limits.upstream_connect_timeout,
       .upstream_response_timeout = limits.upstream_response_timeout,

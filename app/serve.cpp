@@ -5,8 +5,13 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 
+#include <sys/resource.h>
+
 #include <atomic>
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "app/cli_args.hpp"
@@ -72,6 +77,41 @@ void warn_about_refusals(const Config& config) {
   }
 }
 
+// Descriptors beyond the client connections: the stores, the listeners, the logs, the pooled
+// upstream connections (added per worker), connections being turned away.
+constexpr std::uint64_t descriptor_reserve = 256;
+
+// Every client connection is a descriptor: the soft RLIMIT_NOFILE (often 1024) is raised to
+// the hard limit, as Go and HAProxy do at startup. One warning line when max_connections and
+// the reserve do not fit in what is allowed then: accept would fail with EMFILE, and clients
+// wait in the listen queue. (A request being forwarded holds an upstream connection too; the
+// worst case, every connection forwarding at once, needs twice max_connections.)
+void raise_descriptor_limit(const Config& config, unsigned threads) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      limit = raised;
+    } else {
+      core::log_warn("could not raise the open file limit (RLIMIT_NOFILE)",
+                     {{"soft", limit.rlim_cur}, {"hard", limit.rlim_max},
+                      {"error", std::strerror(errno)}});
+    }
+  }
+  const std::uint64_t needed = config.limits.max_connections + descriptor_reserve +
+                               std::uint64_t{threads} * config.limits.upstream_pool_size;
+  if (limit.rlim_cur != RLIM_INFINITY && needed > limit.rlim_cur) {
+    core::log_warn("limits.max_connections does not fit in the open file limit (RLIMIT_NOFILE): "
+                   "beyond it, accepting fails and clients wait; raise the limit (ulimit -n, "
+                   "LimitNOFILE=) or lower max_connections",
+                   {{"max_connections", config.limits.max_connections},
+                    {"descriptors_needed", needed},
+                    {"open_file_limit", limit.rlim_cur}});
+  }
+}
+
 }  // namespace
 
 int run_serve(const Config& config, Args args) {
@@ -79,6 +119,7 @@ int run_serve(const Config& config, Args args) {
 
   const store::RedisOptions& redis_opts = config.redis;
   const unsigned threads = worker_count(config);
+  raise_descriptor_limit(config, threads);
   const store::PgOptions pg_opts = postgres_options(config, threads);
 
   // The usage log: one queue shard per worker, one writer thread (declared before the server,

@@ -99,6 +99,14 @@ void format_rejection(std::string& out, const authz::AuthResult& result, AnswerF
   append_json_error(out, authz::error_code(reason), authz::error_message(reason));
 }
 
+void format_over_capacity(std::string& out) {
+  out.clear();
+  append_status_line(out, over_capacity.status);
+  append_connection(out, AnswerFraming{.keep_alive = false});
+  out += "Retry-After: 1\r\n";
+  append_json_error(out, over_capacity.code, over_capacity.message);
+}
+
 void format_authz_allowed(std::string& out, const authz::AuthResult& result,
                           AnswerFraming framing) {
   out.clear();

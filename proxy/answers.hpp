@@ -30,6 +30,8 @@ inline constexpr ProxyError not_implemented{501, "not_implemented",
                                             "the request needs what keygate does not implement"};
 inline constexpr ProxyError upstream_unavailable{502, "upstream_unavailable",
                                                  "the upstream service is unavailable"};
+inline constexpr ProxyError over_capacity{503, "over_capacity",
+                                          "keygate has too many open connections; retry shortly"};
 inline constexpr ProxyError upstream_timeout{504, "upstream_timeout",
                                              "the upstream service did not answer in time"};
 inline constexpr ProxyError version_not_supported{505, "version_not_supported",
@@ -48,6 +50,8 @@ void format_proxy_error(std::string& out, const ProxyError& error, AnswerFraming
 // 500, never a 200); WWW-Authenticate, Allow (405), Retry-After and RateLimit-* where they
 // apply.
 void format_rejection(std::string& out, const authz::AuthResult& result, AnswerFraming framing);
+// A connection over max_connections: 503 over_capacity, Retry-After: 1, Connection: close.
+void format_over_capacity(std::string& out);
 // Authz mode, allowed: 200 with the identity headers and RateLimit-*.
 void format_authz_allowed(std::string& out, const authz::AuthResult& result,
                           AnswerFraming framing);

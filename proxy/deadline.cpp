@@ -33,10 +33,14 @@ void Deadline::watch_client(tcp::socket* socket) { state_->client = socket; }
 void Deadline::watch_upstream(tcp::socket* socket) { state_->upstream = socket; }
 
 void Deadline::arm(Phase phase, Clock::duration timeout) {
+  arm_until(phase, Clock::now() + timeout);
+}
+
+void Deadline::arm_until(Phase phase, Clock::time_point at) {
   State& s = *state_;
   s.phase = phase;
   s.expired = false;
-  s.at = Clock::now() + timeout;
+  s.at = at;
   if (s.at >= s.armed) return;  // the timer wakes first and re-arms then
   if (s.waiting) {
     s.timer.cancel();  // wake() re-arms at the earlier deadline

@@ -38,6 +38,7 @@ class Deadline {
   void watch_upstream(boost::asio::ip::tcp::socket* socket);
 
   void arm(Phase phase, Clock::duration timeout);
+  void arm_until(Phase phase, Clock::time_point at);  // already past: expires at once
   void disarm();
   bool expired() const;  // the deadline passed since the last arm()
   Phase phase() const;

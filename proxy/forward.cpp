@@ -156,7 +156,7 @@ asio::awaitable<Step> send_request(Exchange& x, UpstreamConnection& upstream, ch
     if (!x.parser.is_done()) {
       body.data = window;
       body.size = RelayBuffers::size;
-      x.conn.deadline.arm(Phase::request_body, options.idle_timeout);
+      x.conn.deadline.arm(Phase::request_body, options.body_timeout);
       error_code ec;
       if (!parse_buffered_body(x.conn.buffer, x.parser, ec)) {
         auto [read_error, n] = co_await http::async_read_some(x.conn.stream, x.conn.buffer,

@@ -177,6 +177,13 @@ std::string render_metrics(const store::Metrics& m) {
                    "side",
                    {{"client", ops.tls_handshake_failures_client},
                     {"upstream", ops.tls_handshake_failures_upstream}});
+  labelled_counter(out, "keygate_connections_rejected_total",
+                   "Connections accepted over max_connections: answered 503 over_capacity and "
+                   "closed, or closed at once (too many already being answered on that worker, or "
+                   "a TLS listener).",
+                   "answer",
+                   {{"503", ops.connections_rejected_answered},
+                    {"none", ops.connections_rejected_closed}});
   labelled_counter(out, "keygate_config_reloads_total",
                    "SIGHUP reloads: applied, or rejected (the running configuration was kept).",
                    "outcome",

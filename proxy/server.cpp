@@ -24,6 +24,7 @@
 #include "proxy/ops_metrics.hpp"
 #include "proxy/session.hpp"
 #include "proxy/tls.hpp"
+#include "proxy/turn_away.hpp"
 #include "proxy/worker.hpp"
 
 namespace keygate::proxy {
@@ -82,8 +83,7 @@ void report_failure(std::exception_ptr failure, const char* where) {
 // has begun: a client that was about to send is answered (with Connection: close) instead of
 // finding its connection closed under it.
 std::chrono::milliseconds idle_grace(const ProxyOptions& options) {
-  return std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000),
-                                             options.shutdown_timeout / 2);
+  return std::min(std::chrono::milliseconds(1000), options.shutdown_timeout / 2);
 }
 
 asio::awaitable<void> accept_connections(Worker& worker) {
@@ -96,12 +96,13 @@ asio::awaitable<void> accept_connections(Worker& worker) {
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
     }
-    if (worker.shared.connections.load(std::memory_order_relaxed) >= worker.options.max_connections) {
-      continue;  // over the limit: the socket closes as it goes out of scope
+    if (worker.shared.connections.load(std::memory_order_relaxed) < worker.options.max_connections) {
+      worker.shared.connections.fetch_add(1, std::memory_order_relaxed);
+      asio::co_spawn(worker.io, serve_connection(worker, std::move(socket)),
+                     [](std::exception_ptr e) { report_failure(e, "connection"); });
+    } else {
+      turn_away(worker, std::move(socket));  // 503 over_capacity, or closed: not awaited
     }
-    worker.shared.connections.fetch_add(1, std::memory_order_relaxed);
-    asio::co_spawn(worker.io, serve_connection(worker, std::move(socket)),
-                   [](std::exception_ptr e) { report_failure(e, "connection"); });
   }
 }
 

@@ -61,11 +61,18 @@ struct ProxyOptions {
   std::vector<core::IpNetwork> trusted_proxies;
   std::size_t max_header_bytes = 16 * 1024;
   std::uint64_t max_body_bytes = 101ull * 1024 * 1024;
+  // The first request's header: from the connection's opening (a TLS handshake included); a
+  // later one's from its first byte. Then 408.
   std::chrono::milliseconds header_timeout{10000};
-  std::chrono::milliseconds idle_timeout{60000};
+  // The longest wait between two reads of a request body (nginx's client_body_timeout); then
+  // 408, or a close when the answer is already decided.
+  std::chrono::milliseconds body_timeout{60000};
+  std::chrono::milliseconds idle_timeout{60000};  // keep-alive, between two requests
   std::chrono::milliseconds upstream_connect_timeout{2000};
   std::chrono::milliseconds upstream_response_timeout{30000};
   std::chrono::milliseconds shutdown_timeout{15000};
+  // Open client connections, all workers. One over it is answered 503 over_capacity and
+  // closed, without being counted (see turn_away.hpp).
   std::size_t max_connections = 10000;
   std::size_t upstream_pool_size = 64;  // idle keep-alive upstream connections per worker
   bool handle_signals = true;  // SIGTERM/SIGINT drain and stop, SIGHUP reloads (tests: off)

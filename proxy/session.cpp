@@ -1,7 +1,10 @@
 // The life of one client connection, and of each request on it, in the order things happen:
 //
-//   await_request        idle keep-alive wait for the first byte (idle_timeout)
-//   read_header          the request header (header_timeout, max_header_bytes; obs-fold)
+//   await_request        wait for the first byte (idle_timeout; the first request: within
+//                        its header_timeout)
+//   read_header          the request header (header_timeout, the whole header: for the first
+//                        request from the connection's opening, for later ones from their
+//                        first byte; max_header_bytes; obs-fold)
 //   check_request_head   what RFC 9112 refuses and Beast lets through (framing, Host, target
 //                        form, method): 400/405/414/501, the connection closes (framing: always)
 //   describe_request     target -> normalized path, every credential, client address
@@ -15,8 +18,8 @@
 //
 // What becomes of the connection is one value, the exchange's Fate (exchange.hpp).
 //
-// With TLS on the listener, the connection starts with the handshake (header_timeout) and
-// ends with close_notify.
+// With TLS on the listener, the connection starts with the handshake (within the first
+// request's header_timeout) and ends with close_notify.
 #include "proxy/session.hpp"
 
 #include <boost/beast/core/string.hpp>
@@ -50,23 +53,21 @@ constexpr auto tls_close_time = std::chrono::milliseconds(500);
 
 // ---- waiting and reading ------------------------------------------------------------------
 
-// True when a request has begun: bytes are buffered or arrive within the idle time.
-asio::awaitable<bool> await_request(ClientConnection& conn, SessionLink& link, bool first) {
+// True when a request has begun: bytes are buffered or arrive before `due`.
+asio::awaitable<bool> await_request(ClientConnection& conn, SessionLink& link,
+                                    Deadline::Clock::time_point due) {
   // RFC 9112 2.2: an empty line after the last request (old clients end a body so) is none.
   conn.buffer.consume(empty_lines_before_request(buffered(conn.buffer)));
   if (conn.buffer.size() > 0) co_return true;
   const Worker& worker = conn.worker;
-  auto wait = first ? worker.options.header_timeout : worker.options.idle_timeout;
   if (worker.draining) {
     // A client told keep-alive just before the drain began may still send one more request:
     // it is served (with Connection: close) until the idle grace ends.
-    const auto left = worker.idle_grace_end - Deadline::Clock::now();
-    if (left <= Deadline::Clock::duration::zero()) co_return false;
-    wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(left) +
-                              std::chrono::milliseconds(1));
+    if (worker.idle_grace_end <= Deadline::Clock::now()) co_return false;
+    due = std::min(due, worker.idle_grace_end + std::chrono::milliseconds(1));
   }
   link.idle = true;
-  conn.deadline.arm(Phase::idle, wait);
+  conn.deadline.arm_until(Phase::idle, due);
   auto [ec, n] = co_await conn.stream.async_read_some(conn.buffer.prepare(16 * 1024),
                                                       awaitable_tuple);
   link.idle = false;
@@ -88,7 +89,8 @@ const ProxyError* header_error(const error_code& ec, bool expired) {
 }
 
 // Reads the body and drops it, so the connection can serve another request. False when it is
-// over `limit`, malformed, or the client stalls: the connection must close.
+// over `limit`, malformed, or the client stalls (body_timeout between two reads): the
+// connection must close.
 asio::awaitable<bool> discard_body(Exchange& x, std::uint64_t limit) {
   if (!x.body_unread) co_return true;
   RequestParser& parser = x.parser;
@@ -105,7 +107,7 @@ asio::awaitable<bool> discard_body(Exchange& x, std::uint64_t limit) {
     auto& body = parser.get().body();
     body.data = window.get();
     body.size = RelayBuffers::size;
-    x.conn.deadline.arm(Phase::request_body, worker.options.header_timeout);
+    x.conn.deadline.arm(Phase::request_body, worker.options.body_timeout);
     auto [ec, n] = co_await http::async_read_some(x.conn.stream, x.conn.buffer, parser,
                                                   awaitable_tuple);
     total += RelayBuffers::size - body.size;
@@ -164,8 +166,10 @@ asio::awaitable<void> answer_authz(Exchange& x, const authz::AuthResult& result)
 
 // ---- one request --------------------------------------------------------------------------
 
-// Serves one request whose first bytes are buffered; returns what becomes of the connection.
-asio::awaitable<Fate> serve_request(ClientConnection& conn) {
+// Serves one request whose first bytes are buffered and whose header is due by `header_due`;
+// returns what becomes of the connection.
+asio::awaitable<Fate> serve_request(ClientConnection& conn,
+                                    Deadline::Clock::time_point header_due) {
   Worker& worker = conn.worker;
   const ProxyOptions& options = worker.options;
   HeaderArena arena(worker);
@@ -175,7 +179,7 @@ asio::awaitable<Fate> serve_request(ClientConnection& conn) {
   Exchange x{conn, arena, parser, std::chrono::steady_clock::now()};
   ExchangeLog logged(x);  // the logging phase, however this exchange ends
 
-  conn.deadline.arm(Phase::request_header, options.header_timeout);
+  conn.deadline.arm_until(Phase::request_header, header_due);
   bool got_bytes = false;
   const error_code ec = co_await read_header(conn.stream, conn.buffer, parser, got_bytes);
   if (ec) {
@@ -280,9 +284,13 @@ asio::awaitable<void> serve_connection(Worker& worker, tcp::socket socket) {
   ClientConnection conn(worker, std::move(socket));
   link.socket = &conn.stream.socket();
   link.idle = false;
+  // The first request's header is due header_timeout after the connection opened, however
+  // long the handshake and the wait for its first byte took: a client trickling its first
+  // bytes gets no more time than one trickling the header (nginx's client_header_timeout).
+  auto header_due = Deadline::Clock::now() + worker.options.header_timeout;
   if (worker.tls) {
     conn.stream.use_tls(worker.tls);  // the certificate current now, kept for this connection
-    conn.deadline.arm(Phase::request_header, worker.options.header_timeout);
+    conn.deadline.arm_until(Phase::request_header, header_due);
     auto [ec] = co_await conn.stream.tls().async_handshake(asio::ssl::stream_base::server,
                                                            awaitable_tuple);
     if (ec) {
@@ -296,10 +304,13 @@ asio::awaitable<void> serve_connection(Worker& worker, tcp::socket socket) {
   bool first = true;
   Fate fate = Fate::close;
   for (;;) {
-    const bool started = co_await await_request(conn, link, first);
+    const auto due = first ? header_due : Deadline::Clock::now() + worker.options.idle_timeout;
+    const bool started = co_await await_request(conn, link, due);
     if (!started) break;
+    // A later request's header: from its first byte.
+    if (!first) header_due = Deadline::Clock::now() + worker.options.header_timeout;
     first = false;
-    fate = co_await serve_request(conn);
+    fate = co_await serve_request(conn, header_due);
     if (fate != Fate::keep_alive) break;
   }
   co_await close_connection(conn, fate);

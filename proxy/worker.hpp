@@ -99,6 +99,7 @@ struct Worker {
   RelayBuffers buffers;
   HeaderBlocks header_blocks;
   SessionLink sessions;  // sentinel of the list of open connections
+  std::size_t turning_away = 0;  // over max_connections, being answered 503 (turn_away.hpp)
   bool draining = false;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor;
   std::optional<boost::asio::steady_timer> idle_timer;  // the drain's idle grace

@@ -162,7 +162,7 @@ SHAPES = [
     shape("chunk-ext-no-name", "9112 7.1.1", "MUST 400+close", 400,
           chunked("5\r\nhello\r\n5;=x\r\nhello\r\n0\r\n\r\n"), body_error=True),
     # Beast 1.81 reads a quoted chunk-ext across the line end, waiting for a closing quote:
-    # keygate answers when the body deadline (idle_timeout) ends.
+    # keygate answers when the body deadline (body_timeout) ends.
     shape("chunk-ext-open-quote", "9112 7.1.1", "SHOULD 400+close", 408,
           chunked('5\r\nhello\r\n5;a="x\r\nhello\r\n0\r\n\r\n'), body_error=True),
     shape("chunk-ext-valid", "9112 7.1.1", "MUST ignore", 200, chunked('5;a=b;c="d"\r\nhello\r\n0;e\r\n\r\n')),
@@ -310,8 +310,9 @@ class Rfc9112Test(harness.KeygateTestCase):
         cls.upstream = harness.Upstream(cls.workdir, ["--record", cls.record_path]).start()
         cls.addClassCleanup(cls.upstream.stop)
         routes = [{"path": "/rfc/*", "scopes": [SCOPE]}] + harness.DEFAULT_ROUTES
-        # idle_timeout bounds the body deadline too (chunk-ext-open-quote).
-        cls.kg = cls.start_keygate(routes=routes, limits={"idle_timeout": "1s"})
+        # Short deadlines: a body whose rest never comes is a 408 after body_timeout
+        # (chunk-ext-open-quote); an idle connection closes after idle_timeout.
+        cls.kg = cls.start_keygate(routes=routes, limits={"idle_timeout": "1s", "body_timeout": "1s"})
         cls.key = cls.create_key(scopes=[SCOPE])
         nginx_port = harness.free_port()
         cls.nginx = harness.Nginx(cls.workdir, nginx_conf(nginx_port, cls.upstream.port), nginx_port)

@@ -2,6 +2,9 @@
 // asserts what the client got and that the upstream saw nothing it should not have.
 #include "proxy_harness.hpp"
 
+#include "proxy/ops_metrics.hpp"
+#include "proxy/turn_away.hpp"
+
 using namespace keygate::test;
 
 namespace {
@@ -202,11 +205,13 @@ TEST_CASE("an idle keep-alive connection is closed after idle_timeout, silently"
   CHECK(std::chrono::steady_clock::now() - started < 2s);
 }
 
-TEST_CASE("connections over max_connections are closed at once") {
+TEST_CASE("a connection over max_connections is answered 503 over_capacity and closed, uncounted") {
+  using keygate::proxy::ops_metrics;
   TestUpstream upstream;
   auto options = test_options(upstream.port);
   options.max_connections = 2;
   ProxyUnderTest proxy(options);
+  const auto answered = count(ops_metrics().connections_rejected_answered);
   RawClient first(proxy.port);
   RawClient second(proxy.port);
   REQUIRE(first.send(get("/1", bearer(good_key))));
@@ -214,9 +219,66 @@ TEST_CASE("connections over max_connections are closed at once") {
   CHECK(first.read_reply()->status == 200);
   CHECK(second.read_reply()->status == 200);
   RawClient third(proxy.port);
+  // A whole request with a body, sent before reading: the answer is not reset away by it.
+  REQUIRE(third.send("POST /3 HTTP/1.1\r\nHost: app\r\n" + bearer(good_key) +
+                     "Content-Length: 20000\r\n\r\n" + std::string(20000, 'x')));
+  const auto reply = third.read_reply();
+  CHECK(is_error(reply, 503, "over_capacity"));
+  REQUIRE(reply);
+  CHECK(reply->header("retry-after") == "1");
+  CHECK(reply->header("connection") == "close");
   CHECK(third.closed_by_peer());
+  CHECK(count(ops_metrics().connections_rejected_answered) == answered + 1);
+  CHECK(keygate::store::metrics().open_connections.load() == 2);
+  CHECK(upstream.received().size() == 2);
   REQUIRE(first.send(get("/3", bearer(good_key))));
   CHECK(first.read_reply()->status == 200);
+}
+
+TEST_CASE("over max_connections, a worker answers a bounded number at a time and closes the rest at once") {
+  using keygate::proxy::ops_metrics;
+  using keygate::proxy::max_turning_away;
+  TestUpstream upstream;
+  auto options = test_options(upstream.port);
+  options.max_connections = 1;
+  ProxyUnderTest proxy(options);
+  const auto answered_before = count(ops_metrics().connections_rejected_answered);
+  const auto closed_before = count(ops_metrics().connections_rejected_closed);
+  auto held = std::make_unique<RawClient>(proxy.port);
+  REQUIRE(held->send(get("/held", bearer(good_key))));
+  CHECK(held->read_reply()->status == 200);
+  // None of these closes its end: each one answered holds its place for turn_away_time.
+  constexpr std::size_t extra = 6;
+  std::vector<std::unique_ptr<RawClient>> over;
+  for (std::size_t i = 0; i < max_turning_away + extra; ++i) {
+    over.push_back(std::make_unique<RawClient>(proxy.port));
+  }
+  std::size_t answered = 0;
+  std::size_t closed = 0;
+  for (auto& client : over) {
+    const auto reply = client->read_reply(3s);
+    if (reply && reply->status == 503) {
+      ++answered;
+    } else if (!reply) {  // closed with nothing sent
+      ++closed;
+    }
+  }
+  CHECK(answered == max_turning_away);
+  CHECK(closed == extra);
+  CHECK(count(ops_metrics().connections_rejected_answered) - answered_before == max_turning_away);
+  CHECK(count(ops_metrics().connections_rejected_closed) - closed_before == extra);
+  // Turning away blocks nothing: once the held connection has gone, the next one is served.
+  held.reset();
+  bool served = false;
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (!served && std::chrono::steady_clock::now() < deadline) {
+    RawClient next(proxy.port);
+    REQUIRE(next.send(get("/next", bearer(good_key))));
+    const auto reply = next.read_reply();
+    served = reply && reply->status == 200;
+    if (!served) std::this_thread::sleep_for(20ms);
+  }
+  CHECK(served);
 }
 
 // ---- upstream failures --------------------------------------------------------------------

@@ -195,6 +195,7 @@ TEST_CASE("every option is either applied by a reload or named as needing a rest
       {"limits:\n  max_header_bytes: 1000\n", {"limits"}},
       {"limits:\n  max_body_bytes: 1000\n", {"limits"}},
       {"limits:\n  header_timeout: 1s\n", {"limits"}},
+      {"limits:\n  body_timeout: 1s\n", {"limits"}},
       {"limits:\n  idle_timeout: 1s\n", {"limits"}},
       {"limits:\n  upstream_connect_timeout: 1s\n", {"limits"}},
       {"limits:\n  upstream_response_timeout: 1s\n", {"limits"}},

@@ -140,6 +140,7 @@ limits:
   max_header_bytes: 8192
   max_body_bytes: 0
   header_timeout: 5s
+  body_timeout: 20s
   idle_timeout: 30s
   upstream_connect_timeout: 1s
   upstream_response_timeout: 10s
@@ -196,6 +197,7 @@ shutdown_timeout: 1s
   CHECK(c.limits.max_header_bytes == 8192);
   CHECK(c.limits.max_body_bytes == 0);
   CHECK(c.limits.header_timeout == 5s);
+  CHECK(c.limits.body_timeout == 20s);
   CHECK(c.limits.idle_timeout == 30s);
   CHECK(c.limits.upstream_connect_timeout == 1s);
   CHECK(c.limits.upstream_response_timeout == 10s);
@@ -269,6 +271,8 @@ TEST_CASE("durations and rate limits are checked") {
   CHECK(error_of("cache:\n  redis_ttl: 0s\n") ==
         "config.yaml:2: cache.redis_ttl: must be longer than 0s, got \"0s\"");
   CHECK(error_of("cache:\n  ttl:\n") == "config.yaml:2: cache.ttl: expected a duration like 30s, got nothing");
+  CHECK(error_of("limits:\n  body_timeout: 0s\n") ==
+        "config.yaml:2: limits.body_timeout: must be longer than 0s, got \"0s\"");
   CHECK(error_of("shutdown_timeout: 5\n") ==
         "config.yaml:1: shutdown_timeout: expected a duration like 30s, got \"5\"");
   CHECK(error_of("rate_limit:\n  default: 100 per minute\n") ==

@@ -27,7 +27,7 @@ trusted_proxies: [10.0.0.0/8, "::1"]
 upstream_tls: { verify: false, server_name: api.example }
 access_log: { mode: all, path: stdout }
 tls: { min_version: "1.3" }
-limits: { max_header_bytes: 4096, idle_timeout: 5s, upstream_pool_size: 0 }
+limits: { max_header_bytes: 4096, body_timeout: 7s, idle_timeout: 5s, upstream_pool_size: 0 }
 shutdown_timeout: 2s
 )");
   const keygate::proxy::ProxyOptions o = keygate::app::proxy_options(c);
@@ -52,6 +52,7 @@ shutdown_timeout: 2s
   CHECK(o.trusted_proxies[0].to_string() == "10.0.0.0/8");
   CHECK(o.trusted_proxies[1].to_string() == "::1/128");
   CHECK(o.max_header_bytes == 4096);
+  CHECK(o.body_timeout == 7s);
   CHECK(o.idle_timeout == 5s);
   CHECK(o.upstream_pool_size == 0);
   CHECK(o.shutdown_timeout == 2s);
