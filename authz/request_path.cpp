@@ -202,9 +202,15 @@ std::optional<NormalizedTarget> normalize_target(std::string_view target, PathEr
   if (const PathError why = canonicalize_escapes(raw_path, escaped); why != PathError::none) {
     return fail(why);
   }
+  NormalizedTarget normalized{remove_dot_segments(escaped), std::string(raw_query),
+                              std::string(authority)};
+  // %-encoding raw bytes can make the target three times longer: what is forwarded must stay
+  // within what keygate (and so, likely, the upstream) accepts (tests/fuzz/request_head.cpp).
+  const std::size_t forwarded =
+      normalized.path.size() + (normalized.query.empty() ? 0 : 1 + normalized.query.size());
+  if (forwarded > max_target_length) return fail(PathError::too_long);
   if (error != nullptr) *error = PathError::none;
-  return NormalizedTarget{remove_dot_segments(escaped), std::string(raw_query),
-                          std::string(authority)};
+  return normalized;
 }
 
 }  // namespace keygate::authz

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "app/config.hpp"
+#include "authz/request_path.hpp"
 #include "store/key_record_codec.hpp"
 #include "store/redis_rate_counter.hpp"
 #include "store/redis_reply.hpp"
@@ -91,6 +92,19 @@ TEST_CASE("config: a file of just ',' (yaml-cpp's LoadAll never ended) is invali
   CHECK(config_error("mode: proxy\n---\nmode: authz\n") ==
         "config.yaml:3: only one YAML document is allowed");
   CHECK(config_error("# nothing but a comment\n") == "(no error)");
+}
+
+TEST_CASE("request_head: a 5,600-byte target with 1,657 raw non-ASCII bytes is too long once %-encoded") {
+  // Normalized, it grew past max_target_length: the upstream would have been sent a target
+  // keygate itself answers 414.
+  const std::string target = "/" + std::string(3000, '\xe1') + "?q=1";
+  REQUIRE(target.size() < keygate::authz::max_target_length);
+  keygate::authz::PathError error = keygate::authz::PathError::none;
+  CHECK_FALSE(keygate::authz::normalize_target(target, &error));
+  CHECK(error == keygate::authz::PathError::too_long);
+  const auto fits = keygate::authz::normalize_target("/" + std::string(2000, '\xe1'));
+  REQUIRE(fits);
+  CHECK(fits->path.size() == 6001);
 }
 
 }
