@@ -54,7 +54,8 @@ TEST_CASE("config: a control byte where yaml-cpp expects an escape is answered o
 
 TEST_CASE("config: NUL bytes first (yaml-cpp reads UTF-32) are refused as not UTF-8, at once") {
   // "\0\0\0,..." made yaml-cpp 0.7 decode the file as UTF-32 and allocate until bad_alloc.
-  const std::string text("\0\0\0,\x13ral}\nb: ${EMPTY:-x\x13\x13\x13}\n", 30);
+  constexpr char bytes[] = "\0\0\0,\x13ral}\nb: ${EMPTY:-x\x13\x13\x13}\n";
+  const std::string text(bytes, sizeof bytes - 1);  // the NULs included, not the final one
   const std::string error = config_error(text);
   CHECK(error == "config.yaml:1: not UTF-8 text (a NUL byte at byte 1): save the file as UTF-8");
   CHECK(config_error("mode: proxy\nlisten: \xff\xfe\n") ==
