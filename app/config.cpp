@@ -121,17 +121,16 @@ ConfigError::ConfigError(const std::string& message) : std::runtime_error(one_li
 
 Config parse_config(const std::string& yaml_text, const std::string& source_name,
                     const std::map<std::string, std::string>& environment) {
+  const configuration::Reader reader(source_name, environment);
   // yaml-cpp reads a file starting with NUL bytes as UTF-32 or UTF-16 and can then loop until
   // memory runs out (tests/fuzz/config.cpp found it): config files are UTF-8 text.
   if (const std::size_t bad = core::first_invalid_utf8(yaml_text); bad != std::string::npos) {
     const auto line = 1 + std::count(yaml_text.begin(), yaml_text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
-    throw ConfigError(source_name + ":" + std::to_string(line) + ": not UTF-8 text (" +
-                      (yaml_text[bad] == '\0' ? "a NUL byte" : "a malformed UTF-8 sequence") +
-                      " at byte " + std::to_string(bad + 1) + "): save the file as UTF-8");
+    reader.at(static_cast<int>(line), "")
+        .fail(std::string("not UTF-8 text (") +
+              (yaml_text[bad] == '\0' ? "a NUL byte" : "a malformed UTF-8 sequence") + " at byte " +
+              std::to_string(bad + 1) + "): save the file as UTF-8");
   }
-  const auto invalid = [&](const YAML::Exception& e) {
-    return ConfigError(source_name + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-  };
   DocumentStarts starts;
   try {
     std::istringstream in(yaml_text);
@@ -139,9 +138,8 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
     for (int n = 0; n < 2 && parser.HandleNextDocument(starts); ++n) {
     }
   } catch (const YAML::Exception& e) {
-    throw invalid(e);
+    reader.at(e.mark.line + 1, "").fail("invalid YAML: " + e.msg);
   }
-  const configuration::Reader reader(source_name, environment);
   if (starts.marks.size() > 1) {
     const YAML::Mark& first = starts.marks[0];
     const YAML::Mark& second = starts.marks[1];
@@ -157,7 +155,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
     try {
       root = YAML::Load(yaml_text);  // the first document, the only one
     } catch (const YAML::Exception& e) {
-      throw invalid(e);
+      reader.at(e.mark.line + 1, "").fail("invalid YAML: " + e.msg);
     }
     const int line = std::max(configuration::line_of(root), 1);
     if (!root.IsNull() && !root.IsMap()) {

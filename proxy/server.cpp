@@ -69,16 +69,6 @@ tcp::acceptor open_acceptor(asio::io_context& io, const tcp::endpoint& endpoint,
   return acceptor;
 }
 
-void report_failure(std::exception_ptr failure, const char* where) {
-  if (!failure) return;
-  try {
-    std::rethrow_exception(failure);
-  } catch (const std::exception& e) {
-    // A bug, not a client's doing: worth a line on stderr (never request data).
-    core::log_error("unexpected failure", {{"where", where}, {"error", e.what()}});
-  }
-}
-
 // Idle keep-alive connections get this long, at most, to send one more request once a drain
 // has begun: a client that was about to send is answered (with Connection: close) instead of
 // finding its connection closed under it.

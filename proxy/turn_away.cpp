@@ -6,10 +6,8 @@
 #include <boost/asio/write.hpp>
 
 #include <array>
-#include <exception>
 #include <string>
 
-#include "core/log.hpp"
 #include "proxy/answers.hpp"
 #include "proxy/deadline.hpp"
 #include "proxy/ops_metrics.hpp"
@@ -66,15 +64,7 @@ void turn_away(Worker& worker, tcp::socket socket) {
   counters.connections_rejected_answered.fetch_add(1, std::memory_order_relaxed);
   ++worker.turning_away;
   asio::co_spawn(worker.io, answer_and_close(worker, std::move(socket)),
-                 [](std::exception_ptr failure) {
-                   if (!failure) return;
-                   try {
-                     std::rethrow_exception(failure);
-                   } catch (const std::exception& e) {
-                     core::log_error("unexpected failure",
-                                     {{"where", "turning a connection away"}, {"error", e.what()}});
-                   }
-                 });
+                 [](std::exception_ptr e) { report_failure(e, "turning a connection away"); });
 }
 
 }  // namespace keygate::proxy

@@ -1,6 +1,8 @@
 // One worker's list of open connections and what the drain and the shutdown do to them.
 #include "proxy/worker.hpp"
 
+#include "core/log.hpp"
+
 namespace keygate::proxy {
 
 using tcp = boost::asio::ip::tcp;
@@ -61,6 +63,16 @@ std::size_t Worker::cut_connections() {
     link->socket->close(ignored);
   }
   return busy;
+}
+
+void report_failure(std::exception_ptr failure, const char* where) {
+  if (!failure) return;
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    // A bug, not a client's doing: worth a line on stderr (never request data).
+    core::log_error("unexpected failure", {{"where", where}, {"error", e.what()}});
+  }
 }
 
 }  // namespace keygate::proxy

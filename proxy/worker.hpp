@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -108,5 +109,9 @@ struct Worker {
   std::string log_line;                                 // access-log lines are formatted here
   WorkerServices services;  // reset by ~Server after `io` is shut down (see there)
 };
+
+// The completion of a coroutine spawned on a worker's loop: an exception that escaped it is a
+// bug, not a client's doing, and gets one log line (never request data). `where` names it.
+void report_failure(std::exception_ptr failure, const char* where);
 
 }  // namespace keygate::proxy
