@@ -37,16 +37,22 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 // " (did you mean cache.ttl?)" when a known option is a typo or two away, else "".
 std::string suggestion(const std::string& section, const std::string& name,
                        const Handlers& handlers) {
+  const std::size_t allowed = std::clamp<std::size_t>(name.size() / 4, 1, 2);
+  const std::string lowered = core::to_lower_ascii(name);
   std::string_view best;
   std::size_t best_distance = std::numeric_limits<std::size_t>::max();
   for (const auto& [known, handler] : handlers) {
-    const std::size_t distance = edit_distance(core::to_lower_ascii(name), known);
+    // The length difference is a lower bound on the distance: names that far apart are no
+    // typo, and skipping them keeps a long unknown key from costing length x length work.
+    const std::size_t length_gap =
+        lowered.size() > known.size() ? lowered.size() - known.size() : known.size() - lowered.size();
+    if (length_gap > allowed) continue;
+    const std::size_t distance = edit_distance(lowered, known);
     if (distance < best_distance) {
       best = known;
       best_distance = distance;
     }
   }
-  const std::size_t allowed = std::clamp<std::size_t>(name.size() / 4, 1, 2);
   if (best.empty() || best_distance > allowed) return {};
   return " (did you mean " + (section.empty() ? "" : section + ".") + std::string(best) + "?)";
 }
