@@ -17,6 +17,7 @@
 #include "core/duration.hpp"
 #include "core/ip_network.hpp"
 #include "proxy/server.hpp"
+#include "store/custom_schema.hpp"
 #include "store/redis_client.hpp"
 
 namespace keygate::app {
@@ -48,6 +49,14 @@ struct Config {
     Duration connect_timeout{3000};
     Duration query_timeout{2000};
   } postgres;
+
+  // Which table holds the keys: keygate's own (native, `keygate migrate up`), or the
+  // operator's (custom: a preset for a seed schema and/or a column mapping).
+  struct Store {
+    enum class Schema { native, custom } schema = Schema::native;
+    std::string preset;          // empty: the mapping is written out in full
+    store::CustomSchema custom;  // the preset with the options written over it
+  } store;
 
   // redis.url parsed (host, port, credentials, database) plus the two timeouts.
   store::RedisOptions redis;

@@ -15,6 +15,12 @@ std::string reload_refusal(const Config& running, const Config& next) {
            "running pepper, so a new one would make every key invalid: restart keygate to "
            "change it";
   }
+  // The key table and the key text rule go together: a reload that changed one would judge
+  // keys by one table's rule and look them up in another.
+  if (next.store.schema != running.store.schema || next.store.preset != running.store.preset ||
+      next.store.custom != running.store.custom) {
+    return next.source + ": store: changed; the key table is chosen at startup: restart keygate to change it";
+  }
   return {};
 }
 

@@ -2,6 +2,9 @@
 // one line per option, plus the checks that span options (a certificate needs its key).
 #include "app/config_sections.hpp"
 
+#include <functional>
+#include <optional>
+
 namespace keygate::app::configuration {
 namespace {
 
@@ -83,6 +86,156 @@ void read_section(const Reader& r, const Entry& section, Config::Usage& usage) {
       {"last_used_interval", duration_into(r, usage.last_used_interval)},
       {"retention_days", number_into(r, usage.retention_days, 1)},
   });
+}
+
+// store.*: what each option wrote, applied over the preset once the section is read (so the
+// preset may come after the options it fills in).
+struct StoreOptions {
+  std::optional<store::CustomSchema> preset;
+  std::vector<std::function<void(store::CustomSchema&)>> overrides;
+  int line = 1;
+};
+
+// A column name, or none (the table has no such column).
+std::string column_name(std::string_view text, const Origin& at) {
+  if (text == "none") return {};
+  if (!store::is_plain_identifier(text)) {
+    at.fail("expected a column name ([a-z_][a-z0-9_]*, at most 63 characters) or none, got " + quoted(text));
+  }
+  return std::string(text);
+}
+
+Handler column_into(const Reader& r, StoreOptions& options, std::string store::CustomSchema::*field) {
+  return [&r, &options, field](const Entry& e) {
+    const std::string name = column_name(r.text(e), r.at(e));
+    options.overrides.push_back([field, name](store::CustomSchema& s) { s.*field = name; });
+  };
+}
+
+template <typename Apply>
+Handler store_option(const Reader& r, StoreOptions& options, Apply apply) {
+  return [&r, &options, apply](const Entry& e) {
+    auto change = apply(r.text(e), r.at(e));
+    options.overrides.push_back(std::move(change));
+  };
+}
+
+void read_store(const Reader& r, const Entry& section, Config::Store& target) {
+  StoreOptions options;
+  options.line = section.line;
+  using Schema = store::CustomSchema;
+  auto text_field = [](std::string Schema::*field, std::string (*parse)(std::string_view, const Origin&)) {
+    return [field, parse](std::string_view text, const Origin& at) {
+      return std::function<void(Schema&)>([field, value = parse(text, at)](Schema& s) { s.*field = value; });
+    };
+  };
+  auto length_field = [](std::size_t store::KeyTextRule::*field) {
+    return [field](std::string_view text, const Origin& at) {
+      const auto value = static_cast<std::size_t>(whole_number(text, 1, 512, false, at));
+      return std::function<void(Schema&)>([field, value](Schema& s) { s.key_text.*field = value; });
+    };
+  };
+  r.read_mapping(section, {
+      {"schema", [&](const Entry& e) {
+         const std::string text = r.text(e);
+         if (text == "native") target.schema = Config::Store::Schema::native;
+         else if (text == "custom") target.schema = Config::Store::Schema::custom;
+         else r.at(e).fail("expected native or custom, got " + quoted(text));
+       }},
+      {"preset", [&](const Entry& e) {
+         const std::string text = r.text(e);
+         const store::CustomSchema* preset = store::find_preset(text);
+         if (preset == nullptr) {
+           std::string names;
+           for (std::string_view name : store::preset_names()) names += (names.empty() ? "" : ", ") + std::string(name);
+           r.at(e).fail("expected one of " + names + ", got " + quoted(text));
+         }
+         target.preset = text;
+         options.preset = *preset;
+       }},
+      {"table", store_option(r, options, [](std::string_view text, const Origin& at) {
+         if (!store::is_table_name(text)) {
+           at.fail("expected a table name like api_keys or auth.api_key (lower case), got " + quoted(text));
+         }
+         return std::function<void(Schema&)>([value = std::string(text)](Schema& s) { s.table = value; });
+       })},
+      {"credential", [&](const Entry& e) {
+         r.read_mapping(e, {
+             {"column", column_into(r, options, &Schema::credential_column)},
+             {"encoding", store_option(r, options, [](std::string_view text, const Origin& at) {
+                const auto encoding = store::credential_encoding_named(text);
+                if (!encoding) at.fail("expected sha256-hex, sha256-bytea, hmac-sha256, bcrypt or plain, got " + quoted(text));
+                return std::function<void(Schema&)>([value = *encoding](Schema& s) { s.encoding = value; });
+              })},
+             {"prefix_column", column_into(r, options, &Schema::prefix_column)},
+             {"prefix_length", store_option(r, options, [](std::string_view text, const Origin& at) {
+                const auto value = static_cast<std::size_t>(whole_number(text, 1, 64, false, at));
+                return std::function<void(Schema&)>([value](Schema& s) { s.prefix_length = value; });
+              })},
+         });
+       }},
+      {"columns", [&](const Entry& e) {
+         r.read_mapping(e, {
+             {"id", column_into(r, options, &Schema::id_column)},
+             {"owner_type", column_into(r, options, &Schema::owner_type_column)},
+             {"owner_id", column_into(r, options, &Schema::owner_id_column)},
+             {"name", column_into(r, options, &Schema::name_column)},
+             {"scopes", column_into(r, options, &Schema::scopes_column)},
+             {"expires_at", column_into(r, options, &Schema::expires_at_column)},
+             {"revoked_at", column_into(r, options, &Schema::revoked_at_column)},
+             {"is_active", column_into(r, options, &Schema::is_active_column)},
+             {"allowed_ips", column_into(r, options, &Schema::allowed_ips_column)},
+             {"rate_limit", column_into(r, options, &Schema::rate_limit_column)},
+             {"window_seconds", column_into(r, options, &Schema::window_column)},
+             {"last_used_at", column_into(r, options, &Schema::last_used_column)},
+         });
+       }},
+      {"owner_type", store_option(r, options, text_field(&Schema::owner_type, required))},
+      {"window", store_option(r, options, [](std::string_view text, const Origin& at) {
+         const Duration window = duration(text, false, at);
+         if (window.count() % 1000 != 0 || window > std::chrono::hours(24)) {
+           at.fail("expected whole seconds from 1s to 24h, got " + quoted(text));
+         }
+         return std::function<void(Schema&)>([seconds = static_cast<int>(window.count() / 1000)](Schema& s) {
+           s.window_seconds = seconds;
+         });
+       })},
+      {"usage_table", store_option(r, options, [](std::string_view text, const Origin& at) {
+         if (text != "none" && !store::is_table_name(text)) {
+           at.fail("expected a table name like api_key_usage, or none, got " + quoted(text));
+         }
+         return std::function<void(Schema&)>([value = text == "none" ? std::string() : std::string(text)](Schema& s) {
+           s.usage_table = value;
+         });
+       })},
+      {"key_format", [&](const Entry& e) {
+         r.read_mapping(e, {
+             {"min_length", store_option(r, options, length_field(&store::KeyTextRule::min_length))},
+             {"max_length", store_option(r, options, length_field(&store::KeyTextRule::max_length))},
+             {"alphabet", store_option(r, options, [](std::string_view text, const Origin& at) {
+                const auto alphabet = store::key_alphabet_named(text);
+                if (!alphabet) at.fail("expected base62, base64url, base64, hex or printable, got " + quoted(text));
+                return std::function<void(Schema&)>([value = *alphabet](Schema& s) { s.key_text.alphabet = value; });
+              })},
+         });
+       }},
+  });
+  const bool custom = target.schema == Config::Store::Schema::custom;
+  if (!custom) {
+    if (options.preset || !options.overrides.empty()) {
+      r.at(section.line, "store.schema")
+          .fail("the table options need schema: custom (native is keygate's own api_keys)");
+    }
+    return;
+  }
+  store::CustomSchema schema = options.preset.value_or(store::CustomSchema{});
+  for (const auto& change : options.overrides) change(schema);
+  if (const std::string problem = store::check_schema(schema); !problem.empty()) {
+    // check_schema's lines start with the option they are about ("store.table: ...").
+    const std::size_t colon = problem.find(": ");
+    r.at(section.line, problem.substr(0, colon)).fail(problem.substr(colon + 2));
+  }
+  target.custom = std::move(schema);
 }
 
 authz::Route read_route(const Reader& r, const Entry& item) {
@@ -183,6 +336,7 @@ Config read_config(const Reader& r, const Entry& root) {
       {"on_store_error", choice_into(r, config.on_store_error, on_store_error_choices)},
       {"shutdown_timeout", duration_into(r, config.shutdown_timeout)},
       {"routes", read_routes},
+      {"store", [&](const Entry& e) { read_store(r, e, config.store); }},
       {"postgres", section_into(r, config.postgres)},
       {"redis", section_into(r, config.redis)},
       {"keys", section_into(r, config.keys)},
@@ -194,6 +348,10 @@ Config read_config(const Reader& r, const Entry& root) {
       {"upstream_tls", section_into(r, config.upstream_tls)},
       {"access_log", section_into(r, config.access_log)},
   });
+  if (config.store.schema == Config::Store::Schema::custom &&
+      config.store.custom.encoding == store::CredentialEncoding::hmac_sha256 && config.keys.pepper.empty()) {
+    r.at(root.line, "keys.pepper").fail("missing: store.credential.encoding hmac-sha256 needs the pepper its hashes were made with");
+  }
   return config;
 }
 

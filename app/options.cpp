@@ -51,6 +51,7 @@ std::shared_ptr<const authz::AuthorizerSettings> authorizer_settings(const Confi
   settings->routes = authz::RouteTable(config.routes);
   settings->routes_default = config.routes_default;
   settings->on_store_error = config.on_store_error;
+  if (config.store.schema == Config::Store::Schema::custom) settings->key_text = config.store.custom.key_text;
   return settings;
 }
 

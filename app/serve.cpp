@@ -21,6 +21,7 @@
 #include "authz/key_authorizer.hpp"
 #include "authz/rate_limiter.hpp"
 #include "proxy/server.hpp"
+#include "store/custom_key_source.hpp"
 #include "store/key_change_listener.hpp"
 #include "store/key_lookup.hpp"
 #include "store/key_repository.hpp"
@@ -56,7 +57,7 @@ struct WorkerStores final : proxy::WorkerStack {
   std::unique_ptr<store::RedisKeyCache> redis_cache;
   std::unique_ptr<store::PgPool> pg;
   std::unique_ptr<store::KeyRepository> repository;
-  std::unique_ptr<store::PgKeySource> key_source;
+  std::unique_ptr<store::KeySource> key_source;  // api_keys, or the operator's own table
   std::unique_ptr<store::KeyLookup> lookup;
   std::unique_ptr<store::PgQuotaLedger> quota_ledger;  // before rate_counter, which uses it
   std::unique_ptr<store::RedisRateCounter> rate_counter;
@@ -112,6 +113,38 @@ void raise_descriptor_limit(const Config& config, unsigned threads) {
   }
 }
 
+// store.schema: custom: the operator's table, checked against information_schema before the
+// first request (a mapping that does not fit is a startup error naming the column).
+std::shared_ptr<const store::ResolvedSchema> resolve_key_table(const Config& config) {
+  asio::io_context io;
+  store::PgOptions options;
+  options.dsn = config.postgres.dsn;
+  options.pool_size = 1;
+  options.connect_timeout = config.postgres.connect_timeout;
+  options.query_timeout = config.postgres.query_timeout;
+  store::PgPool pool(io.get_executor(), options);
+  std::shared_ptr<const store::ResolvedSchema> resolved;
+  std::exception_ptr failure;
+  asio::co_spawn(io, store::resolve_custom_schema(pool, config.store.custom),
+                 [&](std::exception_ptr error, store::ResolvedSchema schema) {
+                   failure = error;
+                   if (!error) resolved = std::make_shared<const store::ResolvedSchema>(std::move(schema));
+                 });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+  const store::CustomSchema& s = resolved->schema;
+  if (s.encoding == store::CredentialEncoding::plain) {
+    core::log_warn("store.credential.encoding: plain: the table holds the keys themselves, so anyone "
+                   "who can read it (a backup, a replica, a log of queries) holds every key; keygate "
+                   "caches only their SHA-256. Move to sha256-hex or hmac-sha256 when you can",
+                   {{"table", s.table}, {"column", s.credential_column}});
+  }
+  core::log_info("key table: custom",
+                 {{"table", s.table}, {"preset", config.store.preset.empty() ? "none" : config.store.preset},
+                  {"encoding", store::name_of(s.encoding)}});
+  return resolved;
+}
+
 }  // namespace
 
 int run_serve(const Config& config, Args args) {
@@ -132,6 +165,17 @@ int run_serve(const Config& config, Args args) {
     usage_writer->start();
   }
 
+  const bool custom_table = config.store.schema == Config::Store::Schema::custom;
+  std::shared_ptr<const store::ResolvedSchema> key_table;
+  std::unique_ptr<store::BcryptVerifier> bcrypt;
+  if (custom_table) {
+    key_table = resolve_key_table(config);
+    // One bcrypt at a time per core beside the workers; 256 waiting at most (then 503).
+    if (key_table->schema.encoding == store::CredentialEncoding::bcrypt) {
+      bcrypt = std::make_unique<store::BcryptVerifier>(std::max(1u, threads / 2), 256);
+    }
+  }
+
   store::L1Cache l1(l1_cache_options(config));
   const auto settings = authorizer_settings(config);
   const authz::RateLimiterOptions limiter_opts = rate_limiter_options(config);
@@ -146,8 +190,16 @@ int run_serve(const Config& config, Args args) {
                                                             config.cache.redis_ttl);
     w->pg = std::make_unique<store::PgPool>(io.get_executor(), pg_opts);
     w->repository = std::make_unique<store::KeyRepository>(*w->pg);
-    w->key_source = std::make_unique<store::PgKeySource>(*w->repository);
-    w->lookup = std::make_unique<store::KeyLookup>(io.get_executor(), l1, w->redis_cache.get(),
+    if (custom_table) {
+      w->key_source = std::make_unique<store::CustomKeySource>(*w->pg, key_table, config.keys.pepper,
+                                                               bcrypt.get());
+    } else {
+      w->key_source = std::make_unique<store::PgKeySource>(*w->repository);
+    }
+    // A custom table has no revocation notices of keygate's yet: records are not shared
+    // through Redis there, so a revoked key is dropped within cache.ttl (L1 alone).
+    w->lookup = std::make_unique<store::KeyLookup>(io.get_executor(), l1,
+                                                   custom_table ? nullptr : w->redis_cache.get(),
                                                    *w->key_source);
     w->quota_ledger = std::make_unique<store::PgQuotaLedger>(io.get_executor(), *w->pg);
     w->quota_ledger->start();
@@ -195,7 +247,7 @@ int run_serve(const Config& config, Args args) {
                        store::forget_key(l1, main_worker.redis_cache.get(), hash, redis_ttl),
                        asio::detached);
       },
-      [&l1]() { l1.invalidate_all(); });
+      [&l1]() { l1.invalidate_all(); }, /*catch_up=*/!custom_table);
   listener->start();
 
   // ==== reload on SIGHUP (issue #7) =============================================================

@@ -32,7 +32,8 @@ bool KeyAuthorizer::decide_route(const AuthorizerSettings& settings, const AuthR
   return true;  // unreachable; result.decision is still an error
 }
 
-bool KeyAuthorizer::check_credential(const AuthRequest& request, AuthResult& result) {
+bool KeyAuthorizer::check_credential(const AuthorizerSettings& settings, const AuthRequest& request,
+                                     AuthResult& result) {
   switch (request.credential.kind) {
     case PresentedKey::Kind::none:
       result.decision = Decision::deny(DenyReason::missing_key);
@@ -41,7 +42,10 @@ bool KeyAuthorizer::check_credential(const AuthRequest& request, AuthResult& res
       result.decision = Decision::deny(DenyReason::conflicting_keys);
       return true;
     case PresentedKey::Kind::one:
-      if (check_key_format(request.credential.key) == KeyFormat::valid) return false;
+      if (settings.key_text ? store::key_text_allowed(request.credential.key, *settings.key_text)
+                            : check_key_format(request.credential.key) == KeyFormat::valid) {
+        return false;
+      }
       result.decision = Decision::deny(DenyReason::invalid_key);
       return true;
   }
@@ -52,7 +56,7 @@ boost::asio::awaitable<bool> KeyAuthorizer::look_up(const AuthorizerSettings& se
                                                     std::string_view credential,
                                                     AuthResult& result) {
   const store::KeyHash hash = hash_key(credential, settings.pepper);
-  const store::LookupResult found = co_await lookup_.lookup(hash);
+  const store::LookupResult found = co_await lookup_.lookup(hash, credential);
   switch (found.status) {
     case store::LookupResult::Status::error:
       // Never verified: 503 whatever on_store_error says.
@@ -107,7 +111,7 @@ boost::asio::awaitable<AuthResult> KeyAuthorizer::authorize(const AuthRequest& r
 
   const RouteMatch match = settings->routes.match(request.method, request.path);
   if (decide_route(*settings, request, match, result)) co_return result;
-  if (check_credential(request, result)) co_return result;
+  if (check_credential(*settings, request, result)) co_return result;
   const bool decided = co_await look_up(*settings, request.credential.key, result);
   if (decided) co_return result;
 

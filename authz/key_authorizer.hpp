@@ -14,11 +14,13 @@
 //                  on_store_error closed -> 503, open -> allowed (allowed_on_store_error)
 // Only step 5 consults a limit, so only its answers carry RateLimit-* headers.
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "authz/authorizer.hpp"
 #include "core/duration.hpp"
 #include "authz/routes.hpp"
+#include "store/custom_schema.hpp"
 
 namespace keygate::store {
 class KeyLookup;
@@ -50,6 +52,9 @@ struct AuthorizerSettings {
   RouteTable routes{};
   RoutesDefault routes_default = RoutesDefault::deny;
   OnStoreError on_store_error = OnStoreError::closed;
+  // store.schema: custom: keys are the operator's own, checked by length and alphabet only.
+  // Empty: keygate's format, checksum included.
+  std::optional<store::KeyTextRule> key_text{};
 };
 
 class KeyAuthorizer final : public Authorizer {
@@ -68,7 +73,8 @@ class KeyAuthorizer final : public Authorizer {
   // Steps 1 and 2; each returns true when it decided `result`.
   static bool decide_route(const AuthorizerSettings& settings, const AuthRequest& request,
                            const RouteMatch& match, AuthResult& result);
-  static bool check_credential(const AuthRequest& request, AuthResult& result);
+  static bool check_credential(const AuthorizerSettings& settings, const AuthRequest& request,
+                               AuthResult& result);
   // Step 3: sets result.key when found; true when it decided.
   boost::asio::awaitable<bool> look_up(const AuthorizerSettings& settings,
                                        std::string_view credential, AuthResult& result);

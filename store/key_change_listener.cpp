@@ -33,6 +33,7 @@ struct ListenLoop {
   milliseconds timeout;
   KeyChangeListener::ChangeHandler on_change;
   KeyChangeListener::ResyncHandler on_resync;
+  bool catch_up;
 
   bool stopped() const { return state->stopped.load(); }
 
@@ -47,7 +48,7 @@ struct ListenLoop {
                                    std::chrono::steady_clock::time_point started) const {
     PgResult listening =
         co_await connection.execute(std::string("LISTEN ") + key_changed_channel, timeout);
-    if (!listening.ok()) co_return listening;
+    if (!listening.ok() || !catch_up) co_return listening;
     PgParams since;
     std::string sql = "SELECT encode(key_hash, 'hex') FROM api_keys WHERE updated_at >= ";
     if (last_alive.empty()) {
@@ -127,12 +128,13 @@ struct ListenLoop {
 
 KeyChangeListener::KeyChangeListener(asio::any_io_executor executor, std::string dsn,
                                      milliseconds connect_timeout, ChangeHandler on_change,
-                                     ResyncHandler on_resync)
+                                     ResyncHandler on_resync, bool catch_up)
     : executor_(std::move(executor)),
       dsn_(std::move(dsn)),
       connect_timeout_(connect_timeout),
       on_change_(std::move(on_change)),
-      on_resync_(std::move(on_resync)) {}
+      on_resync_(std::move(on_resync)),
+      catch_up_(catch_up) {}
 
 KeyChangeListener::~KeyChangeListener() { stop(); }
 
@@ -140,7 +142,7 @@ void KeyChangeListener::stop() { state_->stopped.store(true); }
 
 void KeyChangeListener::start() {
   auto loop = std::make_shared<ListenLoop>(
-      ListenLoop{state_, dsn_, connect_timeout_, on_change_, on_resync_});
+      ListenLoop{state_, dsn_, connect_timeout_, on_change_, on_resync_, catch_up_});
   asio::co_spawn(
       executor_, [loop]() -> asio::awaitable<void> { co_await loop->run(); }, asio::detached);
 }

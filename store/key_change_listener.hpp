@@ -6,7 +6,8 @@
 // last heard from PostgreSQL, or since the process started; by updated_at, against
 // PostgreSQL's own clock) and hands each to `on_change`; after a reconnect it also calls
 // `on_resync` so the owner drops its in-process cache as well. (A key DELETEd while it was away leaves no row to
-// find: its Redis record lives on until cache.redis_ttl.)
+// find: its Redis record lives on until cache.redis_ttl.) With `catch_up` false (a custom key
+// table: no api_keys to ask) it only listens, and every reconnect drops the in-process cache.
 #include <boost/asio/any_io_executor.hpp>
 
 #include <atomic>
@@ -28,7 +29,7 @@ class KeyChangeListener {
 
   KeyChangeListener(boost::asio::any_io_executor executor, std::string dsn,
                     std::chrono::milliseconds connect_timeout, ChangeHandler on_change,
-                    ResyncHandler on_resync);
+                    ResyncHandler on_resync, bool catch_up = true);
   ~KeyChangeListener();
 
   void start();
@@ -50,6 +51,7 @@ class KeyChangeListener {
   std::chrono::milliseconds connect_timeout_;
   ChangeHandler on_change_;
   ResyncHandler on_resync_;
+  bool catch_up_;
   std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 

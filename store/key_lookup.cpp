@@ -33,7 +33,7 @@ KeyLookup::KeyLookup(asio::any_io_executor executor, L1Cache& l1, SharedKeyCache
 
 KeyLookup::~KeyLookup() = default;
 
-asio::awaitable<LookupResult> KeyLookup::lookup(const KeyHash& hash) {
+asio::awaitable<LookupResult> KeyLookup::lookup(const KeyHash& hash, std::string_view presented_key) {
   auto& counters = metrics();
   const L1Cache::Found cached = l1_.find(hash, L1Cache::SteadyClock::now());
   if (cached.probe == L1Cache::Probe::hit) {
@@ -55,7 +55,7 @@ asio::awaitable<LookupResult> KeyLookup::lookup(const KeyHash& hash) {
   auto pending = std::make_shared<Pending>(executor_);
   pending_.emplace(hash, pending);
   try {
-    pending->result = co_await lookup_lower_tiers(hash);
+    pending->result = co_await lookup_lower_tiers(hash, presented_key);
   } catch (const std::exception&) {
     pending->result = LookupResult{LookupResult::Status::error, nullptr, LookupTier::postgres};
   }
@@ -64,7 +64,8 @@ asio::awaitable<LookupResult> KeyLookup::lookup(const KeyHash& hash) {
   co_return pending->result;
 }
 
-asio::awaitable<LookupResult> KeyLookup::lookup_lower_tiers(const KeyHash& hash) {
+asio::awaitable<LookupResult> KeyLookup::lookup_lower_tiers(const KeyHash& hash,
+                                                             std::string_view presented_key) {
   auto& counters = metrics();
   // Read before the lower tiers: if a revocation notice arrives meanwhile, what we read may be
   // stale and must not be cached.
@@ -85,7 +86,7 @@ asio::awaitable<LookupResult> KeyLookup::lookup_lower_tiers(const KeyHash& hash)
     fill_shared_cache = missed;
   }
 
-  TierAnswer row = co_await source_.find(hash);
+  TierAnswer row = co_await source_.find(hash, presented_key);
   switch (row.status) {
     case TierAnswer::Status::found: {
       counters.count_lookup(LookupTier::postgres, LookupOutcome::hit);

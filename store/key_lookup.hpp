@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string_view>
 #include <unordered_map>
 
 #include "store/key_record.hpp"
@@ -52,11 +53,13 @@ class SharedKeyCache {
 boost::asio::awaitable<void> forget_key(L1Cache& l1, SharedKeyCache* shared_cache, KeyHash hash,
                                         std::chrono::milliseconds shared_record_ttl);
 
-// The source of truth (PostgreSQL). Implementations never throw.
+// The source of truth (PostgreSQL). Implementations never throw. `presented_key` is the key as
+// the client sent it, for tables that do not store keygate's hash (store.schema: custom, with
+// bcrypt or plain credentials); it lives until the lookup returns and is never stored.
 class KeySource {
  public:
   virtual ~KeySource() = default;
-  virtual boost::asio::awaitable<TierAnswer> find(const KeyHash& hash) = 0;
+  virtual boost::asio::awaitable<TierAnswer> find(const KeyHash& hash, std::string_view presented_key) = 0;
 };
 
 class KeyLookup {
@@ -66,7 +69,8 @@ class KeyLookup {
             KeySource& source);
   ~KeyLookup();
 
-  boost::asio::awaitable<LookupResult> lookup(const KeyHash& hash);
+  // `presented_key` reaches the source only (see KeySource); the caches know the hash alone.
+  boost::asio::awaitable<LookupResult> lookup(const KeyHash& hash, std::string_view presented_key = {});
 
  private:
   struct Pending;
@@ -74,7 +78,7 @@ class KeyLookup {
     std::size_t operator()(const KeyHash& h) const noexcept;
   };
 
-  boost::asio::awaitable<LookupResult> lookup_lower_tiers(const KeyHash& hash);
+  boost::asio::awaitable<LookupResult> lookup_lower_tiers(const KeyHash& hash, std::string_view presented_key);
 
   boost::asio::any_io_executor executor_;
   L1Cache& l1_;

@@ -354,7 +354,7 @@ asio::awaitable<RepoResult<RotatedKey>> KeyRepository::rotate(std::string id, st
   co_return out;
 }
 
-asio::awaitable<TierAnswer> PgKeySource::find(const KeyHash& hash) {
+asio::awaitable<TierAnswer> PgKeySource::find(const KeyHash& hash, std::string_view /*presented_key*/) {
   RepoResult<KeyRecord> found = co_await repository_.find_by_hash(hash);
   TierAnswer row;
   switch (found.status) {

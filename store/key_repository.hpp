@@ -107,7 +107,7 @@ class KeyRepository {
 class PgKeySource final : public KeySource {
  public:
   explicit PgKeySource(KeyRepository& repository) : repository_(repository) {}
-  boost::asio::awaitable<TierAnswer> find(const KeyHash& hash) override;
+  boost::asio::awaitable<TierAnswer> find(const KeyHash& hash, std::string_view presented_key) override;
 
  private:
   KeyRepository& repository_;

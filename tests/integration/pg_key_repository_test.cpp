@@ -408,11 +408,11 @@ TEST_CASE("PgKeySource maps repository answers for the tiered lookup") {
       auto r21 = co_await repository.create(sample_key(40));
       REQUIRE(r21.ok());
     }
-    auto found = co_await source.find(hash_of(40));
+    auto found = co_await source.find(hash_of(40), {});
     CHECK(found.status == keygate::store::TierAnswer::Status::found);
     REQUIRE(found.record != nullptr);
     CHECK(found.record->owner_id == "42");
-    auto missing = co_await source.find(hash_of(41));
+    auto missing = co_await source.find(hash_of(41), {});
     CHECK(missing.status == keygate::store::TierAnswer::Status::not_found);
   }());
 }

@@ -28,7 +28,7 @@ namespace {
 
 class MemorySource final : public store::KeySource {
  public:
-  asio::awaitable<store::TierAnswer> find(const store::KeyHash& hash) override {
+  asio::awaitable<store::TierAnswer> find(const store::KeyHash& hash, std::string_view) override {
     ++queries;
     if (down) co_return store::TierAnswer{store::TierAnswer::Status::unavailable, nullptr};
     const auto it = records.find(hash);

@@ -59,7 +59,7 @@ class MemorySharedCache final : public SharedKeyCache {
 // Answers after a short pause, so that concurrent lookups overlap.
 class SlowSource final : public KeySource {
  public:
-  asio::awaitable<TierAnswer> find(const KeyHash& hash) override {
+  asio::awaitable<TierAnswer> find(const KeyHash& hash, std::string_view) override {
     ++queries;
     asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(20));
     co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
