@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 
 #include "app/cli_args.hpp"
 #include "app/commands.hpp"
@@ -131,7 +132,11 @@ std::shared_ptr<const store::ResolvedSchema> resolve_key_table(const Config& con
                    if (!error) resolved = std::make_shared<const store::ResolvedSchema>(std::move(schema));
                  });
   io.run();
-  if (failure) std::rethrow_exception(failure);
+  try {
+    if (failure) std::rethrow_exception(failure);
+  } catch (const std::invalid_argument& mismatch) {
+    throw ConfigError(config.source + ": " + mismatch.what());  // the mapping is the config's
+  }
   const store::CustomSchema& s = resolved->schema;
   if (s.encoding == store::CredentialEncoding::plain) {
     core::log_warn("store.credential.encoding: plain: the table holds the keys themselves, so anyone "

@@ -22,7 +22,7 @@ namespace keygate::store {
 namespace asio = boost::asio;
 
 asio::awaitable<ResolvedSchema> resolve_custom_schema(PgPool& pool, CustomSchema schema) {
-  if (const std::string problem = check_schema(schema); !problem.empty()) throw std::runtime_error(problem);
+  if (const std::string problem = check_schema(schema); !problem.empty()) throw std::invalid_argument(problem);
   PgParams params;
   params.emplace_back(schema_part(schema.table));
   params.emplace_back(table_part(schema.table));
@@ -38,7 +38,7 @@ asio::awaitable<ResolvedSchema> resolve_custom_schema(PgPool& pool, CustomSchema
   }
   std::string error;
   ResolvedSchema resolved = resolve_schema(schema, columns, error);
-  if (!error.empty()) throw std::runtime_error(error);
+  if (!error.empty()) throw std::invalid_argument(error);
   co_return resolved;
 }
 

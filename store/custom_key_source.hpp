@@ -26,8 +26,8 @@ class thread_pool;
 namespace keygate::store {
 
 // Reads the table's column types from information_schema and checks the mapping against
-// them. Throws std::runtime_error with one line (naming the column, or PostgreSQL when it
-// cannot be asked) when the table cannot serve as a key table.
+// them. Throws std::invalid_argument with one line naming the column when the table cannot
+// serve as a key table, std::runtime_error naming PostgreSQL when it cannot be asked.
 boost::asio::awaitable<ResolvedSchema> resolve_custom_schema(PgPool& pool, CustomSchema schema);
 
 // Verifies keys against bcrypt hashes on its own threads; shared by every worker.
