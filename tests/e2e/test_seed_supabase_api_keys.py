@@ -1,0 +1,88 @@
+"""Seed 000 (../shared/seeds/000_*): Supabase's public.api_keys, which keeps the key itself in
+`key` and the permissions as a jsonb array, under row-level security. Served unchanged with
+`store: {schema: custom, preset: supabase_api_keys}`; keygate warns about the plain keys at
+startup and caches only their SHA-256."""
+import unittest
+import uuid
+
+import harness
+
+from seed_tables import SeedTableTest, literal, new_key
+
+DDL = """
+CREATE SCHEMA auth;
+CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE
+    AS $$ SELECT nullif(current_setting('request.jwt.claim.sub', true), '')::uuid $$;
+CREATE TABLE public.users (id uuid PRIMARY KEY);
+CREATE TABLE public.api_keys (
+    id uuid PRIMARY KEY NOT NULL DEFAULT gen_random_uuid(),
+    user_id uuid NOT NULL REFERENCES public.users(id),
+    name text NOT NULL,
+    key text NOT NULL,
+    permissions jsonb NOT NULL DEFAULT '[]'::jsonb,
+    last_used timestamp with time zone,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    expires_at timestamp with time zone
+);
+ALTER TABLE public.api_keys ENABLE ROW LEVEL SECURITY;
+CREATE POLICY "Users can manage own API keys" ON public.api_keys USING (auth.uid() = user_id);
+CREATE POLICY "Users can see own API keys" ON public.api_keys FOR SELECT USING (auth.uid() = user_id);
+"""
+
+
+class SeedSupabaseApiKeys(SeedTableTest):
+    preset = "supabase_api_keys"
+    ddl = DDL
+    keys = {}
+    user = str(uuid.uuid4())
+
+    @classmethod
+    def add(cls, label, permissions='["orders:read"]', expires_at="NULL"):
+        """As a Supabase client inserts: the generated key as it is, permissions as jsonb."""
+        key = new_key("sb_")
+        key_id = cls.sql(
+            "INSERT INTO public.api_keys (user_id, name, key, permissions, expires_at) VALUES "
+            f"({literal(cls.user)}, {literal(label)}, {literal(key)}, {literal(permissions)}::jsonb, {expires_at}) "
+            "RETURNING id")
+        cls.keys[label] = (key, key_id)
+
+    @classmethod
+    def insert_rows(cls):
+        cls.sql(f"INSERT INTO public.users (id) VALUES ({literal(cls.user)})")
+        cls.add("good")
+        cls.add("none", permissions="[]")
+        cls.add("expired", expires_at="now() - interval '1 second'")
+        cls.add("expiring", expires_at="now() + interval '1 day'")
+        cls.add("doomed")
+
+    def test_a_key_with_the_permission_passes(self):
+        key, key_id = self.keys["good"]
+        self.assertPasses(key, "/orders/1", owner=f"user:{self.user}", key_id=key_id)
+
+    def test_a_key_without_the_permission_is_refused(self):
+        self.assertRefused(self.keys["none"][0], 403, "insufficient_scope", "/orders/1")
+        self.assertPasses(self.keys["none"][0], "/open/x")
+
+    def test_expiry_is_enforced(self):
+        self.assertRefused(self.keys["expired"][0], 401, "expired_key")
+        self.assertPasses(self.keys["expiring"][0])
+
+    def test_deleting_the_row_revokes_the_key_within_the_cache_ttl(self):
+        key, key_id = self.keys["doomed"]
+        self.assertPasses(key)
+        self.sql(f"DELETE FROM public.api_keys WHERE id = {literal(key_id)}")
+        harness.poll_until(lambda: self.get("/open/x", key).status == 401, timeout=5.0)
+        self.assertRefused(key, 401, "invalid_key")
+
+    def test_plain_keys_are_warned_about_and_never_logged(self):
+        log = self.kg.log_text()
+        self.assertIn("store.credential.encoding: plain", log)
+        for key, _ in self.keys.values():
+            self.assertNotIn(key, log)
+
+    def test_an_unknown_key_is_invalid(self):
+        self.assertRefused(new_key("sb_"), 401, "invalid_key")
+
+
+if __name__ == "__main__":
+    unittest.main()

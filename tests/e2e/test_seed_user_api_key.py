@@ -1,0 +1,73 @@
+"""Seed 002 (../shared/seeds/002_*): api.user_api_key from a SQLAlchemy model, with is_active
+and no scopes or expiry. Its key_id named the gateway's key (AWS API Gateway); with keygate as
+the gateway it holds the SHA-256 (hex) of the key, which is what the preset looks it up by.
+Served unchanged with `store: {schema: custom, preset: user_api_key}`."""
+import unittest
+import uuid
+
+import harness
+from seed_tables import SeedTableTest, literal, new_key, sha256_hex
+
+DDL = """
+CREATE SCHEMA api;
+CREATE TABLE api."user" (user_id uuid PRIMARY KEY);
+CREATE TABLE api.user_api_key (
+    api_key_id uuid PRIMARY KEY,
+    key_name text NOT NULL,
+    key_id text NOT NULL,
+    user_id uuid NOT NULL REFERENCES api."user"(user_id) ON DELETE CASCADE,
+    last_used timestamp,
+    is_active boolean NOT NULL DEFAULT true,
+    created_at timestamp NOT NULL DEFAULT now(),
+    updated_at timestamp NOT NULL DEFAULT now()
+);
+CREATE INDEX user_api_key_user_id_idx ON api.user_api_key (user_id);
+"""
+
+
+class SeedUserApiKey(SeedTableTest):
+    preset = "user_api_key"
+    ddl = DDL
+    keys = {}
+    user = str(uuid.uuid4())
+
+    @classmethod
+    def add(cls, label, is_active=True):
+        """As UserApiKey(key_name=..., key_id=..., user_id=..., is_active=...) is committed."""
+        key = new_key("sgapi_")
+        api_key_id = str(uuid.uuid4())  # the model's default=uuid.uuid4
+        cls.sql("INSERT INTO api.user_api_key (api_key_id, key_name, key_id, user_id, is_active) VALUES "
+                f"({literal(api_key_id)}, {literal(label)}, {literal(sha256_hex(key))}, {literal(cls.user)}, "
+                f"{'true' if is_active else 'false'})")
+        cls.keys[label] = (key, api_key_id)
+
+    @classmethod
+    def insert_rows(cls):
+        cls.sql(f'INSERT INTO api."user" (user_id) VALUES ({literal(cls.user)})')
+        cls.add("Production API Key")
+        cls.add("Old key", is_active=False)
+        cls.add("Deactivated later")
+
+    def test_an_active_key_passes_with_its_user(self):
+        key, key_id = self.keys["Production API Key"]
+        self.assertPasses(key, owner=f"user:{self.user}", key_id=key_id)
+
+    def test_no_scopes_column_means_no_scopes(self):
+        self.assertRefused(self.keys["Production API Key"][0], 403, "insufficient_scope", "/orders/1")
+
+    def test_an_inactive_key_is_refused(self):
+        self.assertRefused(self.keys["Old key"][0], 401, "revoked_key")
+
+    def test_deactivating_takes_effect_within_the_cache_ttl(self):
+        key, key_id = self.keys["Deactivated later"]
+        self.assertPasses(key)
+        self.sql(f"UPDATE api.user_api_key SET is_active = false WHERE api_key_id = {literal(key_id)}")
+        harness.poll_until(lambda: self.get("/open/x", key).status == 401, timeout=5.0)
+        self.assertRefused(key, 401, "revoked_key")
+
+    def test_an_unknown_key_is_invalid(self):
+        self.assertRefused(new_key("sgapi_"), 401, "invalid_key")
+
+
+if __name__ == "__main__":
+    unittest.main()
