@@ -1,0 +1,120 @@
+"""Seed 003 (../shared/seeds/003_*): api_keys with a bcrypt hash in key_hash and the key's first
+12 characters in key_prefix, plus api_key_usage. Served unchanged with
+`store: {schema: custom, preset: api_keys_bcrypt}`: the prefix finds the candidate rows,
+bcrypt verifies the key once, and from then on the key is served from the cache by its
+SHA-256 (one bcrypt per key, not per request)."""
+import unittest
+import uuid
+import warnings
+
+import harness
+from seed_tables import SeedTableTest, literal, new_key
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.11 still ships it
+    import crypt
+
+DDL = """
+CREATE TABLE api_keys (
+    id SERIAL PRIMARY KEY,
+    user_id UUID NOT NULL,
+    key_hash VARCHAR(255) NOT NULL,
+    key_prefix VARCHAR(20) NOT NULL,
+    name VARCHAR(255) NOT NULL,
+    description TEXT,
+    scopes TEXT[] DEFAULT '{}',
+    is_active BOOLEAN DEFAULT true,
+    expires_at TIMESTAMP WITH TIME ZONE,
+    last_used_at TIMESTAMP WITH TIME ZONE,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
+    revoked_at TIMESTAMP WITH TIME ZONE
+);
+CREATE INDEX idx_api_keys_user_id ON api_keys (user_id);
+CREATE INDEX idx_api_keys_key_hash ON api_keys (key_hash);
+CREATE INDEX idx_api_keys_is_active ON api_keys (is_active);
+CREATE TABLE api_key_usage (
+    id SERIAL PRIMARY KEY,
+    api_key_id INTEGER REFERENCES api_keys(id) ON DELETE CASCADE,
+    endpoint VARCHAR(255),
+    method VARCHAR(10),
+    status_code INTEGER,
+    ip_address INET,
+    user_agent TEXT,
+    response_time_ms INTEGER,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now()
+);
+CREATE INDEX idx_api_key_usage_key_id ON api_key_usage (api_key_id);
+CREATE INDEX idx_api_key_usage_created_at ON api_key_usage (created_at);
+"""
+
+
+def bcrypt_hash(key):
+    """bcrypt at cost 10, as the project's backend (bcrypt.hash(key, 10)) stores it."""
+    return crypt.crypt(key, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 10))
+
+
+class SeedApiKeysBcrypt(SeedTableTest):
+    preset = "api_keys_bcrypt"
+    ddl = DDL
+    keys = {}
+    user = str(uuid.uuid4())
+
+    @classmethod
+    def add(cls, label, key=None, scopes="{inventory:read,orders:read}", **columns):
+        key = key or new_key("sk_live_")
+        values = {"user_id": literal(cls.user), "key_hash": literal(bcrypt_hash(key)),
+                  "key_prefix": literal(key[:12]), "name": literal(label), "scopes": literal(scopes)}
+        values.update(columns)
+        key_id = cls.sql(f"INSERT INTO api_keys ({', '.join(values)}) VALUES ({', '.join(values.values())}) "
+                         "RETURNING id")
+        cls.keys[label] = (key, key_id)
+
+    @classmethod
+    def insert_rows(cls):
+        cls.add("good")
+        # Two keys that share their first 12 characters: both candidates, bcrypt tells them apart.
+        twin = new_key("sk_live_")
+        cls.add("twin-a", key=twin[:12] + "A" + twin[13:], scopes="{}")
+        cls.add("twin-b", key=twin[:12] + "B" + twin[13:])
+        cls.add("expired", expires_at="now() - interval '1 second'")
+        cls.add("inactive", is_active="false")
+        cls.add("revoked", revoked_at="now()")
+
+    def test_a_key_passes_and_bcrypt_runs_once_for_it(self):
+        key, key_id = self.keys["good"]
+        before = self.postgres_key_queries()
+        for _ in range(5):
+            self.assertPasses(key, "/orders/1", owner=f"user:{self.user}", key_id=key_id)
+        # One lookup by prefix (and so one bcrypt); the other four come from the cache.
+        self.assertEqual(self.postgres_key_queries() - before, 1)
+
+    def test_keys_sharing_a_prefix_are_told_apart_by_bcrypt(self):
+        a, a_id = self.keys["twin-a"]
+        b, b_id = self.keys["twin-b"]
+        self.assertPasses(b, "/orders/1", key_id=b_id)
+        self.assertRefused(a, 403, "insufficient_scope", "/orders/1")
+        self.assertPasses(a, "/open/x", key_id=a_id)
+
+    def test_a_wrong_key_with_a_known_prefix_is_invalid(self):
+        key = self.keys["good"][0]
+        self.assertRefused(key[:-1] + ("x" if key[-1] != "x" else "y"), 401, "invalid_key")
+
+    def test_expired_inactive_and_revoked_keys_are_refused(self):
+        self.assertRefused(self.keys["expired"][0], 401, "expired_key")
+        self.assertRefused(self.keys["inactive"][0], 401, "revoked_key")
+        self.assertRefused(self.keys["revoked"][0], 401, "revoked_key")
+
+    def test_the_key_never_reaches_the_log(self):
+        key = self.keys["good"][0]
+        self.assertPasses(key)
+        log = self.kg.log_text()
+        self.assertNotIn(key, log)
+        self.assertNotIn(key[12:], log)
+
+    def postgres_key_queries(self):
+        samples = harness.parse_metrics(self.kg.metrics_text())
+        return harness.metric_value(samples, "keygate_postgres_key_queries_total") or 0
+
+
+if __name__ == "__main__":
+    unittest.main()
