@@ -222,6 +222,14 @@ int run_keys(const Config& config, Args args) {
   if (args.empty()) throw UsageError(std::string("keys: missing subcommand (") + subcommands + ")");
   const std::string& verb = args[0];
   const Args rest = args.subspan(1);
+  if (config.store.schema == Config::Store::Schema::custom) {
+    // Writing the operator's own table (its id scheme, its encodings) is not done yet: saying
+    // so beats an SQL error from keygate's api_keys, which that database may not have.
+    throw UsageError("keys: store.schema is custom (table " +
+                     config.store.custom.table +
+                     "): keygate manages keys in its own api_keys only; create, list and revoke "
+                     "keys in " + config.store.custom.table + " with your project's code");
+  }
 
   // Every argument is checked before PostgreSQL is contacted.
   asio::io_context io;

@@ -80,6 +80,10 @@ asio::awaitable<int> migrate(const Config& config, Action action) {
 
 int run_migrate(const Config& config, Args args) {
   const Action action = parse_action(args);
+  if (config.store.schema == Config::Store::Schema::custom) {
+    throw UsageError("migrate: store.schema is custom: keygate's migrations create its own api_keys; "
+                     "the table " + config.store.custom.table + " is yours and keygate leaves it as it is");
+  }
   asio::io_context io;
   return run_to_completion(io, migrate(config, action));
 }

@@ -65,6 +65,15 @@ class SeedUserApiKey(SeedTableTest):
         harness.poll_until(lambda: self.get("/open/x", key).status == 401, timeout=5.0)
         self.assertRefused(key, 401, "revoked_key")
 
+    def test_key_commands_and_migrate_refuse_the_custom_table_in_one_line(self):
+        for args, line in ((["keys", "list"], "keygate: keys: store.schema is custom (table api.user_api_key)"),
+                           (["migrate", "up"], "keygate: migrate: store.schema is custom")):
+            r = harness.run_cli(["--config", self.kg.config_path, *args], self.dsn, check=False)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertTrue(r.stderr.startswith(line), r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertEqual(self.sql("SELECT to_regclass('public.schema_migrations') IS NULL"), "t")
+
     def test_an_unknown_key_is_invalid(self):
         self.assertRefused(new_key("sgapi_"), 401, "invalid_key")
 
