@@ -5,57 +5,15 @@ bcrypt verifies the key once, and from then on the key is served from the cache 
 SHA-256 (one bcrypt per key, not per request)."""
 import unittest
 import uuid
-import warnings
 
 import harness
-from seed_tables import SeedTableTest, literal, new_key
+from seed_tables import SEED_DDL, SeedTableTest, bcrypt_hash, literal, new_key
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.11 still ships it
-    import crypt
-
-DDL = """
-CREATE TABLE api_keys (
-    id SERIAL PRIMARY KEY,
-    user_id UUID NOT NULL,
-    key_hash VARCHAR(255) NOT NULL,
-    key_prefix VARCHAR(20) NOT NULL,
-    name VARCHAR(255) NOT NULL,
-    description TEXT,
-    scopes TEXT[] DEFAULT '{}',
-    is_active BOOLEAN DEFAULT true,
-    expires_at TIMESTAMP WITH TIME ZONE,
-    last_used_at TIMESTAMP WITH TIME ZONE,
-    created_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
-    revoked_at TIMESTAMP WITH TIME ZONE
-);
-CREATE INDEX idx_api_keys_user_id ON api_keys (user_id);
-CREATE INDEX idx_api_keys_key_hash ON api_keys (key_hash);
-CREATE INDEX idx_api_keys_is_active ON api_keys (is_active);
-CREATE TABLE api_key_usage (
-    id SERIAL PRIMARY KEY,
-    api_key_id INTEGER REFERENCES api_keys(id) ON DELETE CASCADE,
-    endpoint VARCHAR(255),
-    method VARCHAR(10),
-    status_code INTEGER,
-    ip_address INET,
-    user_agent TEXT,
-    response_time_ms INTEGER,
-    created_at TIMESTAMP WITH TIME ZONE DEFAULT now()
-);
-CREATE INDEX idx_api_key_usage_key_id ON api_key_usage (api_key_id);
-CREATE INDEX idx_api_key_usage_created_at ON api_key_usage (created_at);
-"""
-
-
-def bcrypt_hash(key):
-    """bcrypt at cost 10, as the project's backend (bcrypt.hash(key, 10)) stores it."""
-    return crypt.crypt(key, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 10))
 
 
 class SeedApiKeysBcrypt(SeedTableTest):
     preset = "api_keys_bcrypt"
-    ddl = DDL
+    ddl = SEED_DDL["api_keys_bcrypt"]
     keys = {}
     user = str(uuid.uuid4())
 

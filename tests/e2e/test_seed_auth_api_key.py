@@ -8,47 +8,15 @@ import secrets
 import unittest
 
 import harness
-from seed_tables import SeedTableTest, literal, new_key
+from seed_tables import SEED_DDL, SeedTableTest, literal, new_key
 
-DDL = """
--- The dump's public.gen_random_uuid() is pgcrypto's.
-CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;
-CREATE SCHEMA auth;
-CREATE TABLE auth."user" (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
-CREATE FUNCTION auth.uid() RETURNS integer LANGUAGE sql STABLE
-    AS $$ SELECT nullif(current_setting('app.user_id', true), '')::integer $$;
-CREATE TABLE auth.api_key (
-    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    jti uuid NOT NULL DEFAULT public.gen_random_uuid() UNIQUE,
-    user_id integer NOT NULL REFERENCES auth."user"(id) ON DELETE CASCADE,
-    description text,
-    created_at timestamp with time zone NOT NULL DEFAULT now(),
-    expires_at timestamp with time zone NOT NULL,
-    revoked_at timestamp with time zone,
-    token text
-);
-CREATE INDEX api_key_user_id_idx ON auth.api_key (user_id);
-ALTER TABLE auth.api_key ENABLE ROW LEVEL SECURITY;
-CREATE POLICY delete_own_api_keys ON auth.api_key FOR DELETE USING (user_id = auth.uid());
-CREATE POLICY insert_own_api_keys ON auth.api_key FOR INSERT WITH CHECK (user_id = auth.uid());
-CREATE POLICY revoke_own_api_keys ON auth.api_key FOR UPDATE
-    USING (user_id = auth.uid()) WITH CHECK (user_id = auth.uid());
-CREATE POLICY select_own_api_keys ON auth.api_key FOR SELECT USING (user_id = auth.uid());
-CREATE FUNCTION auth.generate_api_key_token() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.token := 'ak_' || encode(sha256(convert_to(gen_random_uuid()::text || clock_timestamp()::text, 'UTF8')), 'hex');
-    RETURN NEW;
-END $$;
-CREATE TRIGGER generate_api_key_token_trigger BEFORE INSERT ON auth.api_key
-    FOR EACH ROW EXECUTE FUNCTION auth.generate_api_key_token();
-"""
 
 PRESET_SQL = os.path.join(harness.source_dir(), "deploy", "presets", "auth_api_key.sql")
 
 
 class SeedAuthApiKey(SeedTableTest):
     preset = "auth_api_key"
-    ddl = DDL
+    ddl = SEED_DDL["auth_api_key"]
     keys = {}
     dsn_user = "kg_reader_" + secrets.token_hex(4)
     app_role = "kg_app_user_" + secrets.token_hex(4)  # the project's own role

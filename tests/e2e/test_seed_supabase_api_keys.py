@@ -7,32 +7,13 @@ import uuid
 
 import harness
 
-from seed_tables import SeedTableTest, literal, new_key
+from seed_tables import SEED_DDL, SeedTableTest, literal, new_key
 
-DDL = """
-CREATE SCHEMA auth;
-CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE
-    AS $$ SELECT nullif(current_setting('request.jwt.claim.sub', true), '')::uuid $$;
-CREATE TABLE public.users (id uuid PRIMARY KEY);
-CREATE TABLE public.api_keys (
-    id uuid PRIMARY KEY NOT NULL DEFAULT gen_random_uuid(),
-    user_id uuid NOT NULL REFERENCES public.users(id),
-    name text NOT NULL,
-    key text NOT NULL,
-    permissions jsonb NOT NULL DEFAULT '[]'::jsonb,
-    last_used timestamp with time zone,
-    created_at timestamp with time zone NOT NULL DEFAULT now(),
-    expires_at timestamp with time zone
-);
-ALTER TABLE public.api_keys ENABLE ROW LEVEL SECURITY;
-CREATE POLICY "Users can manage own API keys" ON public.api_keys USING (auth.uid() = user_id);
-CREATE POLICY "Users can see own API keys" ON public.api_keys FOR SELECT USING (auth.uid() = user_id);
-"""
 
 
 class SeedSupabaseApiKeys(SeedTableTest):
     preset = "supabase_api_keys"
-    ddl = DDL
+    ddl = SEED_DDL["supabase_api_keys"]
     keys = {}
     user = str(uuid.uuid4())
 

@@ -6,28 +6,13 @@ import unittest
 import uuid
 
 import harness
-from seed_tables import SeedTableTest, literal, new_key, sha256_hex
+from seed_tables import SEED_DDL, SeedTableTest, literal, new_key, sha256_hex
 
-DDL = """
-CREATE SCHEMA api;
-CREATE TABLE api."user" (user_id uuid PRIMARY KEY);
-CREATE TABLE api.user_api_key (
-    api_key_id uuid PRIMARY KEY,
-    key_name text NOT NULL,
-    key_id text NOT NULL,
-    user_id uuid NOT NULL REFERENCES api."user"(user_id) ON DELETE CASCADE,
-    last_used timestamp,
-    is_active boolean NOT NULL DEFAULT true,
-    created_at timestamp NOT NULL DEFAULT now(),
-    updated_at timestamp NOT NULL DEFAULT now()
-);
-CREATE INDEX user_api_key_user_id_idx ON api.user_api_key (user_id);
-"""
 
 
 class SeedUserApiKey(SeedTableTest):
     preset = "user_api_key"
-    ddl = DDL
+    ddl = SEED_DDL["user_api_key"]
     keys = {}
     user = str(uuid.uuid4())
 
