@@ -252,7 +252,8 @@ int run_serve(const Config& config, Args args) {
                        store::forget_key(l1, main_worker.redis_cache.get(), hash, redis_ttl),
                        asio::detached);
       },
-      [&l1]() { l1.invalidate_all(); }, /*catch_up=*/!custom_table);
+      [&l1]() { l1.invalidate_all(); },
+      custom_table ? store::KeyChangeListener::Table::custom : store::KeyChangeListener::Table::native);
   listener->start();
 
   // ==== reload on SIGHUP (issue #7) =============================================================

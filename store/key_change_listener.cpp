@@ -33,7 +33,7 @@ struct ListenLoop {
   milliseconds timeout;
   KeyChangeListener::ChangeHandler on_change;
   KeyChangeListener::ResyncHandler on_resync;
-  bool catch_up;
+  KeyChangeListener::Table table;
 
   bool stopped() const { return state->stopped.load(); }
 
@@ -48,7 +48,7 @@ struct ListenLoop {
                                    std::chrono::steady_clock::time_point started) const {
     PgResult listening =
         co_await connection.execute(std::string("LISTEN ") + key_changed_channel, timeout);
-    if (!listening.ok() || !catch_up) co_return listening;
+    if (!listening.ok() || table == KeyChangeListener::Table::custom) co_return listening;
     PgParams since;
     std::string sql = "SELECT encode(key_hash, 'hex') FROM api_keys WHERE updated_at >= ";
     if (last_alive.empty()) {
@@ -80,7 +80,11 @@ struct ListenLoop {
       if (next.status != PgStatus::ok) co_return next.error;
       if (!next.notification) continue;
       metrics().invalidations.fetch_add(1, std::memory_order_relaxed);
-      changed(next.notification->payload);
+      if (table == KeyChangeListener::Table::custom) {
+        on_resync();  // the notice cannot name a cached key (bcrypt, a pepper): drop them all
+      } else {
+        changed(next.notification->payload);
+      }
     }
     co_return std::string();
   }
@@ -128,13 +132,13 @@ struct ListenLoop {
 
 KeyChangeListener::KeyChangeListener(asio::any_io_executor executor, std::string dsn,
                                      milliseconds connect_timeout, ChangeHandler on_change,
-                                     ResyncHandler on_resync, bool catch_up)
+                                     ResyncHandler on_resync, Table table)
     : executor_(std::move(executor)),
       dsn_(std::move(dsn)),
       connect_timeout_(connect_timeout),
       on_change_(std::move(on_change)),
       on_resync_(std::move(on_resync)),
-      catch_up_(catch_up) {}
+      table_(table) {}
 
 KeyChangeListener::~KeyChangeListener() { stop(); }
 
@@ -142,7 +146,7 @@ void KeyChangeListener::stop() { state_->stopped.store(true); }
 
 void KeyChangeListener::start() {
   auto loop = std::make_shared<ListenLoop>(
-      ListenLoop{state_, dsn_, connect_timeout_, on_change_, on_resync_, catch_up_});
+      ListenLoop{state_, dsn_, connect_timeout_, on_change_, on_resync_, table_});
   asio::co_spawn(
       executor_, [loop]() -> asio::awaitable<void> { co_await loop->run(); }, asio::detached);
 }

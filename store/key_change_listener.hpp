@@ -6,8 +6,13 @@
 // last heard from PostgreSQL, or since the process started; by updated_at, against
 // PostgreSQL's own clock) and hands each to `on_change`; after a reconnect it also calls
 // `on_resync` so the owner drops its in-process cache as well. (A key DELETEd while it was away leaves no row to
-// find: its Redis record lives on until cache.redis_ttl.) With `catch_up` false (a custom key
-// table: no api_keys to ask) it only listens, and every reconnect drops the in-process cache.
+// find: its Redis record lives on until cache.redis_ttl.)
+//
+// Table::custom (store.schema: custom): the operator's table sends the notices through the
+// optional trigger of deploy/presets/*.notify.sql, which cannot name keygate's cache key (a
+// bcrypt table has no SHA-256 of the key; a pepper is keygate's alone), so every notice, and
+// every reconnect, calls `on_resync`: the in-process cache is dropped whole. There is no
+// api_keys to catch up from.
 #include <boost/asio/any_io_executor.hpp>
 
 #include <atomic>
@@ -26,10 +31,11 @@ class KeyChangeListener {
  public:
   using ChangeHandler = std::function<void(const KeyHash& hash)>;
   using ResyncHandler = std::function<void()>;
+  enum class Table { native, custom };
 
   KeyChangeListener(boost::asio::any_io_executor executor, std::string dsn,
                     std::chrono::milliseconds connect_timeout, ChangeHandler on_change,
-                    ResyncHandler on_resync, bool catch_up = true);
+                    ResyncHandler on_resync, Table table = Table::native);
   ~KeyChangeListener();
 
   void start();
@@ -51,7 +57,7 @@ class KeyChangeListener {
   std::chrono::milliseconds connect_timeout_;
   ChangeHandler on_change_;
   ResyncHandler on_resync_;
-  bool catch_up_;
+  Table table_;
   std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 

@@ -3,6 +3,7 @@ one seed schema of ../shared/seeds exactly as its project creates it (no keygate
 rows inserted the way that project's code inserts them, and the real keygate binary serving
 requests against it with `store.schema: custom` and the seed's preset."""
 import hashlib
+import os
 import secrets
 import string
 import warnings
@@ -215,6 +216,29 @@ class SeedTableTest(harness.KeygateTestCase):
 
     def assertRefused(self, key, status, code, path="/open/x"):
         self.assertError(self.get(path, key), status, code, self.kg)
+
+    def check_revocation_within_a_second(self, key, change_sql):
+        """With the preset's optional NOTIFY trigger (deploy/presets/<preset>.notify.up.sql,
+        the file as shipped) installed, `change_sql` refuses `key` within a second although
+        keygate caches keys for a minute. (Called by each seed's test; not a test itself, so
+        that the base class runs nothing.)"""
+        with open(os.path.join(harness.source_dir(), "deploy", "presets", f"{self.preset}.notify.up.sql")) as f:
+            self.sql(f.read())
+        self.addCleanup(self.drop_notify_trigger)
+        config = self.seed_config()
+        config["cache"] = {"ttl": "60s", "negative_ttl": "60s"}
+        kg = self.start_keygate_for_test(config=config, name="notified")
+        self.assertStatus(self.get("/open/x", key, kg), 200, kg)
+        self.assertStatus(self.get("/open/x", key, kg), 200, kg)  # from the cache now
+        self.sql(change_sql)
+        refused, elapsed = harness.poll_until(lambda: self.get("/open/x", key, kg).status == 401, timeout=5.0)
+        self.assertTrue(refused, f"still served 5 s after the change\n{kg.log_tail()}")
+        self.assertLess(elapsed, 1.0)
+        print(f"{self.preset}: refused {elapsed * 1000:.0f} ms after the change", flush=True)
+
+    def drop_notify_trigger(self):
+        with open(os.path.join(harness.source_dir(), "deploy", "presets", f"{self.preset}.notify.down.sql")) as f:
+            self.sql(f.read())
 
     def assertStartRefused(self, store, line):
         """keygate with this store mapping exits at startup with `line` in its output."""

@@ -37,6 +37,7 @@ class SeedApiKeysBcrypt(SeedTableTest):
         cls.add("expired", expires_at="now() - interval '1 second'")
         cls.add("inactive", is_active="false")
         cls.add("revoked", revoked_at="now()")
+        cls.add("notified")
 
     def test_a_key_passes_and_bcrypt_runs_once_for_it(self):
         key, key_id = self.keys["good"]
@@ -72,6 +73,10 @@ class SeedApiKeysBcrypt(SeedTableTest):
     def postgres_key_queries(self):
         samples = harness.parse_metrics(self.kg.metrics_text())
         return harness.metric_value(samples, "keygate_postgres_key_queries_total") or 0
+
+    def test_with_the_notify_trigger_a_revocation_takes_effect_within_a_second(self):
+        key, key_id = self.keys["notified"]
+        self.check_revocation_within_a_second(key, f"UPDATE api_keys SET revoked_at = now() WHERE id = {key_id}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Seed 001 (../shared/seeds/001_*): auth.api_key, with row-level security, an integer user id,
 a uuid `jti`, `revoked_at`, and a `token` that a BEFORE INSERT trigger generates. keygate
-connects as a role of its own with exactly the grants deploy/presets/auth_api_key.sql gives
-it, and serves the table unchanged with `store: {schema: custom, preset: auth_api_key}`."""
+connects as a role of its own with exactly the grants of deploy/presets/auth_api_key.grants.sql,
+and serves the table unchanged with `store: {schema: custom, preset: auth_api_key}`."""
 import os
 import re
 import secrets
@@ -11,7 +11,7 @@ import harness
 from seed_tables import SEED_DDL, SeedTableTest, literal, new_key
 
 
-PRESET_SQL = os.path.join(harness.source_dir(), "deploy", "presets", "auth_api_key.sql")
+PRESET_SQL = os.path.join(harness.source_dir(), "deploy", "presets", "auth_api_key.grants.sql")
 
 
 class SeedAuthApiKey(SeedTableTest):
@@ -55,7 +55,7 @@ class SeedAuthApiKey(SeedTableTest):
         # The project's own (non-superuser) role, so that its RLS policies apply to the inserts.
         cls.sql(f"CREATE ROLE {cls.app_role} NOLOGIN; GRANT USAGE ON SCHEMA auth TO {cls.app_role}; "
                 f"GRANT SELECT, INSERT ON auth.api_key TO {cls.app_role}")
-        for label in ("good", "expired", "revoked"):
+        for label in ("good", "expired", "revoked", "notified"):
             cls.add(label)
         cls.sql(f"UPDATE auth.api_key SET expires_at = now() - interval '1 second' WHERE jti = {literal(cls.keys['expired'][1])}")
         cls.sql(f"UPDATE auth.api_key SET revoked_at = now() WHERE jti = {literal(cls.keys['revoked'][1])}")
@@ -78,7 +78,12 @@ class SeedAuthApiKey(SeedTableTest):
         as_reader = self.seed_config()["postgres"]["dsn"]
         with self.assertRaises(RuntimeError):
             harness.psql(as_reader, "UPDATE auth.api_key SET revoked_at = NULL")
-        self.assertEqual(harness.psql(as_reader, "SELECT count(*) FROM auth.api_key"), "3")
+        self.assertEqual(harness.psql(as_reader, "SELECT count(*) FROM auth.api_key"), "4")
+
+    def test_with_the_notify_trigger_a_revocation_takes_effect_within_a_second(self):
+        token, jti = self.keys["notified"]
+        self.check_revocation_within_a_second(
+            token, f"UPDATE auth.api_key SET revoked_at = now() WHERE jti = {literal(jti)}")
 
 
 if __name__ == "__main__":

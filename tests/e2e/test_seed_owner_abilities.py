@@ -37,6 +37,7 @@ class SeedOwnerAbilities(SeedTableTest):
         cls.add("limited", rate_limit="3", window_seconds="60")
         cls.add("unreadable", abilities='{"orders": "read"}')
         cls.add("used")
+        cls.add("notified")
 
     def test_a_key_with_the_ability_passes_with_its_owner_and_id(self):
         key, key_id = self.keys["good"]
@@ -94,6 +95,11 @@ class SeedOwnerAbilities(SeedTableTest):
                                 "json or jsonb (an array of strings)")
         self.assertStartRefused({"columns": {"last_used_at": "seen_at"}},
                                 "store: table api_keys has no column seen_at")
+
+    def test_with_the_notify_trigger_a_revocation_takes_effect_within_a_second(self):
+        key, key_id = self.keys["notified"]
+        self.check_revocation_within_a_second(
+            key, f"UPDATE api_keys SET is_active = false WHERE id = {key_id}")
 
 
 if __name__ == "__main__":

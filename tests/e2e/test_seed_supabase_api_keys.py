@@ -35,6 +35,7 @@ class SeedSupabaseApiKeys(SeedTableTest):
         cls.add("expired", expires_at="now() - interval '1 second'")
         cls.add("expiring", expires_at="now() + interval '1 day'")
         cls.add("doomed")
+        cls.add("notified")
 
     def test_a_key_with_the_permission_passes(self):
         key, key_id = self.keys["good"]
@@ -63,6 +64,10 @@ class SeedSupabaseApiKeys(SeedTableTest):
 
     def test_an_unknown_key_is_invalid(self):
         self.assertRefused(new_key("sb_"), 401, "invalid_key")
+
+    def test_with_the_notify_trigger_a_deleted_key_is_refused_within_a_second(self):
+        key, key_id = self.keys["notified"]
+        self.check_revocation_within_a_second(key, f"DELETE FROM public.api_keys WHERE id = {literal(key_id)}")
 
 
 if __name__ == "__main__":

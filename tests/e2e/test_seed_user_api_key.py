@@ -32,6 +32,7 @@ class SeedUserApiKey(SeedTableTest):
         cls.add("Production API Key")
         cls.add("Old key", is_active=False)
         cls.add("Deactivated later")
+        cls.add("notified")
 
     def test_an_active_key_passes_with_its_user(self):
         key, key_id = self.keys["Production API Key"]
@@ -61,6 +62,11 @@ class SeedUserApiKey(SeedTableTest):
 
     def test_an_unknown_key_is_invalid(self):
         self.assertRefused(new_key("sgapi_"), 401, "invalid_key")
+
+    def test_with_the_notify_trigger_a_deactivation_takes_effect_within_a_second(self):
+        key, key_id = self.keys["notified"]
+        self.check_revocation_within_a_second(
+            key, f"UPDATE api.user_api_key SET is_active = false WHERE api_key_id = {literal(key_id)}")
 
 
 if __name__ == "__main__":
