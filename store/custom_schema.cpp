@@ -345,8 +345,9 @@ ResolvedSchema resolve_schema(const CustomSchema& schema, const std::vector<Colu
   };
   for (const auto& [column, kind] : mapped) {
     if (column->empty()) continue;
+    const std::string& name = *column;  // clang 14: a lambda may not capture a structured binding
     const auto found = std::find_if(columns.begin(), columns.end(),
-                                    [&](const ColumnType& c) { return c.name == *column; });
+                                    [&name](const ColumnType& c) { return c.name == name; });
     if (found == columns.end()) {
       error = "store: table " + schema.table + " has no column " + *column;
       return resolved;
