@@ -77,7 +77,13 @@ def config():
             "    rate_limit: 5/10s\n  - path: /public/*\n    public: true\n",
             "limits:\n  header_timeout: 1500ms\n  max_connections: 5\ntrusted_proxies: [10.0.0.0/8, ::1]\n",
             "cache: {ttl: 0s, negative_ttl: 5s}\nthreads: auto\nmode: authz\n",
-            "tls:\n  cert_file: /nonexistent\n", "a: $${literal}\nb: ${EMPTY:-x}\n", "---\nmode: proxy\n---\n"]
+            "tls:\n  cert_file: /nonexistent\n", "a: $${literal}\nb: ${EMPTY:-x}\n", "---\nmode: proxy\n---\n",
+            "store:\n  schema: custom\n  preset: owner_abilities\n  columns: { scopes: none, last_used_at: seen }\n"
+            "  key_format: { min_length: 20, max_length: 64, alphabet: hex }\n",
+            "keys: { pepper: ${PEPPER} }\nstore:\n  schema: custom\n  table: billing.tokens\n"
+            "  credential: { column: token, encoding: hmac-sha256 }\n  columns: { id: token_id, rate_limit: rpm }\n"
+            "  owner_type: account\n  window: 1m\n  usage_table: none\n",
+            "store:\n  schema: custom\n  preset: api_keys_bcrypt\n  credential: { prefix_length: 8 }\n"]
 
 
 def key_record():
