@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "app/cli_args.hpp"
+#include "app/cli_custom_keys.hpp"
 #include "app/cli_run.hpp"
 #include "app/key_output.hpp"
 #include "app/options.hpp"
@@ -39,29 +40,6 @@ bool printable(std::string_view text) {
   return std::all_of(text.begin(), text.end(), [](char c) {
     return std::isgraph(static_cast<unsigned char>(c)) && c != '"' && c != '\\';
   });
-}
-
-store::KeyOwner parse_owner(const std::string& text) {
-  const auto colon = text.find(':');
-  const bool ok = colon != std::string::npos && colon > 0 && colon + 1 < text.size() &&
-                  std::all_of(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
-                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
-                  }) &&
-                  printable(std::string_view(text).substr(colon + 1));
-  if (!ok) throw UsageError("--owner: expected TYPE:ID like user:42, got " + quoted_argument(text));
-  return {text.substr(0, colon), text.substr(colon + 1)};
-}
-
-std::vector<std::string> parse_scopes(const std::string& text) {
-  std::vector<std::string> scopes;
-  for (auto& scope : core::split_list(text)) {
-    if (scope.empty() || !printable(scope)) {
-      throw UsageError("--scopes: expected comma-separated scopes like inventory:read,orders:write, got " +
-                       quoted_argument(text));
-    }
-    if (std::find(scopes.begin(), scopes.end(), scope) == scopes.end()) scopes.push_back(std::move(scope));
-  }
-  return scopes;
 }
 
 std::vector<core::IpNetwork> parse_networks(const std::string& text) {
@@ -218,18 +196,34 @@ constexpr const char* subcommands = "create, list, show, revoke or rotate";
 
 }  // namespace
 
+store::KeyOwner parse_owner(const std::string& text) {
+  const auto colon = text.find(':');
+  const bool ok = colon != std::string::npos && colon > 0 && colon + 1 < text.size() &&
+                  std::all_of(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+                  }) &&
+                  printable(std::string_view(text).substr(colon + 1));
+  if (!ok) throw UsageError("--owner: expected TYPE:ID like user:42, got " + quoted_argument(text));
+  return {text.substr(0, colon), text.substr(colon + 1)};
+}
+
+std::vector<std::string> parse_scopes(const std::string& text) {
+  std::vector<std::string> scopes;
+  for (auto& scope : core::split_list(text)) {
+    if (scope.empty() || !printable(scope)) {
+      throw UsageError("--scopes: expected comma-separated scopes like inventory:read,orders:write, got " +
+                       quoted_argument(text));
+    }
+    if (std::find(scopes.begin(), scopes.end(), scope) == scopes.end()) scopes.push_back(std::move(scope));
+  }
+  return scopes;
+}
+
 int run_keys(const Config& config, Args args) {
   if (args.empty()) throw UsageError(std::string("keys: missing subcommand (") + subcommands + ")");
   const std::string& verb = args[0];
   const Args rest = args.subspan(1);
-  if (config.store.schema == Config::Store::Schema::custom) {
-    // Writing the operator's own table (its id scheme, its encodings) is not done yet: saying
-    // so beats an SQL error from keygate's api_keys, which that database may not have.
-    throw UsageError("keys: store.schema is custom (table " +
-                     config.store.custom.table +
-                     "): keygate manages keys in its own api_keys only; create, list and revoke "
-                     "keys in " + config.store.custom.table + " with your project's code");
-  }
+  if (config.store.schema == Config::Store::Schema::custom) return run_custom_keys(config, verb, rest);
 
   // Every argument is checked before PostgreSQL is contacted.
   asio::io_context io;

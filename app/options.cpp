@@ -1,7 +1,10 @@
 // Config -> each part's options (see options.hpp).
 #include "app/options.hpp"
 
+#include "authz/rate_policy.hpp"
+
 #include <algorithm>
+#include <cstdio>
 #include <thread>
 
 namespace keygate::app {
@@ -61,6 +64,14 @@ authz::RateLimiterOptions rate_limiter_options(const Config& config) {
   o.on_redis_error = config.rate_limit.on_redis_error;
   o.replicas = config.rate_limit.replicas;
   o.lease = config.rate_limit.lease;
+  if (config.store.schema == Config::Store::Schema::custom) {
+    // The table and which database holds it (a hash of the DSN, so two services whose tables
+    // share a name and a Redis keep their counters apart; the DSN itself is never written).
+    char database[17];
+    std::snprintf(database, sizeof database, "%016llx",
+                  static_cast<unsigned long long>(authz::fnv1a(authz::fnv1a_basis, config.postgres.dsn)));
+    o.key_namespace = "c:" + config.store.custom.table + "@" + database + ":";
+  }
   return o;
 }
 

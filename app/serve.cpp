@@ -17,6 +17,7 @@
 
 #include "app/cli_args.hpp"
 #include "app/commands.hpp"
+#include "app/key_table.hpp"
 #include "app/options.hpp"
 #include "core/log.hpp"
 #include "authz/key_authorizer.hpp"
@@ -114,41 +115,6 @@ void raise_descriptor_limit(const Config& config, unsigned threads) {
   }
 }
 
-// store.schema: custom: the operator's table, checked against information_schema before the
-// first request (a mapping that does not fit is a startup error naming the column).
-std::shared_ptr<const store::ResolvedSchema> resolve_key_table(const Config& config) {
-  asio::io_context io;
-  store::PgOptions options;
-  options.dsn = config.postgres.dsn;
-  options.pool_size = 1;
-  options.connect_timeout = config.postgres.connect_timeout;
-  options.query_timeout = config.postgres.query_timeout;
-  store::PgPool pool(io.get_executor(), options);
-  std::shared_ptr<const store::ResolvedSchema> resolved;
-  std::exception_ptr failure;
-  asio::co_spawn(io, store::resolve_custom_schema(pool, config.store.custom),
-                 [&](std::exception_ptr error, store::ResolvedSchema schema) {
-                   failure = error;
-                   if (!error) resolved = std::make_shared<const store::ResolvedSchema>(std::move(schema));
-                 });
-  io.run();
-  try {
-    if (failure) std::rethrow_exception(failure);
-  } catch (const std::invalid_argument& mismatch) {
-    throw ConfigError(config.source + ": " + mismatch.what());  // the mapping is the config's
-  }
-  const store::CustomSchema& s = resolved->schema;
-  if (s.encoding == store::CredentialEncoding::plain) {
-    core::log_warn("store.credential.encoding: plain: the table holds the keys themselves, so anyone "
-                   "who can read it (a backup, a replica, a log of queries) holds every key; keygate "
-                   "caches only their SHA-256. Move to sha256-hex or hmac-sha256 when you can",
-                   {{"table", s.table}, {"column", s.credential_column}});
-  }
-  core::log_info("key table: custom",
-                 {{"table", s.table}, {"preset", config.store.preset.empty() ? "none" : config.store.preset},
-                  {"encoding", store::name_of(s.encoding)}});
-  return resolved;
-}
 
 }  // namespace
 
@@ -175,6 +141,16 @@ int run_serve(const Config& config, Args args) {
   std::unique_ptr<store::BcryptVerifier> bcrypt;
   if (custom_table) {
     key_table = resolve_key_table(config);
+    const store::CustomSchema& table = key_table->schema;
+    if (table.encoding == store::CredentialEncoding::plain) {
+      core::log_warn("store.credential.encoding: plain: the table holds the keys themselves, so anyone "
+                     "who can read it (a backup, a replica, a log of queries) holds every key; keygate "
+                     "caches only their SHA-256. Move to sha256-hex or hmac-sha256 when you can",
+                     {{"table", table.table}, {"column", table.credential_column}});
+    }
+    core::log_info("key table: custom",
+                   {{"table", table.table}, {"preset", config.store.preset.empty() ? "none" : config.store.preset},
+                    {"encoding", store::name_of(table.encoding)}});
     // One bcrypt at a time per core beside the workers; 256 waiting at most (then 503).
     if (key_table->schema.encoding == store::CredentialEncoding::bcrypt) {
       bcrypt = std::make_unique<store::BcryptVerifier>(std::max(1u, threads / 2), 256);

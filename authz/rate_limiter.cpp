@@ -80,7 +80,7 @@ struct RateLimiter::Check {
         std::int64_t now)
       : key(k),
         policy(choose_policy(k, route, options.default_limit)),
-        counter(counter_name(k, route, policy)),
+        counter(counter_name(k, route, policy, options.key_namespace)),
         now_ms(now),
         quota(QuotaPeriod::of(k, now)),
         quota_name(quota ? quota_cache_name(k, quota->quota) : std::string()),

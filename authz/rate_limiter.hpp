@@ -64,6 +64,9 @@ struct RateLimiterOptions {
   std::chrono::milliseconds redis_retry_interval{1000};
   // Requests one Redis call may count at most (a lease); 1: every request is one call.
   std::int64_t lease = 1;
+  // Before the key id in counter names: empty for keygate's api_keys (uuids),
+  // "c:<table>@<database hash>:" for a custom table, whose ids are only unique in that table.
+  std::string key_namespace;
 };
 
 enum class RateVerdict {

@@ -27,8 +27,10 @@ RateLimitPolicy choose_policy(const store::KeyRecord& key, const Route* route,
 }
 
 std::string counter_name(const store::KeyRecord& key, const Route* route,
-                         const RateLimitPolicy& policy) {
-  std::string name = "kg:rl:{" + key.id + "}:";
+                         const RateLimitPolicy& policy, std::string_view key_namespace) {
+  std::string name = "kg:rl:{";
+  name += key_namespace;
+  name += key.id + "}:";
   if (policy.source == RateLimitPolicy::Source::route && route != nullptr) {
     std::uint64_t h = fnv1a(fnv1a_basis, route->pattern);
     for (const std::string& method : route->methods) h = fnv1a(fnv1a(h, " "), method);

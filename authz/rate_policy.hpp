@@ -25,9 +25,10 @@ RateLimitPolicy choose_policy(const store::KeyRecord& key, const Route* route,
 
 // The counter a request is counted in: "kg:rl:{<key id>}:<window>s", or, for a route's own
 // limit, "kg:rl:{<key id>}:r<hash of the route's pattern and methods>:<window>s". The window is
-// in the name so that a changed window starts fresh counters.
+// in the name so that a changed window starts fresh counters. `key_namespace` goes before the
+// id: a custom key table's ids (1, 2, 3...) must not share counters with another table's.
 std::string counter_name(const store::KeyRecord& key, const Route* route,
-                         const RateLimitPolicy& policy);
+                         const RateLimitPolicy& policy, std::string_view key_namespace = {});
 
 // FNV-1a, 64 bits: stable across processes and builds (std::hash is neither), so every replica
 // names a route's counter alike.

@@ -34,7 +34,7 @@ asio::awaitable<ResolvedSchema> resolve_custom_schema(PgPool& pool, CustomSchema
   std::vector<ColumnType> columns;
   for (int row = 0; row < result.rows(); ++row) {
     columns.push_back({std::string(result.get(row, 0)), std::string(result.get(row, 1)),
-                       std::string(result.get(row, 2))});
+                       std::string(result.get(row, 2)), result.get(row, 3) == "true"});
   }
   std::string error;
   ResolvedSchema resolved = resolve_schema(schema, columns, error);
@@ -53,6 +53,20 @@ bool bcrypt_matches(const std::string& key, const std::string& stored) {
   const bool same = length == stored.size() && CRYPTO_memcmp(computed, stored.data(), length) == 0;
   OPENSSL_cleanse(data.get(), sizeof(crypt_data));
   return same;
+}
+
+std::string bcrypt_hash(const std::string& key, int cost) {
+  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (::crypt_gensalt_rn("$2b$", static_cast<unsigned long>(cost), nullptr, 0, setting, sizeof setting) == nullptr) {
+    throw std::runtime_error("bcrypt: cannot make a salt");
+  }
+  auto data = std::make_unique<crypt_data>();
+  std::memset(data.get(), 0, sizeof(crypt_data));
+  const char* hashed = ::crypt_rn(key.c_str(), setting, data.get(), sizeof(crypt_data));
+  if (hashed == nullptr || hashed[0] == '*') throw std::runtime_error("bcrypt: cannot hash the key");
+  std::string out(hashed);
+  OPENSSL_cleanse(data.get(), sizeof(crypt_data));
+  return out;
 }
 
 BcryptVerifier::BcryptVerifier(unsigned threads, unsigned max_waiting)

@@ -51,6 +51,9 @@ class BcryptVerifier {
 // One bcrypt check (libxcrypt's crypt_rn), compared in constant time. Blocks for the hash's
 // cost: call it off the event loops.
 bool bcrypt_matches(const std::string& key, const std::string& stored);
+// A new $2b$ hash of `key` at `cost` (4..31), for `keygate keys create`; throws
+// std::runtime_error if libxcrypt cannot make one.
+std::string bcrypt_hash(const std::string& key, int cost);
 
 class CustomKeySource final : public KeySource {
  public:

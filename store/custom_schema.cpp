@@ -129,6 +129,13 @@ const std::vector<std::pair<std::string_view, CustomSchema>>& presets() {
 
 std::string quote_identifier(std::string_view name) { return "\"" + std::string(name) + "\""; }
 
+// The mapping's own fixed values (owner_type) in a statement; doubled quotes, as SQL has it.
+std::string quote_literal(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
 std::string quoted_table(std::string_view table) {
   const std::optional<std::string> schema = schema_part(table);
   return (schema ? quote_identifier(*schema) + "." : std::string()) +
@@ -184,6 +191,7 @@ std::string type_name(const ColumnType& c) {
 
 // The name a parameter is cast to for this column's type.
 std::string cast_name(const ColumnType& c) {
+  if (c.data_type == "ARRAY") return c.udt_name.substr(c.udt_name.starts_with('_') ? 1 : 0) + "[]";
   if (c.data_type == "character varying") return "varchar";
   if (c.data_type == "character") return "bpchar";
   if (c.data_type == "timestamp with time zone") return "timestamptz";
@@ -318,7 +326,8 @@ std::string check_schema(const CustomSchema& schema) {
 
 ResolvedSchema resolve_schema(const CustomSchema& schema, const std::vector<ColumnType>& columns,
                               std::string& error) {
-  ResolvedSchema resolved{schema, false, {}, {}};
+  ResolvedSchema resolved;
+  resolved.schema = schema;
   error.clear();
   if (columns.empty()) {
     error = "store.table: no table or view " + schema.table +
@@ -364,6 +373,11 @@ ResolvedSchema resolve_schema(const CustomSchema& schema, const std::vector<Colu
     }
     if (column == &schema.id_column) resolved.id_type = cast_name(*found);
     if (column == &schema.last_used_column) resolved.last_used_type = cast_name(*found);
+    if (column == &schema.scopes_column) resolved.scopes_type = cast_name(*found);
+    if (column == &schema.owner_id_column) resolved.owner_id_type = cast_name(*found);
+    if (column == &schema.expires_at_column) resolved.expires_at_type = cast_name(*found);
+    if (column == &schema.revoked_at_column) resolved.revoked_at_type = cast_name(*found);
+    if (column == &schema.id_column) resolved.id_has_default = found->has_default;
     if (!accepts(wanted, *found)) {
       error = "store: column " + table + "." + *column + " is " + type_name(*found) +
               "; expected " + std::string(expected(wanted));
@@ -377,13 +391,18 @@ ResolvedSchema resolve_schema(const CustomSchema& schema, const std::vector<Colu
 }
 
 const char* columns_query() {
-  return "SELECT column_name::text, data_type::text, udt_name::text "
+  return "SELECT column_name::text, data_type::text, udt_name::text, "
+         "(column_default IS NOT NULL OR is_identity = 'YES' OR is_generated = 'ALWAYS')::text "
          "FROM information_schema.columns "
          "WHERE table_schema = coalesce($1::text, current_schema()) AND table_name = $2::text "
          "ORDER BY ordinal_position";
 }
 
-std::string lookup_statement(const ResolvedSchema& resolved) {
+namespace {
+
+// lookup_statement()'s columns, in decode_custom_row()'s order, with the stored credential last
+// when `credential` (else NULL).
+std::string select_list(const ResolvedSchema& resolved, bool credential) {
   const CustomSchema& s = resolved.schema;
   auto column_or_null = [](const std::string& column, const std::string& expression) {
     return column.empty() ? std::string("NULL") : expression;
@@ -394,16 +413,27 @@ std::string lookup_statement(const ResolvedSchema& resolved) {
   auto as_json = [&](const std::string& column) {
     return column_or_null(column, "to_json(" + quote_identifier(column) + ")::text");
   };
-  const bool bcrypt = s.encoding == CredentialEncoding::bcrypt;
-  std::string sql = "SELECT " + as_text(s.id_column) + ", " + as_text(s.owner_type_column) + ", " +
+  return as_text(s.id_column) + ", " + as_text(s.owner_type_column) + ", " +
                     as_text(s.owner_id_column) + ", " + as_text(s.name_column) + ", " +
                     as_json(s.scopes_column) + ", " + as_json(s.allowed_ips_column) + ", " +
                     as_text(s.rate_limit_column) + ", " + as_text(s.window_column) + ", " +
                     column_or_null(s.is_active_column, quote_identifier(s.is_active_column)) + ", " +
                     column_or_null(s.expires_at_column, micros(s.expires_at_column)) + ", " +
                     column_or_null(s.revoked_at_column, micros(s.revoked_at_column)) + ", " +
-                    (bcrypt ? as_text(s.credential_column) : std::string("NULL")) + " FROM " +
-                    quoted_table(s.table) + " WHERE ";
+                    (credential ? as_text(s.credential_column) : std::string("NULL"));
+}
+
+// now() in the column's own type: a timestamp without time zone holds UTC.
+std::string now_for(const std::string& type) {
+  return type == "timestamp" ? "(now() AT TIME ZONE 'UTC')" : "now()";
+}
+
+}  // namespace
+
+std::string lookup_statement(const ResolvedSchema& resolved) {
+  const CustomSchema& s = resolved.schema;
+  const bool bcrypt = s.encoding == CredentialEncoding::bcrypt;
+  std::string sql = "SELECT " + select_list(resolved, bcrypt) + " FROM " + quoted_table(s.table) + " WHERE ";
   const std::string& matched = bcrypt ? s.prefix_column : s.credential_column;
   // An untyped $1 takes the column's own type (char(64) compares as char), so its index serves.
   sql += quote_identifier(matched) + (resolved.credential_is_bytea ? " = $1::bytea" : " = $1");
@@ -484,6 +514,88 @@ bool decode_custom_row(const ResolvedSchema& resolved, const CustomRow& row, Key
   };
   return read_time(9, s.expires_at_column, record.expires_at) &&
          read_time(10, s.revoked_at_column, record.revoked_at);
+}
+
+}  // namespace keygate::store
+
+namespace keygate::store {
+
+std::string insert_statement(const ResolvedSchema& resolved, bool with_scopes, bool with_expiry,
+                             std::string& error) {
+  const CustomSchema& s = resolved.schema;
+  error.clear();
+  if (!resolved.id_has_default && resolved.id_type != "uuid") {
+    error = "the id column " + s.id_column + " has no default, so keygate cannot make an id for a new row";
+    return {};
+  }
+  if (with_scopes && s.scopes_column.empty()) {
+    error = "the table has no scopes column (store.columns.scopes)";
+    return {};
+  }
+  if (with_expiry && s.expires_at_column.empty()) {
+    error = "the table has no expiry column (store.columns.expires_at)";
+    return {};
+  }
+  std::vector<std::pair<std::string, std::string>> values;  // column, expression
+  // Parameters are cast to text, then to the column's type by the INSERT's assignment (text
+  // to uuid, bigint, jsonb or text[] is each type's input function).
+  values.emplace_back(s.credential_column, resolved.credential_is_bytea ? "$1::bytea" : "$1::text");
+  if (!s.prefix_column.empty()) values.emplace_back(s.prefix_column, "$2::text");
+  if (!s.owner_type_column.empty()) values.emplace_back(s.owner_type_column, "$3::text");
+  if (!s.owner_id_column.empty()) values.emplace_back(s.owner_id_column, "$4::text::" + resolved.owner_id_type);
+  if (!s.name_column.empty()) values.emplace_back(s.name_column, "$5::text");
+  if (with_scopes) values.emplace_back(s.scopes_column, "$6::text::" + resolved.scopes_type);
+  if (with_expiry) {
+    values.emplace_back(s.expires_at_column,
+                        now_for(resolved.expires_at_type) + " + $7::bigint * interval '1 millisecond'");
+  }
+  if (!resolved.id_has_default) values.emplace_back(s.id_column, "gen_random_uuid()");
+  std::string columns, expressions;
+  for (const auto& [column, expression] : values) {
+    columns += (columns.empty() ? "" : ", ") + quote_identifier(column);
+    expressions += (expressions.empty() ? "" : ", ") + expression;
+  }
+  // A parameter no column takes is still typed, or PostgreSQL refuses the statement.
+  std::string unused;
+  for (int n = 2; n <= 7; ++n) {
+    const std::string p = "$" + std::to_string(n);
+    if (expressions.find(p + "::") == std::string::npos) unused += ", " + p + "::text";
+  }
+  std::string sql = "INSERT INTO " + quoted_table(s.table) + " (" + columns + ") SELECT " + expressions;
+  if (!unused.empty()) sql += " WHERE num_nulls(NULL" + unused + ") >= 0";  // always true
+  return sql + " RETURNING " + select_list(resolved, true);
+}
+
+std::string list_statement(const ResolvedSchema& resolved) {
+  const CustomSchema& s = resolved.schema;
+  const std::string type_matches = s.owner_type_column.empty()
+                                       ? "$1::text = " + quote_literal(s.owner_type)
+                                       : quote_identifier(s.owner_type_column) + "::text = $1::text";
+  const std::string id_matches = s.owner_id_column.empty()
+                                     ? std::string("$2::text IS NULL")
+                                     : quote_identifier(s.owner_id_column) + "::text = $2::text";
+  return "SELECT " + select_list(resolved, false) + " FROM " + quoted_table(s.table) + " WHERE ($1::text IS NULL OR (" +
+         type_matches + " AND " + id_matches + ")) ORDER BY " + quote_identifier(s.id_column);
+}
+
+std::string revoke_statement(const ResolvedSchema& resolved, std::string& error) {
+  const CustomSchema& s = resolved.schema;
+  error.clear();
+  if (s.revoked_at_column.empty() && s.is_active_column.empty()) {
+    error = "the table has neither a revoked_at nor an is_active column; delete the row to revoke the key";
+    return {};
+  }
+  std::string set, still_valid;
+  if (!s.revoked_at_column.empty()) {
+    set = quote_identifier(s.revoked_at_column) + " = " + now_for(resolved.revoked_at_type);
+    still_valid = quote_identifier(s.revoked_at_column) + " IS NULL";
+  }
+  if (!s.is_active_column.empty()) {
+    set += (set.empty() ? "" : ", ") + quote_identifier(s.is_active_column) + " = false";
+    still_valid += (still_valid.empty() ? "" : " OR ") + quote_identifier(s.is_active_column);
+  }
+  return "UPDATE " + quoted_table(s.table) + " SET " + set + " WHERE " + quote_identifier(s.id_column) +
+         "::text = $1::text AND (" + still_valid + ") RETURNING " + quote_identifier(s.id_column) + "::text";
 }
 
 }  // namespace keygate::store

@@ -95,6 +95,7 @@ struct ColumnType {
   std::string name;       // column_name
   std::string data_type;  // "text", "ARRAY", "jsonb", "timestamp with time zone", ...
   std::string udt_name;   // "_text", "_cidr", "bpchar", ...
+  bool has_default = false;  // a DEFAULT or an identity: an INSERT may leave it out
 };
 
 // What the table's column types add to the mapping.
@@ -104,6 +105,12 @@ struct ResolvedSchema {
   // SQL type names to cast parameters to, so statements use the table's indexes:
   std::string id_type;         // "uuid", "integer", "bigint", "smallint", "text", "varchar", "bpchar"
   std::string last_used_type;  // "timestamptz" or "timestamp" (UTC); empty without the column
+  // For `keygate keys` on the table (cast names as above; empty without the column):
+  std::string scopes_type;      // "text[]", "varchar[]", "json", "jsonb"
+  std::string owner_id_type;
+  std::string expires_at_type;
+  std::string revoked_at_type;
+  bool id_has_default = false;
 };
 
 // Every mapped column exists in `columns` with a type keygate can read, e.g.
@@ -116,7 +123,8 @@ ResolvedSchema resolve_schema(const CustomSchema& schema, const std::vector<Colu
 // without a schema is looked for in current_schema().
 std::optional<std::string> schema_part(std::string_view table);
 std::string table_part(std::string_view table);
-// column_name, data_type, udt_name of one table: $1 schema (NULL: current_schema()), $2 table.
+// column_name, data_type, udt_name, has_default ('t'/'f') of one table: $1 schema (NULL:
+// current_schema()), $2 table.
 const char* columns_query();
 
 // The request path's SELECT: the rows whose credential (bcrypt: prefix) column equals $1, with
@@ -127,6 +135,22 @@ std::string lookup_statement(const ResolvedSchema& resolved);
 inline constexpr int custom_row_columns = 12;
 inline constexpr int custom_row_credential = 11;  // the stored credential (bcrypt verifies it)
 inline constexpr int max_bcrypt_candidates = 16;
+
+// `keygate keys` on a custom table. Each returns the statement, or empty with `error` saying
+// what the table lacks.
+//
+// INSERT of a new key, RETURNING lookup_statement()'s columns and the stored credential (a
+// table's trigger may make its own key, as seed 001's does). Parameters: $1 the credential as
+// stored (bcrypt: the hash), $2 the prefix (bcrypt) or NULL, $3 owner type, $4 owner id,
+// $5 name, $6 scopes (in the column's format), $7 milliseconds to expiry or NULL.
+std::string insert_statement(const ResolvedSchema& resolved, bool with_scopes, bool with_expiry,
+                             std::string& error);
+// The keys (lookup_statement()'s columns), by id; $1 owner type and $2 owner id, or NULLs for
+// every key.
+std::string list_statement(const ResolvedSchema& resolved);
+// Sets revoked_at = now() and/or is_active = false for id $1 (as text) unless already revoked,
+// RETURNING the id; needs one of the two columns.
+std::string revoke_statement(const ResolvedSchema& resolved, std::string& error);
 
 // One row of lookup_statement() in text form; column i is null when `null[i]`.
 struct CustomRow {

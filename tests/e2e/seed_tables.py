@@ -3,6 +3,7 @@ one seed schema of ../shared/seeds exactly as its project creates it (no keygate
 rows inserted the way that project's code inserts them, and the real keygate binary serving
 requests against it with `store.schema: custom` and the seed's preset."""
 import hashlib
+import json
 import os
 import secrets
 import string
@@ -235,6 +236,32 @@ class SeedTableTest(harness.KeygateTestCase):
         self.assertTrue(refused, f"still served 5 s after the change\n{kg.log_tail()}")
         self.assertLess(elapsed, 1.0)
         print(f"{self.preset}: refused {elapsed * 1000:.0f} ms after the change", flush=True)
+
+    def keys_cli(self, *args, check=True):
+        """`keygate --config <this class's keygate config> keys ARGS` as the table's owner."""
+        return harness.run_cli(["--config", self.kg.config_path, "keys", *args], self.dsn, check=check)
+
+    def check_keys_commands(self, owner, create_args=(), revocable=True):
+        """keys create makes a key keygate serves; keys list shows it; keys revoke refuses it
+        (or, for a table with no revoked_at / is_active, says so in one line, exit 2)."""
+        created = json.loads(self.keys_cli("create", "--owner", owner, "--name", "from keygate",
+                                           "--json", *create_args).stdout)
+        self.assertPasses(created["key"], owner=owner, key_id=created["id"])
+        listed = json.loads(self.keys_cli("list", "--owner", owner, "--json").stdout)
+        self.assertIn(created["id"], [k["id"] for k in listed])
+        self.assertNotIn(created["key"], json.dumps(listed))
+        revoked = self.keys_cli("revoke", created["id"], check=False)
+        if revocable:
+            self.assertEqual(revoked.returncode, 0, revoked.stderr)
+            harness.poll_until(lambda: self.get("/open/x", created["key"]).status == 401, timeout=5.0)
+            self.assertRefused(created["key"], 401, "revoked_key")
+            again = self.keys_cli("revoke", created["id"], check=False)
+            self.assertEqual(again.returncode, 1, again.stderr)
+        else:
+            self.assertEqual(revoked.returncode, 2, revoked.stderr)
+            self.assertIn("delete the row to revoke the key", revoked.stderr)
+            self.assertEqual(len(revoked.stderr.strip().splitlines()), 1, revoked.stderr)
+        return created
 
     def drop_notify_trigger(self):
         with open(os.path.join(harness.source_dir(), "deploy", "presets", f"{self.preset}.notify.down.sql")) as f:

@@ -78,6 +78,13 @@ class SeedApiKeysBcrypt(SeedTableTest):
         key, key_id = self.keys["notified"]
         self.check_revocation_within_a_second(key, f"UPDATE api_keys SET revoked_at = now() WHERE id = {key_id}")
 
+    def test_keys_create_list_and_revoke_work_on_the_table(self):
+        created = self.check_keys_commands(f"user:{self.user}", ["--scopes", "orders:read", "--expires-in", "1d"])
+        stored = self.sql(f"SELECT key_prefix || ' ' || key_hash FROM api_keys WHERE id = {created['id']}")
+        prefix, hashed = stored.split()
+        self.assertEqual(prefix, created["key"][:12])
+        self.assertTrue(hashed.startswith("$2b$10$"), hashed)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -85,6 +85,10 @@ class SeedAuthApiKey(SeedTableTest):
         self.check_revocation_within_a_second(
             token, f"UPDATE auth.api_key SET revoked_at = now() WHERE jti = {literal(jti)}")
 
+    def test_keys_create_returns_the_token_the_tables_trigger_made(self):
+        created = self.check_keys_commands("user:1", ["--expires-in", "1d"])
+        self.assertTrue(created["key"].startswith("ak_"), "not the trigger's token")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -101,6 +101,11 @@ class SeedOwnerAbilities(SeedTableTest):
         self.check_revocation_within_a_second(
             key, f"UPDATE api_keys SET is_active = false WHERE id = {key_id}")
 
+    def test_keys_create_list_and_revoke_work_on_the_table(self):
+        created = self.check_keys_commands("team:7", ["--scopes", "orders:read"])
+        self.assertEqual(self.sql(f"SELECT owner_type || ' ' || abilities::text FROM api_keys WHERE id = {created['id']}"),
+                         'team ["orders:read"]')
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -69,6 +69,12 @@ class SeedSupabaseApiKeys(SeedTableTest):
         key, key_id = self.keys["notified"]
         self.check_revocation_within_a_second(key, f"DELETE FROM public.api_keys WHERE id = {literal(key_id)}")
 
+    def test_keys_create_and_list_work_and_revoke_says_what_the_table_lacks(self):
+        self.check_keys_commands(f"user:{self.user}", ["--scopes", "orders:read"], revocable=False)
+        r = self.keys_cli("create", "--owner", "team:1", "--name", "x", check=False)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("every key's owner type is user", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -51,8 +51,8 @@ class SeedUserApiKey(SeedTableTest):
         harness.poll_until(lambda: self.get("/open/x", key).status == 401, timeout=5.0)
         self.assertRefused(key, 401, "revoked_key")
 
-    def test_key_commands_and_migrate_refuse_the_custom_table_in_one_line(self):
-        for args, line in ((["keys", "list"], "keygate: keys: store.schema is custom (table api.user_api_key)"),
+    def test_migrate_and_keys_show_refuse_the_custom_table_in_one_line(self):
+        for args, line in ((["keys", "show", "x"], "keygate: keys show: not available with store.schema: custom"),
                            (["migrate", "up"], "keygate: migrate: store.schema is custom")):
             r = harness.run_cli(["--config", self.kg.config_path, *args], self.dsn, check=False)
             self.assertEqual(r.returncode, 2, r.stderr)
@@ -67,6 +67,14 @@ class SeedUserApiKey(SeedTableTest):
         key, key_id = self.keys["notified"]
         self.check_revocation_within_a_second(
             key, f"UPDATE api.user_api_key SET is_active = false WHERE api_key_id = {literal(key_id)}")
+
+    def test_keys_create_list_and_revoke_work_on_the_table(self):
+        created = self.check_keys_commands(f"user:{self.user}")
+        self.assertEqual(self.sql(f"SELECT key_id FROM api.user_api_key WHERE api_key_id = {literal(created['id'])}"),
+                         sha256_hex(created["key"]))
+        r = self.keys_cli("create", "--owner", f"user:{self.user}", "--name", "x", "--scopes", "a", check=False)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("the table has no scopes column", r.stderr)
 
 
 if __name__ == "__main__":

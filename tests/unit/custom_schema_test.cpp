@@ -171,7 +171,9 @@ TEST_CASE("the lookup statement reads every mapped column and NULL for the other
   CHECK(by_prefix.ends_with(", \"key_hash\"::text FROM \"api_keys\" WHERE \"key_prefix\" = $1 LIMIT 16"));
 
   CustomSchema qualified = *find_preset("auth_api_key");
-  ResolvedSchema r{qualified, false, "uuid", ""};
+  ResolvedSchema r;
+  r.schema = qualified;
+  r.id_type = "uuid";
   CHECK(lookup_statement(r).find(" FROM \"auth\".\"api_key\" WHERE \"token\" = $1") != std::string::npos);
 }
 

@@ -139,6 +139,8 @@ TEST_CASE("counter names: hash-tagged key id, window, and a stable tag per limit
   const auto key = key_with("3f1c", 10, 30);
 
   CHECK(counter_name(key, nullptr, choose_policy(key, nullptr, {100, 60})) == "kg:rl:{3f1c}:30s");
+  CHECK(counter_name(key, nullptr, choose_policy(key, nullptr, {100, 60}), "c:api_keys:") ==
+        "kg:rl:{c:api_keys:3f1c}:30s");
   const std::string get_name = counter_name(key, &get_route, choose_policy(key, &get_route, {100, 60}));
   const std::string post_name = counter_name(key, &post_route, choose_policy(key, &post_route, {100, 60}));
   CHECK(get_name.rfind("kg:rl:{3f1c}:r", 0) == 0);
