@@ -170,6 +170,14 @@ std::string render_metrics(const store::Metrics& m) {
                     {"dropped", m.usage_dropped}});
   gauge(out, "keygate_usage_queue_depth", "Usage events waiting to be written.",
         m.usage_queue_depth);
+  counter(out, "keygate_usage_rows_refused_total",
+          "Usage rows PostgreSQL refused (a value its column cannot hold, a key gone), dropped "
+          "alone; also counted as dropped.",
+          m.usage_refused);
+  counter(out, "keygate_usage_rows_possibly_duplicated_total",
+          "Usage rows written again to a custom usage table after a COMMIT that got no answer: "
+          "each may be there twice (that table has no event id).",
+          m.usage_possibly_duplicated);
 
   const OpsMetrics& ops = ops_metrics();
   labelled_counter(out, "keygate_tls_handshake_failures_total",

@@ -54,6 +54,10 @@ struct Metrics {
   Counter ratelimit_near_cache_hits{0};         // 429s answered from the over-limit cache
   Counter ratelimit_lease_hits{0};              // admitted from a worker's lease, no Redis call
   Counter usage_queued{0}, usage_written{0}, usage_spilled{0}, usage_replayed{0}, usage_dropped{0};
+  Counter usage_refused{0};  // of usage_dropped: rows PostgreSQL refused (isolated, dropped alone)
+  // Rows written again after a COMMIT without an answer, to a custom usage table (no event id
+  // there): each may now be in the table twice.
+  Counter usage_possibly_duplicated{0};
   Gauge usage_queue_depth{0};
 
   void count_lookup(LookupTier tier, LookupOutcome outcome) {

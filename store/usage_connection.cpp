@@ -3,11 +3,13 @@
 #include <boost/asio/this_coro.hpp>
 
 #include <algorithm>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
 #include "core/log.hpp"
 #include "core/text.hpp"
+#include "store/usage_custom.hpp"
 #include "store/usage_encoding.hpp"
 
 namespace keygate::store {
@@ -18,6 +20,7 @@ using Written = UsageConnection::Written;
 
 UsageConnection::UsageConnection(const UsageWriterOptions& options, std::uint64_t process_id)
     : options_(options),
+      custom_(options.custom ? &*options.custom : nullptr),
       process_id_(process_id),
       partitions_(options.partitions_ahead_days, options.retention_days) {}
 
@@ -26,7 +29,7 @@ UsageConnection::~UsageConnection() = default;
 bool UsageConnection::connected() const { return pg_ && pg_->connected(); }
 
 bool UsageConnection::maintenance_due(SteadyTime now) const {
-  return partitions_.maintenance_due(usage_today(), now);
+  return custom_ == nullptr && partitions_.maintenance_due(usage_today(), now);
 }
 
 void UsageConnection::close() {
@@ -80,7 +83,7 @@ asio::awaitable<bool> UsageConnection::ensure_ready(SteadyTime deadline) {
     const bool opened = co_await connect(deadline);
     if (!opened) co_return false;
   }
-  if (partitions_.maintenance_due(usage_today(), std::chrono::steady_clock::now())) {
+  if (maintenance_due(std::chrono::steady_clock::now())) {
     if (!co_await maintain_partitions(deadline)) {
       if (!pg_->connected()) co_return false;
       partitions_.postpone_maintenance(std::chrono::steady_clock::now());
@@ -96,6 +99,7 @@ asio::awaitable<bool> UsageConnection::connect(SteadyTime deadline) {
     note_failure(connected.error());
     co_return false;
   }
+  if (custom_ != nullptr) co_return true;  // no staging table, no partitions
   std::string staging = "CREATE TEMP TABLE IF NOT EXISTS keygate_usage_staging ("
                         "event_id uuid, api_key_id uuid, endpoint text, method text, "
                         "status_code integer, ip_address inet, user_agent text, "
@@ -155,6 +159,7 @@ asio::awaitable<bool> UsageConnection::ensure_partitions(const std::set<std::int
 
 asio::awaitable<Written> UsageConnection::write(UsageBatch& batch, SteadyTime deadline) {
   if (batch.lines() == 0) co_return stored(0);
+  if (custom_ != nullptr) co_return co_await write_custom(batch, deadline);
   if (!partitions_.missing(batch.days).empty()) {
     // A statement of its own: `a && co_await b` in a condition crashes g++ 12 here.
     const bool created = co_await ensure_partitions(batch.days, deadline);
@@ -281,24 +286,76 @@ asio::awaitable<Written> UsageConnection::write_staged(UsageBatch& batch, Steady
   co_return Written{Written::Outcome::refused, 0, result.error()};
 }
 
+namespace {
+
+// Any data exception or integrity violation: on a custom table, 23514 is a CHECK constraint,
+// not a missing partition.
+bool is_custom_row_error(std::string_view sqlstate) {
+  return sqlstate.size() == 5 && (sqlstate.starts_with("22") || sqlstate.starts_with("23"));
+}
+
+}  // namespace
+
+asio::awaitable<Written> UsageConnection::write_custom(UsageBatch& batch, SteadyTime deadline) {
+  // The operator's table has no event id to make a second write a no-op, so there is one path
+  // for every batch, and a COMMIT without an answer is retried as it is (usage_custom.hpp:
+  // at-least-once). The transaction around the COPY narrows the doubt to the COMMIT: a failure
+  // before it was sent commits nothing, so only then is the retry counted as possibly doubled.
+  PgConnection& c = *pg_;
+  bool commit_sent = false;
+  std::uint64_t copied_rows = 0;
+  PgResult step = co_await c.execute("BEGIN", time_left(deadline));
+  if (step.ok()) {
+    step = co_await c.copy_in(custom_usage_copy_sql(*custom_), batch.data, time_left(deadline));
+    copied_rows = step.ok() ? step.affected_rows() : 0;
+  }
+  if (step.ok()) {
+    commit_sent = true;
+    step = co_await c.execute("COMMIT", time_left(deadline));
+  }
+  if (step.ok()) co_return stored(copied_rows);
+  if (step.status() != PgStatus::query_error) {
+    drop();
+    Written retry = failed(step);
+    retry.commit_unknown = commit_sent;
+    co_return retry;
+  }
+  // Refused (a COMMIT refused too, by a deferred constraint), so nothing was committed.
+  if (c.connected()) {
+    PgResult rolled_back = co_await c.execute("ROLLBACK", time_left(deadline));
+    if (!rolled_back.ok()) drop();
+  }
+  if (!is_custom_row_error(step.sqlstate())) co_return failed(step);  // the table missing, ...
+  co_return Written{Written::Outcome::refused, 0, step.error()};
+}
+
 // ---- last_used_at ---------------------------------------------------------------------------
 
-asio::awaitable<bool> UsageConnection::update_last_used(const LastUsedTimes::Rows& rows, SteadyTime deadline) {
-  if (!pg_) co_return false;
+asio::awaitable<UsageConnection::LastUsedOutcome> UsageConnection::update_last_used(
+    const LastUsedTimes::Rows& rows, SteadyTime deadline) {
+  if (!pg_) co_return LastUsedOutcome::failed;
   PgParams params;
   params.emplace_back(format_pg_array(rows.key_ids));
   params.emplace_back(format_pg_array(rows.times));
-  PgResult result = co_await pg_->query(
-      "UPDATE api_keys AS k SET last_used_at = v.used_at "
-      "FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, used_at) "
-      "WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < v.used_at)",
-      std::move(params), time_left(deadline));
+  std::string update =
+      custom_ != nullptr
+          ? custom_last_used_sql(*custom_)
+          : "UPDATE api_keys AS k SET last_used_at = v.used_at "
+            "FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, used_at) "
+            "WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < v.used_at)";
+  PgResult result = co_await pg_->query(std::move(update), std::move(params), time_left(deadline));
   if (!result.ok()) {
     if (result.status() != PgStatus::query_error) drop();
+    if (custom_ != nullptr && result.status() == PgStatus::query_error &&
+        is_custom_row_error(result.sqlstate())) {
+      core::log_error("usage: PostgreSQL refuses the last-used times of these keys; not sent again",
+                      {{"detail", result.error()}});
+      co_return LastUsedOutcome::refused;
+    }
     note_failure(result.error());
-    co_return false;
+    co_return LastUsedOutcome::failed;
   }
-  co_return true;
+  co_return LastUsedOutcome::updated;
 }
 
 }  // namespace keygate::store

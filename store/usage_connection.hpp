@@ -14,6 +14,10 @@
 // Migration 0004 replaced api_key_usage's foreign key by these per-batch locks and a cascading
 // delete trigger (write_direct in usage_connection.cpp says why that holds).
 //
+// With options.custom set it writes the operator's tables instead (usage_custom.hpp): no
+// staging table, no partitions, one path for every batch (BEGIN; COPY "usage_table" FROM STDIN;
+// COMMIT), and the last-used UPDATE of its key table.
+//
 // A failure is logged once until the next success. One operation at a time, on the writer's
 // thread; results as values, the decisions about a batch's future are UsageWriter's.
 #include <boost/asio/awaitable.hpp>
@@ -60,13 +64,23 @@ class UsageConnection {
     Outcome outcome = Outcome::retry;
     std::uint64_t rows = 0;
     std::string error;
+    // retry of a custom batch whose COMMIT was sent without an answer: it may be stored, and
+    // the retry may write its rows twice (a native batch is staged instead: no duplicate).
+    bool commit_unknown = false;
   };
   // Writes `batch` in one transaction (after ensure_ready), the direct or the staged way. A
   // direct batch whose outcome becomes unknown is staged before it is retried.
   boost::asio::awaitable<Written> write(UsageBatch& batch, SteadyTime deadline);
 
-  // Sets last_used_at of the keys in `rows` where it is older. False: not set (logged).
-  boost::asio::awaitable<bool> update_last_used(const LastUsedTimes::Rows& rows, SteadyTime deadline);
+  // Sets last_used_at (custom: the last-used column) of the keys in `rows` where it is older.
+  enum class LastUsedOutcome {
+    updated,
+    failed,   // not set (logged): keep the times and send them again
+    refused,  // custom only: PostgreSQL refuses these values (class 22/23): sending them again
+              // cannot help (logged)
+  };
+  boost::asio::awaitable<LastUsedOutcome> update_last_used(const LastUsedTimes::Rows& rows,
+                                                           SteadyTime deadline);
 
  private:
   boost::asio::awaitable<bool> connect(SteadyTime deadline);
@@ -74,6 +88,7 @@ class UsageConnection {
   boost::asio::awaitable<bool> ensure_partitions(const std::set<std::int32_t>& days, SteadyTime deadline);
   boost::asio::awaitable<Written> write_direct(UsageBatch& batch, SteadyTime deadline);
   boost::asio::awaitable<Written> write_staged(UsageBatch& batch, SteadyTime deadline);
+  boost::asio::awaitable<Written> write_custom(UsageBatch& batch, SteadyTime deadline);
   Written stored(std::uint64_t rows);
   Written failed(const PgResult& result);
   std::chrono::milliseconds time_left(SteadyTime deadline) const;  // for one statement
@@ -81,6 +96,7 @@ class UsageConnection {
   void drop();
 
   const UsageWriterOptions& options_;
+  const CustomUsageTarget* custom_;  // options_.custom, or null: keygate's own tables
   std::uint64_t process_id_;
   std::unique_ptr<PgConnection> pg_;
   UsagePartitions partitions_;

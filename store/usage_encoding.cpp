@@ -213,4 +213,25 @@ bool append_usage_binary_row(std::string& out, const UsageEvent& e, std::uint64_
   return true;
 }
 
+bool append_custom_usage_line(std::string& out, const UsageEvent& e) {
+  if (e.key_id.empty()) return false;
+  append_copy_text(out, e.key_id.view());
+  out.push_back('\t');
+  append_copy_text(out, e.endpoint.view());
+  out.push_back('\t');
+  append_copy_text(out, e.method.view());
+  out.push_back('\t');
+  append_number(out, e.status);
+  out.push_back('\t');
+  out += e.client_ip.to_string();
+  out.push_back('\t');
+  append_copy_text(out, e.user_agent.view());
+  out.push_back('\t');
+  append_number(out, (stored_response_time_us(e) + 500) / 1000);
+  out.push_back('\t');
+  core::append_utc_micros(out, core::SystemTime(std::chrono::microseconds(e.created_at_us)));
+  out.push_back('\n');
+  return true;
+}
+
 }  // namespace keygate::store

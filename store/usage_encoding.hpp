@@ -7,6 +7,7 @@
 // InlineText's bound included), so PostgreSQL never refuses a batch over one odd byte. An empty
 // text field is NULL in both.
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -47,5 +48,20 @@ void append_usage_binary_trailer(std::string& out);
 // from response_time_us (and response_time_us capped at int4's maximum, as in the text line).
 // False (nothing appended) when the key id is not a uuid.
 bool append_usage_binary_row(std::string& out, const UsageEvent& event, std::uint64_t process_id);
+
+// ---- the custom target (store.schema: custom; usage_custom.hpp) ------------------------------
+
+// The columns of the operator's usage table (seed 003's api_key_usage) a custom line fills, in
+// the encoder's order. No event id: that table has none.
+inline constexpr std::string_view custom_usage_columns =
+    "api_key_id, endpoint, method, status_code, ip_address, user_agent, response_time_ms, "
+    "created_at";
+inline constexpr std::size_t custom_usage_fields = 8;
+
+// Appends one COPY text line (ending in '\n') for custom_usage_columns: the key id as text
+// (PostgreSQL converts it to the column's type), the text fields cleaned as above,
+// response_time_ms rounded as in the binary row, created_at RFC 3339 UTC. False (nothing
+// appended) when the event has no key id.
+bool append_custom_usage_line(std::string& out, const UsageEvent& event);
 
 }  // namespace keygate::store

@@ -37,13 +37,16 @@ struct UsageEvent {
   static constexpr std::size_t max_endpoint = 256;
   static constexpr std::size_t max_user_agent = 160;
   static constexpr std::size_t max_method = 16;
+  // A uuid is 36 characters; custom key tables (store.schema: custom) may have integer or
+  // text ids. A longer id is not cut: the event gets no key id and the writer drops it.
+  static constexpr std::size_t max_key_id = 64;
 
   std::uint64_t sequence = 0;  // assigned by the writer: with its process id, the event id
   std::int64_t created_at_us = 0;      // request start, microseconds since the Unix epoch (UTC)
   std::uint32_t response_time_us = 0;  // saturates at ~71 minutes
   std::uint16_t status = 0;
   core::IpAddress client_ip;
-  InlineText<36> key_id;  // uuid text form
+  InlineText<max_key_id> key_id;  // the key record's id as text (native: a uuid)
   InlineText<max_method> method;
   InlineText<max_endpoint> endpoint;  // path without the query string
   InlineText<max_user_agent> user_agent;
@@ -74,7 +77,7 @@ inline void fill_usage_event(UsageEvent& event, const UsageFacts& facts) {
       us <= 0 ? 0u : us >= 0xffffffffLL ? 0xffffffffu : static_cast<std::uint32_t>(us);
   event.status = static_cast<std::uint16_t>(std::clamp(facts.status, 0, 999));
   event.client_ip = facts.client_ip;
-  event.key_id.assign(facts.key_id);
+  event.key_id.assign(facts.key_id.size() <= UsageEvent::max_key_id ? facts.key_id : std::string_view());
   event.method.assign(facts.method);
   event.endpoint.assign(facts.endpoint);
   event.user_agent.assign(facts.user_agent);

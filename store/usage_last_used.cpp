@@ -20,7 +20,7 @@ LastUsedTimes::Rows LastUsedTimes::rows() const {
   rows.key_ids.reserve(latest_.size());
   rows.times.reserve(latest_.size());
   for (const auto& [id, us] : latest_) {
-    if (!parse_usage_key_id(id)) continue;
+    if (ids_ == KeyIds::uuid ? !parse_usage_key_id(id) : id.empty()) continue;
     rows.key_ids.push_back(id);
     std::string when;
     core::append_utc_micros(when, core::SystemTime(std::chrono::microseconds(us)));

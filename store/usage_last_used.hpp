@@ -17,7 +17,12 @@ class LastUsedTimes {
  public:
   using SteadyTime = std::chrono::steady_clock::time_point;
 
-  explicit LastUsedTimes(std::chrono::milliseconds interval) : interval_(interval) {}
+  // Which key ids rows() keeps: uuids (keygate's api_keys), or any (a custom key table, whose
+  // id column PostgreSQL converts them to).
+  enum class KeyIds { uuid, any };
+
+  explicit LastUsedTimes(std::chrono::milliseconds interval, KeyIds ids = KeyIds::uuid)
+      : interval_(interval), ids_(ids) {}
 
   void start(SteadyTime now) { sent_at_ = now; }  // the first interval runs from here
   // A request of `key_id` that started at `unix_us` (microseconds since the epoch).
@@ -28,8 +33,9 @@ class LastUsedTimes {
   bool due(SteadyTime now) const { return !empty() && now - sent_at_ >= interval_; }
   SteadyTime due_at() const { return sent_at_ + interval_; }
 
-  // The update's rows, in no particular order: key ids that are uuids, and their latest
-  // request as RFC 3339 UTC text (for unnest($1::uuid[], $2::timestamptz[])).
+  // The update's rows, in no particular order: key ids (uuids unless KeyIds::any; never
+  // empty), and their latest request as RFC 3339 UTC text (for unnest($1::uuid[],
+  // $2::timestamptz[])).
   struct Rows {
     std::vector<std::string> key_ids;
     std::vector<std::string> times;
@@ -46,6 +52,7 @@ class LastUsedTimes {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::chrono::milliseconds interval_;
+  KeyIds ids_;
   SteadyTime sent_at_{};
   std::unordered_map<std::string, std::int64_t, TextHash, std::equal_to<>> latest_;  // key id -> us
 };

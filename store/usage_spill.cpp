@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -18,7 +19,8 @@ std::string failure(const std::string& path, const char* what, int error) {
 
 }  // namespace
 
-UsageSpill::UsageSpill(std::string path) : path_(std::move(path)) {}
+UsageSpill::UsageSpill(std::string path, ReplayPosition position)
+    : path_(std::move(path)), position_(position) {}
 
 UsageSpill::~UsageSpill() { close(); }
 
@@ -72,7 +74,31 @@ std::string UsageSpill::open() {
   fd_ = fd;
   size_ = keep;
   read_offset_ = 0;
+  if (position_ == ReplayPosition::in_file) {
+    if (std::string error = skip_replayed(); !error.empty()) {
+      close();
+      return error;
+    }
+  }
   return {};
+}
+
+std::string UsageSpill::skip_replayed() {
+  // Holes first (whole blocks punched out), then the NUL bytes of a partly punched block.
+  const off_t data = ::lseek(fd_, 0, SEEK_DATA);
+  std::uint64_t at = data < 0 ? size_ : static_cast<std::uint64_t>(data);  // ENXIO: all hole
+  char buffer[4096];
+  while (at < size_) {
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof buffer, size_ - at));
+    const ssize_t n = ::pread(fd_, buffer, want, static_cast<off_t>(at));
+    if (n <= 0) return failure(path_, "cannot read", n < 0 ? errno : EIO);
+    std::size_t i = 0;
+    while (i < static_cast<std::size_t>(n) && buffer[i] == '\0') ++i;
+    at += i;
+    if (i < static_cast<std::size_t>(n)) break;
+  }
+  read_offset_ = std::min(at, size_);
+  return read_offset_ == size_ ? consumed(size_) : std::string();  // all replayed: empty it
 }
 
 std::string UsageSpill::append(std::string_view lines) {
@@ -144,7 +170,15 @@ std::optional<UsageSpill::Chunk> UsageSpill::read(std::size_t max_lines, std::si
 std::string UsageSpill::consumed(std::uint64_t end) {
   if (fd_ < 0) return {};
   read_offset_ = std::min(end, size_);
-  if (read_offset_ < size_) return {};
+  if (read_offset_ < size_) {
+    if (position_ != ReplayPosition::in_file || punch_failed_ || read_offset_ == 0) return {};
+    if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                    static_cast<off_t>(read_offset_)) != 0) {
+      punch_failed_ = true;
+      return failure(path_, "cannot punch out replayed lines (a restart will replay them again)", errno);
+    }
+    return {};
+  }
   if (::ftruncate(fd_, 0) != 0) return failure(path_, "cannot empty", errno);
   size_ = read_offset_ = 0;
   return {};

@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <exception>
+#include <stdexcept>
 #include <span>
 
 #include "core/log.hpp"
 #include "store/metrics.hpp"
+#include "store/usage_custom.hpp"
 #include "store/usage_encoding.hpp"
 
 namespace keygate::store {
@@ -23,16 +25,28 @@ namespace {
 
 constexpr std::size_t spill_read_max_bytes = 8 * 1024 * 1024;
 
+UsageWriterOptions checked(UsageWriterOptions options) {
+  if (options.custom) {
+    // The names reach statements (quoted): a startup error, never SQL from an odd option.
+    if (std::string error = check_custom_usage_target(*options.custom); !error.empty()) {
+      throw std::invalid_argument(error);
+    }
+  }
+  return options;
+}
+
 }  // namespace
 
 UsageWriter::UsageWriter(UsageWriterOptions options, UsageQueue& queue)
-    : options_(std::move(options)),
+    : options_(checked(std::move(options))),
       queue_(queue),
       collect_timer_(io_),
       flush_timer_(io_),
       process_id_(new_usage_process_id()),
-      spill_(options_.spill_path),
-      last_used_(options_.last_used_interval),
+      spill_(options_.spill_path, options_.custom ? UsageSpill::ReplayPosition::in_file
+                                                  : UsageSpill::ReplayPosition::in_memory),
+      last_used_(options_.last_used_interval,
+                 options_.custom ? LastUsedTimes::KeyIds::any : LastUsedTimes::KeyIds::uuid),
       connection_(options_, process_id_) {
   options_.batch_size = std::max<std::size_t>(1, options_.batch_size);
   options_.queue_size = std::max<std::size_t>(1, options_.queue_size);
@@ -57,7 +71,7 @@ UsageWriter::~UsageWriter() {
 void UsageWriter::start() {
   if (started_) return;
   started_ = true;
-  if (!options_.spill_path.empty()) {
+  if (!options_.spill_path.empty() && writes_rows()) {
     if (std::string error = spill_.open(); !error.empty()) {
       core::log_error("usage: no spill file; events past the in-memory bound will be dropped",
                       {{"detail", error}});
@@ -119,7 +133,11 @@ void UsageWriter::collect() {
   for (std::size_t i = before; i < backlog_.size(); ++i) {
     UsageEvent& e = backlog_[i];
     e.sequence = next_sequence_++;
-    last_used_.note(e.key_id.view(), e.created_at_us);
+    if (writes_last_used()) last_used_.note(e.key_id.view(), e.created_at_us);
+  }
+  if (!writes_rows()) {  // a custom target without a usage table: last-used times only
+    backlog_.clear();
+    backlog_head_ = 0;
   }
   if (backlog_size() > options_.queue_size) spill_overflow();
   update_depth();
@@ -146,12 +164,15 @@ void UsageWriter::update_depth() {
 UsageBatch UsageWriter::take_batch() {
   const std::size_t n = std::min(options_.batch_size, backlog_size());
   std::size_t invalid = 0;
-  UsageBatch batch = make_usage_batch(std::span(backlog_).subspan(backlog_head_, n), invalid);
+  const auto events = std::span(backlog_).subspan(backlog_head_, n);
+  UsageBatch batch =
+      options_.custom ? make_custom_usage_batch(events, invalid) : make_usage_batch(events, invalid);
   backlog_head_ += n;
   compact_backlog();
   if (invalid > 0) {
     metrics().usage_dropped.fetch_add(invalid, std::memory_order_relaxed);
-    core::log_error("usage: events with a key id that is not a uuid were dropped",
+    core::log_error(options_.custom ? "usage: events with no key id (or one too long to hold) were dropped"
+                                    : "usage: events with a key id that is not a uuid were dropped",
                     {{"detail", std::to_string(invalid)}});
   }
   return batch;
@@ -159,12 +180,16 @@ UsageBatch UsageWriter::take_batch() {
 
 // ---- the spill file -------------------------------------------------------------------------
 
+bool UsageWriter::append_line(std::string& out, const UsageEvent& event) const {
+  return options_.custom ? append_custom_usage_line(out, event) : append_usage_line(out, event, process_id_);
+}
+
 void UsageWriter::spill_overflow() {
   const std::size_t n = backlog_size() - options_.queue_size;
   std::string lines;
   std::size_t encoded = 0, invalid = 0;
   for (std::size_t i = backlog_head_; i < backlog_head_ + n; ++i) {
-    if (append_usage_line(lines, backlog_[i], process_id_)) ++encoded;
+    if (append_line(lines, backlog_[i])) ++encoded;
     else ++invalid;
   }
   backlog_head_ += n;
@@ -191,7 +216,17 @@ std::optional<UsageBatch> UsageWriter::read_spill_batch() {
     spill_.close();  // nothing pending any more: no busy loop over a file that cannot be read
     return std::nullopt;
   }
-  return usage_batch_from_spill(std::move(chunk->data), chunk->end);
+  UsageBatch batch = usage_batch_from_spill(std::move(chunk->data), chunk->end);
+  if (options_.custom) {
+    // A line of keygate's own format (the file of an earlier store.schema: keygate) would be
+    // refused line by line; drop such lines at once.
+    if (const std::size_t foreign = keep_custom_usage_lines(batch); foreign > 0) {
+      metrics().usage_dropped.fetch_add(foreign, std::memory_order_relaxed);
+      core::log_error("usage: spill file lines not in the custom usage table's format were dropped",
+                      {{"detail", std::to_string(foreign)}});
+    }
+  }
+  return batch;
 }
 
 // A replayed batch is done with (stored, or its one refused line dropped).
@@ -214,7 +249,7 @@ void UsageWriter::spill_leftovers() {
   }
   in_flight_.clear();
   for (std::size_t i = backlog_head_; i < backlog_.size(); ++i) {
-    if (append_usage_line(lines, backlog_[i], process_id_)) ++count;
+    if (append_line(lines, backlog_[i])) ++count;
   }
   backlog_.clear();
   backlog_head_ = 0;
@@ -292,6 +327,12 @@ asio::awaitable<UsageWriter::WriteOutcome> UsageWriter::write_front(SteadyTime d
       co_return WriteOutcome::stored;
     }
     case Outcome::retry:
+      if (written.commit_unknown) {
+        // At-least-once (usage_custom.hpp): written again, possibly twice.
+        metrics().usage_possibly_duplicated.fetch_add(batch.lines(), std::memory_order_relaxed);
+        core::log_warn("usage: a batch's COMMIT got no answer; writing it again, its rows may be doubled",
+                       {{"detail", std::to_string(batch.lines()) + " rows"}});
+      }
       co_return WriteOutcome::retry;
     case Outcome::restaged:
       co_return WriteOutcome::split;
@@ -311,6 +352,7 @@ UsageWriter::WriteOutcome UsageWriter::handle_refusal(const std::string& error) 
     case UsageRefusalStep::drop_line: {
       core::log_error("usage: dropped an event PostgreSQL refuses", {{"detail", error}});
       metrics().usage_dropped.fetch_add(1, std::memory_order_relaxed);
+      metrics().usage_refused.fetch_add(1, std::memory_order_relaxed);
       if (stopping_) ++drain_result_.dropped;
       consume_spill(batch);
       in_flight_.pop_front();
@@ -332,9 +374,9 @@ asio::awaitable<void> UsageWriter::flush_last_used(SteadyTime deadline) {
   // The rows in a variable of their own: with the temporary bound to the coroutine's reference
   // parameter inside `if (co_await ...)`, g++ 12's code died of SIGILL here.
   const LastUsedTimes::Rows rows = last_used_.rows();
-  const bool updated = co_await connection_.update_last_used(rows, deadline);
+  const UsageConnection::LastUsedOutcome outcome = co_await connection_.update_last_used(rows, deadline);
   // Failed: the times are kept, merged with newer ones and sent next time.
-  if (updated) last_used_.sent(SteadyClock::now());
+  if (outcome != UsageConnection::LastUsedOutcome::failed) last_used_.sent(SteadyClock::now());
 }
 
 // ---- shutdown -------------------------------------------------------------------------------
@@ -360,6 +402,11 @@ asio::awaitable<void> UsageWriter::drain() {
     }
   }
   spill_leftovers();
+  if (!writes_rows() && !last_used_.empty() && SteadyClock::now() < deadline) {
+    // Last-used times only (a custom target without a usage table): no batch opened the
+    // connection.
+    co_await connection_.ensure_ready(deadline);
+  }
   if (!last_used_.empty() && connection_.connected() && SteadyClock::now() < deadline) {
     co_await flush_last_used(deadline);
   }

@@ -17,6 +17,9 @@
 // key seen, at most once per last_used_interval, in one statement. It keeps the day partitions
 // of api_key_usage: created ahead, and dropped past retention_days, at start and every day.
 //
+// With options.custom (store.schema: custom) the same loop writes the operator's tables
+// instead: usage_custom.hpp says how, and why it is at-least-once there.
+//
 // Why a thread of its own rather than worker 0's io_context: encoding batches, COPY traffic
 // and the spill file's blocking disk writes never delay a request, and the writer keeps running
 // (draining) after the server's io_contexts have stopped.
@@ -35,6 +38,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -92,10 +96,13 @@ class UsageWriter {
   void spill_overflow();
   void spill_leftovers();
   UsageBatch take_batch();
+  bool append_line(std::string& out, const UsageEvent& event) const;  // for the spill file
   std::optional<UsageBatch> read_spill_batch();
   void consume_spill(const UsageBatch& batch);
   WriteOutcome handle_refusal(const std::string& error);
   std::size_t backlog_size() const { return backlog_.size() - backlog_head_; }
+  bool writes_rows() const { return !options_.custom || !options_.custom->usage_table.empty(); }
+  bool writes_last_used() const { return !options_.custom || !options_.custom->last_used_column.empty(); }
   void compact_backlog();
   void update_depth();
 

@@ -2,12 +2,25 @@
 // What the usage writer is told (issue #5): where PostgreSQL is, how long its statements may
 // take, the batching and the in-memory bound, the spill file, last_used_at's interval, the day
 // partitions' horizon, and the backoff while PostgreSQL is away. The writer (usage_writer.hpp)
-// and its connection (usage_connection.hpp) read it.
+// and its connection (usage_connection.hpp) read it. With `custom` set, it writes to the
+// operator's own tables instead of keygate's (store.schema: custom; usage_custom.hpp).
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 
 namespace keygate::store {
+
+// The operator's tables the writer fills in custom mode, from store::ResolvedSchema. Names are
+// plain identifiers (table names "table" or "schema.table"); the writer refuses others.
+struct CustomUsageTarget {
+  std::string key_table;         // CustomSchema::table
+  std::string id_column;         // CustomSchema::id_column
+  std::string id_type;           // ResolvedSchema::id_type: "uuid", "integer", "bigint", "text", ...
+  std::string last_used_column;  // empty: no last-used update
+  std::string last_used_type;    // "timestamptz" or "timestamp" (read and written as UTC)
+  std::string usage_table;       // seed 003's api_key_usage layout; empty: no usage rows
+};
 
 struct UsageWriterOptions {
   std::string dsn;
@@ -22,6 +35,9 @@ struct UsageWriterOptions {
   unsigned partitions_ahead_days = 7;  // partitions created ahead of today (UTC days)
   std::chrono::milliseconds retry_min{100};  // backoff while PostgreSQL is away
   std::chrono::milliseconds retry_max{2000};
+  // Set: the operator's tables, not keygate's (no partitions, no api_keys / api_key_usage
+  // statement at all, and the retention and partition options above unused).
+  std::optional<CustomUsageTarget> custom;
 };
 
 }  // namespace keygate::store
