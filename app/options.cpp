@@ -79,7 +79,7 @@ store::L1Cache::Options l1_cache_options(const Config& config) {
   return {config.cache.max_entries, config.cache.ttl, config.cache.negative_ttl};
 }
 
-store::UsageWriterOptions usage_writer_options(const Config& config) {
+store::UsageWriterOptions usage_writer_options(const Config& config, const store::ResolvedSchema* key_table) {
   store::UsageWriterOptions o;
   o.dsn = config.postgres.dsn;
   o.connect_timeout = config.postgres.connect_timeout;
@@ -91,6 +91,11 @@ store::UsageWriterOptions usage_writer_options(const Config& config) {
   o.spill_path = config.usage.spill_path;
   o.last_used_interval = config.usage.last_used_interval;
   o.retention_days = config.usage.retention_days;
+  if (key_table != nullptr) {
+    const store::CustomSchema& s = key_table->schema;
+    o.custom = store::CustomUsageTarget{s.table, s.id_column, key_table->id_type, s.last_used_column,
+                                        key_table->last_used_type, s.usage_table};
+  }
   return o;
 }
 

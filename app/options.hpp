@@ -8,6 +8,7 @@
 #include "authz/key_authorizer.hpp"
 #include "authz/rate_limiter.hpp"
 #include "proxy/server.hpp"
+#include "store/custom_schema.hpp"
 #include "store/l1_cache.hpp"
 #include "store/pg_pool.hpp"
 #include "store/usage_writer.hpp"
@@ -22,7 +23,9 @@ proxy::ProxyOptions proxy_options(const Config& config);
 std::shared_ptr<const authz::AuthorizerSettings> authorizer_settings(const Config& config);
 authz::RateLimiterOptions rate_limiter_options(const Config& config);
 store::L1Cache::Options l1_cache_options(const Config& config);
-store::UsageWriterOptions usage_writer_options(const Config& config);
+// `key_table`: the resolved custom table (store.schema: custom), or null for keygate's own.
+store::UsageWriterOptions usage_writer_options(const Config& config,
+                                               const store::ResolvedSchema* key_table = nullptr);
 // One worker's pool: postgres.pool_size is for the whole process, shared by `workers`.
 store::PgOptions postgres_options(const Config& config, unsigned workers);
 

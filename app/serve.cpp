@@ -126,16 +126,6 @@ int run_serve(const Config& config, Args args) {
   raise_descriptor_limit(config, threads);
   const store::PgOptions pg_opts = postgres_options(config, threads);
 
-  // The usage log: one queue shard per worker, one writer thread (declared before the server,
-  // which calls into the queue until it stops).
-  std::unique_ptr<store::UsageQueue> usage_queue;
-  std::unique_ptr<store::UsageWriter> usage_writer;
-  if (config.usage.enabled) {
-    usage_queue = std::make_unique<store::UsageQueue>(threads, config.usage.queue_size);
-    usage_writer = std::make_unique<store::UsageWriter>(usage_writer_options(config), *usage_queue);
-    usage_writer->start();
-  }
-
   const bool custom_table = config.store.schema == Config::Store::Schema::custom;
   std::shared_ptr<const store::ResolvedSchema> key_table;
   std::unique_ptr<store::BcryptVerifier> bcrypt;
@@ -155,6 +145,19 @@ int run_serve(const Config& config, Args args) {
     if (key_table->schema.encoding == store::CredentialEncoding::bcrypt) {
       bcrypt = std::make_unique<store::BcryptVerifier>(std::max(1u, threads / 2), 256);
     }
+  }
+
+  // The usage log: one queue shard per worker, one writer thread (declared before the server,
+  // which calls into the queue until it stops). A custom table gets rows only where the
+  // mapping names a usage table or a last-used column.
+  std::unique_ptr<store::UsageQueue> usage_queue;
+  std::unique_ptr<store::UsageWriter> usage_writer;
+  const bool usage_has_a_target =
+      !custom_table || !key_table->schema.usage_table.empty() || !key_table->schema.last_used_column.empty();
+  if (config.usage.enabled && usage_has_a_target) {
+    usage_queue = std::make_unique<store::UsageQueue>(threads, config.usage.queue_size);
+    usage_writer = std::make_unique<store::UsageWriter>(usage_writer_options(config, key_table.get()), *usage_queue);
+    usage_writer->start();
   }
 
   store::L1Cache l1(l1_cache_options(config));

@@ -198,6 +198,8 @@ class SeedTableTest(harness.KeygateTestCase):
         config = cls.keygate_config(routes=ROUTES, routes_default="deny",
                                     cache={"ttl": "1s", "negative_ttl": "1s"})
         config["postgres"]["dsn"] = dsn
+        config["usage"] = {"enabled": True, "flush_interval": "200ms", "last_used_interval": "500ms",
+                           "spill_path": os.path.join(cls.workdir, f"usage-{secrets.token_hex(3)}.spill")}
         config["store"] = {"schema": "custom", "preset": cls.preset, **cls.store_overrides, **store}
         return config
 
@@ -236,6 +238,18 @@ class SeedTableTest(harness.KeygateTestCase):
         self.assertTrue(refused, f"still served 5 s after the change\n{kg.log_tail()}")
         self.assertLess(elapsed, 1.0)
         print(f"{self.preset}: refused {elapsed * 1000:.0f} ms after the change", flush=True)
+
+    def check_last_used(self, key, table, column, where, without_time_zone=False):
+        """A request with `key` sets `table`.`column` of the row `where` (NULL before) to about
+        now; a timestamp without time zone holds UTC."""
+        read = f"SELECT {column} FROM {table} WHERE {where}"
+        self.assertEqual(self.sql(read), "")
+        self.assertPasses(key)
+        value, _ = harness.poll_until(lambda: self.sql(read), timeout=10.0)
+        self.assertTrue(value, f"last used never written\n{self.kg.log_tail()}")
+        now = "(now() AT TIME ZONE 'UTC')" if without_time_zone else "now()"
+        age = float(self.sql(f"SELECT extract(epoch FROM {now} - {column}) FROM {table} WHERE {where}"))
+        self.assertLess(abs(age), 30.0, f"last used is {age} s away from now")
 
     def keys_cli(self, *args, check=True):
         """`keygate --config <this class's keygate config> keys ARGS` as the table's owner."""

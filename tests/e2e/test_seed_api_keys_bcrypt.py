@@ -38,6 +38,8 @@ class SeedApiKeysBcrypt(SeedTableTest):
         cls.add("inactive", is_active="false")
         cls.add("revoked", revoked_at="now()")
         cls.add("notified")
+        cls.add("last-used")
+        cls.add("usage")
 
     def test_a_key_passes_and_bcrypt_runs_once_for_it(self):
         key, key_id = self.keys["good"]
@@ -84,6 +86,22 @@ class SeedApiKeysBcrypt(SeedTableTest):
         prefix, hashed = stored.split()
         self.assertEqual(prefix, created["key"][:12])
         self.assertTrue(hashed.startswith("$2b$10$"), hashed)
+
+    def test_a_request_updates_last_used_at(self):
+        key, key_id = self.keys["last-used"]
+        self.check_last_used(key, "api_keys", "last_used_at", f"id = {key_id}")
+
+    def test_every_request_is_a_row_of_api_key_usage(self):
+        key, key_id = self.keys["usage"]
+        for path in ("/orders/1", "/orders/2", "/admin/x"):
+            harness.request(self.kg.port, "GET", path, headers={**harness.bearer(key), "User-Agent": "seed-003"})
+        read = ("SELECT string_agg(concat_ws(' ', endpoint, method, status_code, host(ip_address), user_agent, "
+                "response_time_ms >= 0, created_at > now() - interval '1 minute'), ',' ORDER BY endpoint) "
+                f"FROM api_key_usage WHERE api_key_id = {key_id}")
+        rows, _ = harness.poll_until(lambda: self.sql(read).count(",") == 2 and self.sql(read), timeout=10.0)
+        self.assertEqual(rows, "/admin/x GET 403 127.0.0.1 seed-003 t t,"
+                               "/orders/1 GET 200 127.0.0.1 seed-003 t t,"
+                               "/orders/2 GET 200 127.0.0.1 seed-003 t t")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class SeedOwnerAbilities(SeedTableTest):
         cls.add("unreadable", abilities='{"orders": "read"}')
         cls.add("used")
         cls.add("notified")
+        cls.add("last-used")
 
     def test_a_key_with_the_ability_passes_with_its_owner_and_id(self):
         key, key_id = self.keys["good"]
@@ -105,6 +106,10 @@ class SeedOwnerAbilities(SeedTableTest):
         created = self.check_keys_commands("team:7", ["--scopes", "orders:read"])
         self.assertEqual(self.sql(f"SELECT owner_type || ' ' || abilities::text FROM api_keys WHERE id = {created['id']}"),
                          'team ["orders:read"]')
+
+    def test_a_request_updates_last_used_at_in_utc(self):
+        key, key_id = self.keys["last-used"]
+        self.check_last_used(key, "api_keys", "last_used_at", f"id = {key_id}", without_time_zone=True)
 
 
 if __name__ == "__main__":

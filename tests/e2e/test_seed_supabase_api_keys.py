@@ -36,6 +36,7 @@ class SeedSupabaseApiKeys(SeedTableTest):
         cls.add("expiring", expires_at="now() + interval '1 day'")
         cls.add("doomed")
         cls.add("notified")
+        cls.add("last-used")
 
     def test_a_key_with_the_permission_passes(self):
         key, key_id = self.keys["good"]
@@ -74,6 +75,10 @@ class SeedSupabaseApiKeys(SeedTableTest):
         r = self.keys_cli("create", "--owner", "team:1", "--name", "x", check=False)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("every key's owner type is user", r.stderr)
+
+    def test_a_request_updates_last_used(self):
+        key, key_id = self.keys["last-used"]
+        self.check_last_used(key, "public.api_keys", "last_used", f"id = {literal(key_id)}")
 
 
 if __name__ == "__main__":

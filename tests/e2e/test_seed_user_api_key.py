@@ -33,6 +33,7 @@ class SeedUserApiKey(SeedTableTest):
         cls.add("Old key", is_active=False)
         cls.add("Deactivated later")
         cls.add("notified")
+        cls.add("last-used")
 
     def test_an_active_key_passes_with_its_user(self):
         key, key_id = self.keys["Production API Key"]
@@ -75,6 +76,11 @@ class SeedUserApiKey(SeedTableTest):
         r = self.keys_cli("create", "--owner", f"user:{self.user}", "--name", "x", "--scopes", "a", check=False)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("the table has no scopes column", r.stderr)
+
+    def test_a_request_updates_last_used_in_utc(self):
+        key, key_id = self.keys["last-used"]
+        self.check_last_used(key, "api.user_api_key", "last_used", f"api_key_id = {literal(key_id)}",
+                             without_time_zone=True)
 
 
 if __name__ == "__main__":
