@@ -246,33 +246,32 @@ std::vector<std::string_view> preset_names() {
   return names;
 }
 
-std::string_view name_of(CredentialEncoding encoding) {
-  for (const auto& [value, name] : encoding_names) {
-    if (value == encoding) return name;
+namespace {
+
+template <typename T, std::size_t N>
+std::string_view name_in(const std::array<std::pair<T, std::string_view>, N>& names, T wanted) {
+  for (const auto& [value, name] : names) {
+    if (value == wanted) return name;
   }
   return "";
 }
 
+template <typename T, std::size_t N>
+std::optional<T> value_in(const std::array<std::pair<T, std::string_view>, N>& names, std::string_view wanted) {
+  for (const auto& [value, name] : names) {
+    if (name == wanted) return value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view name_of(CredentialEncoding encoding) { return name_in(encoding_names, encoding); }
 std::optional<CredentialEncoding> credential_encoding_named(std::string_view name) {
-  for (const auto& [value, known] : encoding_names) {
-    if (known == name) return value;
-  }
-  return std::nullopt;
+  return value_in(encoding_names, name);
 }
-
-std::string_view name_of(KeyAlphabet alphabet) {
-  for (const auto& [value, name] : alphabet_names) {
-    if (value == alphabet) return name;
-  }
-  return "";
-}
-
-std::optional<KeyAlphabet> key_alphabet_named(std::string_view name) {
-  for (const auto& [value, known] : alphabet_names) {
-    if (known == name) return value;
-  }
-  return std::nullopt;
-}
+std::string_view name_of(KeyAlphabet alphabet) { return name_in(alphabet_names, alphabet); }
+std::optional<KeyAlphabet> key_alphabet_named(std::string_view name) { return value_in(alphabet_names, name); }
 
 bool is_plain_identifier(std::string_view name) {
   if (name.empty() || name.size() > 63) return false;

@@ -151,11 +151,12 @@ std::optional<std::array<std::uint8_t, 16>> parse_usage_key_id(std::string_view 
 
 // ---- the two forms of a row -----------------------------------------------------------------
 
-bool append_usage_line(std::string& out, const UsageEvent& e, std::uint64_t process_id) {
-  if (!parse_usage_key_id(e.key_id.view())) return false;
-  out += usage_event_id(process_id, e.sequence);
-  out.push_back('\t');
-  out.append(e.key_id.view());
+namespace {
+
+// What both text lines hold, from the key id to the end of the line: the response time as
+// `response_time` (microseconds for keygate's staging table, milliseconds for a custom one).
+void append_request_fields(std::string& out, const UsageEvent& e, std::uint32_t response_time) {
+  append_copy_text(out, e.key_id.view());
   out.push_back('\t');
   append_copy_text(out, e.endpoint.view());
   out.push_back('\t');
@@ -167,10 +168,19 @@ bool append_usage_line(std::string& out, const UsageEvent& e, std::uint64_t proc
   out.push_back('\t');
   append_copy_text(out, e.user_agent.view());
   out.push_back('\t');
-  append_number(out, stored_response_time_us(e));
+  append_number(out, response_time);
   out.push_back('\t');
   core::append_utc_micros(out, core::SystemTime(std::chrono::microseconds(e.created_at_us)));
   out.push_back('\n');
+}
+
+}  // namespace
+
+bool append_usage_line(std::string& out, const UsageEvent& e, std::uint64_t process_id) {
+  if (!parse_usage_key_id(e.key_id.view())) return false;
+  out += usage_event_id(process_id, e.sequence);
+  out.push_back('\t');
+  append_request_fields(out, e, stored_response_time_us(e));  // a uuid needs no escaping
   return true;
 }
 
@@ -215,22 +225,7 @@ bool append_usage_binary_row(std::string& out, const UsageEvent& e, std::uint64_
 
 bool append_custom_usage_line(std::string& out, const UsageEvent& e) {
   if (e.key_id.empty()) return false;
-  append_copy_text(out, e.key_id.view());
-  out.push_back('\t');
-  append_copy_text(out, e.endpoint.view());
-  out.push_back('\t');
-  append_copy_text(out, e.method.view());
-  out.push_back('\t');
-  append_number(out, e.status);
-  out.push_back('\t');
-  out += e.client_ip.to_string();
-  out.push_back('\t');
-  append_copy_text(out, e.user_agent.view());
-  out.push_back('\t');
-  append_number(out, (stored_response_time_us(e) + 500) / 1000);
-  out.push_back('\t');
-  core::append_utc_micros(out, core::SystemTime(std::chrono::microseconds(e.created_at_us)));
-  out.push_back('\n');
+  append_request_fields(out, e, (stored_response_time_us(e) + 500) / 1000);
   return true;
 }
 
