@@ -265,6 +265,8 @@ listen: 127.0.0.1:{port}
 upstream: http://127.0.0.1:{upstream}
 admin_listen: 127.0.0.1:{admin}
 threads: 1
+# No routes: every path needs a valid key and no scope (routes_default is deny by default).
+routes_default: key
 postgres:
   dsn: {dsn}
   pool_size: 4
@@ -621,6 +623,11 @@ class Suite:
             order = a.scenarios[k:] + a.scenarios[:k]  # rotate so no scenario is always first
             log(f"round {rnd}/{a.rounds}: {' '.join(order)}")
             for s in order:
+                if s.startswith("hot-") and SCENARIOS[s][1] in presets.PRESETS:
+                    # A custom table's records live in L1 only (no Redis tier), and L1 may have
+                    # expired them since the warm-up: warm again, so that this run measures
+                    # the cached path, as `hot` does (its misses are Redis hits).
+                    self.run_one(s, rnd, 1, warm=True)
                 self.run_one(s, rnd, a.duration)
         mem = rss_kb(self.targets["keygate"].main_pid())
         self.final_mem = {"rss_mb": mem.get("VmRSS", 0) / 1024,
