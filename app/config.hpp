@@ -56,6 +56,10 @@ struct Config {
     enum class Schema { native, custom } schema = Schema::native;
     std::string preset;          // empty: the mapping is written out in full
     store::CustomSchema custom;  // the preset with the options written over it
+    // How a custom table's changes reach the cache: the NOTIFY trigger of
+    // deploy/presets/<preset>.notify.up.sql, or a poll of the table's change signature.
+    enum class Revocation { notify, poll } revocation = Revocation::notify;
+    Duration poll_interval{500};
   } store;
 
   // redis.url parsed (host, port, credentials, database) plus the two timeouts.

@@ -18,7 +18,8 @@ std::string reload_refusal(const Config& running, const Config& next) {
   // The key table and the key text rule go together: a reload that changed one would judge
   // keys by one table's rule and look them up in another.
   if (next.store.schema != running.store.schema || next.store.preset != running.store.preset ||
-      next.store.custom != running.store.custom) {
+      next.store.custom != running.store.custom || next.store.revocation != running.store.revocation ||
+      next.store.poll_interval != running.store.poll_interval) {
     return next.source + ": store: changed; the key table is chosen at startup: restart keygate to change it";
   }
   return {};

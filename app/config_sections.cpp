@@ -123,6 +123,8 @@ Handler store_option(const Reader& r, StoreOptions& options, Apply apply) {
 void read_store(const Reader& r, const Entry& section, Config::Store& target) {
   StoreOptions options;
   options.line = section.line;
+  int revocation_line = section.line;
+  int poll_interval_line = 0;  // 0: not written
   using Schema = store::CustomSchema;
   auto text_field = [](std::string Schema::*field, std::string (*parse)(std::string_view, const Origin&)) {
     return [field, parse](std::string_view text, const Origin& at) {
@@ -141,6 +143,21 @@ void read_store(const Reader& r, const Entry& section, Config::Store& target) {
          if (text == "native") target.schema = Config::Store::Schema::native;
          else if (text == "custom") target.schema = Config::Store::Schema::custom;
          else r.at(e).fail("expected native or custom, got " + quoted(text));
+       }},
+      {"revocation", [&](const Entry& e) {
+         const std::string text = r.text(e);
+         if (text == "notify") target.revocation = Config::Store::Revocation::notify;
+         else if (text == "poll") target.revocation = Config::Store::Revocation::poll;
+         else r.at(e).fail("expected notify or poll, got " + quoted(text));
+         revocation_line = e.line;
+       }},
+      {"poll_interval", [&](const Entry& e) {
+         const Duration interval = duration(r.text(e), false, r.at(e));
+         if (interval < std::chrono::milliseconds(100) || interval > std::chrono::minutes(1)) {
+           r.at(e).fail("expected 100ms to 1m, got " + quoted(r.text(e)));
+         }
+         target.poll_interval = interval;
+         poll_interval_line = e.line;
        }},
       {"preset", [&](const Entry& e) {
          const std::string text = r.text(e);
@@ -221,6 +238,13 @@ void read_store(const Reader& r, const Entry& section, Config::Store& target) {
        }},
   });
   const bool custom = target.schema == Config::Store::Schema::custom;
+  if (!custom && target.revocation == Config::Store::Revocation::poll) {
+    r.at(revocation_line, "store.revocation")
+        .fail("poll is for schema: custom (keygate's own api_keys always has its NOTIFY trigger)");
+  }
+  if (poll_interval_line != 0 && target.revocation != Config::Store::Revocation::poll) {
+    r.at(poll_interval_line, "store.poll_interval").fail("needs revocation: poll");
+  }
   if (!custom) {
     if (options.preset || !options.overrides.empty()) {
       r.at(section.line, "store.schema")

@@ -13,6 +13,29 @@
 namespace keygate::app {
 namespace asio = boost::asio;
 
+namespace {
+
+// store.revocation: poll: the poll's statement runs once now, so that a table it cannot read
+// (a view has no xmin) is refused at startup rather than retried forever.
+void check_change_poll(asio::io_context& io, store::PgPool& pool, const Config& config,
+                       const store::ResolvedSchema& table) {
+  std::string error;
+  asio::co_spawn(io, pool.query(store::change_signature_statement(table), {}),
+                 [&](std::exception_ptr thrown, store::PgResult result) {
+                   if (thrown) error = "the query failed";
+                   else if (!result.ok()) error = result.error();
+                 });
+  io.restart();
+  io.run();
+  if (!error.empty()) {
+    throw ConfigError(config.source + ": store.revocation: poll cannot read the row versions of " +
+                      table.schema.table + " (" + error + "); poll a table, not a view, or install the trigger " +
+                      "(deploy/presets/<preset>.notify.up.sql) and use revocation: notify");
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<const store::ResolvedSchema> resolve_key_table(const Config& config) {
   asio::io_context io;
   store::PgOptions options;
@@ -34,6 +57,7 @@ std::shared_ptr<const store::ResolvedSchema> resolve_key_table(const Config& con
   } catch (const std::invalid_argument& mismatch) {
     throw ConfigError(config.source + ": " + mismatch.what());  // the mapping is the config's
   }
+  if (config.store.revocation == Config::Store::Revocation::poll) check_change_poll(io, pool, config, *resolved);
   return resolved;
 }
 

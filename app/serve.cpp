@@ -24,6 +24,7 @@
 #include "authz/rate_limiter.hpp"
 #include "proxy/server.hpp"
 #include "store/custom_key_source.hpp"
+#include "store/custom_schema.hpp"
 #include "store/key_change_listener.hpp"
 #include "store/key_lookup.hpp"
 #include "store/key_repository.hpp"
@@ -66,6 +67,13 @@ struct WorkerStores final : proxy::WorkerStack {
   std::unique_ptr<authz::RateLimiter> limiter;
   std::unique_ptr<authz::KeyAuthorizer> authorizer;  // settings swapped on SIGHUP
 };
+
+// store.revocation: poll: the custom table's change signature, every poll_interval (else LISTEN).
+store::KeyChangeListener::Poll change_poll(const Config& config, const store::ResolvedSchema* key_table) {
+  if (key_table == nullptr || config.store.revocation != Config::Store::Revocation::poll) return {};
+  return {store::change_signature_statement(*key_table),
+          std::chrono::duration_cast<std::chrono::milliseconds>(config.store.poll_interval)};
+}
 
 // Configurations that refuse more than their author probably meant: said once, at startup.
 void warn_about_refusals(const Config& config) {
@@ -140,7 +148,10 @@ int run_serve(const Config& config, Args args) {
     }
     core::log_info("key table: custom",
                    {{"table", table.table}, {"preset", config.store.preset.empty() ? "none" : config.store.preset},
-                    {"encoding", store::name_of(table.encoding)}});
+                    {"encoding", store::name_of(table.encoding)},
+                    {"revocation", config.store.revocation == Config::Store::Revocation::poll
+                                       ? "poll every " + std::to_string(config.store.poll_interval.count()) + " ms"
+                                       : std::string("notify")}});
     // One bcrypt at a time per core beside the workers; 256 waiting at most (then 503).
     if (key_table->schema.encoding == store::CredentialEncoding::bcrypt) {
       bcrypt = std::make_unique<store::BcryptVerifier>(std::max(1u, threads / 2), 256);
@@ -180,8 +191,9 @@ int run_serve(const Config& config, Args args) {
     } else {
       w->key_source = std::make_unique<store::PgKeySource>(*w->repository);
     }
-    // A custom table has no revocation notices of keygate's yet: records are not shared
-    // through Redis there, so a revoked key is dropped within cache.ttl (L1 alone).
+    // A custom table's records live in L1 alone, not in Redis: its notices (or a changed poll
+    // signature) cannot name a cached key, so the listener drops L1 whole, which Redis could
+    // not follow. Without the trigger or a poll, a revoked key is dropped within cache.ttl.
     w->lookup = std::make_unique<store::KeyLookup>(io.get_executor(), l1,
                                                    custom_table ? nullptr : w->redis_cache.get(),
                                                    *w->key_source);
@@ -232,7 +244,8 @@ int run_serve(const Config& config, Args args) {
                        asio::detached);
       },
       [&l1]() { l1.invalidate_all(); },
-      custom_table ? store::KeyChangeListener::Table::custom : store::KeyChangeListener::Table::native);
+      custom_table ? store::KeyChangeListener::Table::custom : store::KeyChangeListener::Table::native,
+      change_poll(config, key_table.get()));
   listener->start();
 
   // ==== reload on SIGHUP (issue #7) =============================================================

@@ -21,14 +21,15 @@ namespace keygate::store {
 
 namespace asio = boost::asio;
 
-asio::awaitable<ResolvedSchema> resolve_custom_schema(PgPool& pool, CustomSchema schema) {
-  if (const std::string problem = check_schema(schema); !problem.empty()) throw std::invalid_argument(problem);
+namespace {
+
+asio::awaitable<std::vector<ColumnType>> read_columns(PgPool& pool, const std::string& table) {
   PgParams params;
-  params.emplace_back(schema_part(schema.table));
-  params.emplace_back(table_part(schema.table));
+  params.emplace_back(schema_part(table));
+  params.emplace_back(table_part(table));
   PgResult result = co_await pool.query(columns_query(), std::move(params));
   if (!result.ok()) {
-    throw std::runtime_error("store: cannot read the columns of " + schema.table + " from PostgreSQL at " +
+    throw std::runtime_error("store: cannot read the columns of " + table + " from PostgreSQL at " +
                              pool.address() + ": " + result.error());
   }
   std::vector<ColumnType> columns;
@@ -36,9 +37,23 @@ asio::awaitable<ResolvedSchema> resolve_custom_schema(PgPool& pool, CustomSchema
     columns.push_back({std::string(result.get(row, 0)), std::string(result.get(row, 1)),
                        std::string(result.get(row, 2)), result.get(row, 3) == "true"});
   }
+  co_return columns;
+}
+
+}  // namespace
+
+asio::awaitable<ResolvedSchema> resolve_custom_schema(PgPool& pool, CustomSchema schema) {
+  if (const std::string problem = check_schema(schema); !problem.empty()) throw std::invalid_argument(problem);
+  std::vector<ColumnType> columns = co_await read_columns(pool, schema.table);
   std::string error;
   ResolvedSchema resolved = resolve_schema(schema, columns, error);
   if (!error.empty()) throw std::invalid_argument(error);
+  if (!schema.usage_table.empty()) {
+    std::vector<ColumnType> usage_columns = co_await read_columns(pool, schema.usage_table);
+    if (std::string problem = check_usage_table(resolved, usage_columns); !problem.empty()) {
+      throw std::invalid_argument(problem);
+    }
+  }
   co_return resolved;
 }
 

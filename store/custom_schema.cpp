@@ -10,6 +10,7 @@
 
 #include "core/ip_network.hpp"
 #include "core/text.hpp"
+#include "store/usage_encoding.hpp"
 
 namespace keygate::store {
 
@@ -143,7 +144,7 @@ std::string quoted_table(std::string_view table) {
 }
 
 // The column types each field accepts.
-enum class Kind { text, identifier, bytea, string_list, network_list, timestamp, boolean, integer };
+enum class Kind { text, identifier, bytea, string_list, network_list, timestamp, boolean, integer, address };
 
 bool is_text_type(const ColumnType& c) {
   return c.data_type == "text" || c.data_type == "character varying" || c.data_type == "character";
@@ -166,6 +167,7 @@ bool accepts(Kind kind, const ColumnType& c) {
     case Kind::timestamp: return t == "timestamp with time zone" || t == "timestamp without time zone";
     case Kind::boolean: return t == "boolean";
     case Kind::integer: return t == "integer" || t == "smallint" || t == "bigint";
+    case Kind::address: return t == "inet" || is_text_type(c);
   }
   return false;
 }
@@ -180,6 +182,7 @@ std::string_view expected(Kind kind) {
     case Kind::timestamp: return "timestamp with or without time zone";
     case Kind::boolean: return "boolean";
     case Kind::integer: return "integer, smallint or bigint";
+    case Kind::address: return "inet or text";
   }
   return "";
 }
@@ -387,6 +390,60 @@ ResolvedSchema resolve_schema(const CustomSchema& schema, const std::vector<Colu
     }
   }
   return resolved;
+}
+
+namespace {
+
+// A column that can hold the ids of a key table whose id column is cast as `id_type`.
+bool holds_ids_of(const std::string& id_type, const ColumnType& column) {
+  const std::string type = cast_name(column);
+  const auto is_integer = [](std::string_view t) { return t == "integer" || t == "bigint" || t == "smallint"; };
+  const auto is_text = [](std::string_view t) { return t == "text" || t == "varchar" || t == "bpchar"; };
+  if (is_text(type)) return true;  // every id has a text form
+  if (is_integer(id_type)) return is_integer(type);
+  return type == id_type;
+}
+
+}  // namespace
+
+std::string check_usage_table(const ResolvedSchema& resolved, const std::vector<ColumnType>& columns) {
+  const CustomSchema& schema = resolved.schema;
+  const std::string where = "store.usage_table: ";
+  if (columns.empty()) {
+    return where + "no table " + schema.usage_table + " that this role can read (check the name, search_path and grants)";
+  }
+  // keygate's usage columns (custom_usage_columns), each with the types COPY text can fill.
+  const std::pair<std::string_view, Kind> wanted[] = {
+      {"api_key_id", Kind::identifier}, {"endpoint", Kind::text},       {"method", Kind::text},
+      {"status_code", Kind::integer},   {"ip_address", Kind::address},  {"user_agent", Kind::text},
+      {"response_time_ms", Kind::integer}, {"created_at", Kind::timestamp},
+  };
+  const std::string table = table_part(schema.usage_table);
+  for (const auto& [name, kind] : wanted) {
+    const std::string_view column = name;  // clang 14: a lambda may not capture a structured binding
+    const auto found = std::find_if(columns.begin(), columns.end(),
+                                    [column](const ColumnType& c) { return c.name == column; });
+    if (found == columns.end()) {
+      return where + "table " + schema.usage_table + " has no column " + std::string(column) +
+             " (keygate writes " + std::string(custom_usage_columns) + ")";
+    }
+    if (!accepts(kind, *found)) {
+      return where + "column " + table + "." + std::string(column) + " is " + type_name(*found) +
+             "; expected " + std::string(expected(kind));
+    }
+    if (column == "api_key_id" && !holds_ids_of(resolved.id_type, *found)) {
+      return where + "column " + table + ".api_key_id is " + type_name(*found) + "; the key ids (" +
+             schema.table + "." + schema.id_column + ") are " + resolved.id_type;
+    }
+  }
+  return {};
+}
+
+std::string change_signature_statement(const ResolvedSchema& resolved) {
+  // xid has no cast to bigint; through text it is the 32-bit counter, so a sum over even a
+  // billion rows fits.
+  return "SELECT count(*)::text || ':' || coalesce(sum(xmin::text::bigint), 0)::text FROM " +
+         quoted_table(resolved.schema.table);
 }
 
 const char* columns_query() {

@@ -119,6 +119,19 @@ struct ResolvedSchema {
 ResolvedSchema resolve_schema(const CustomSchema& schema, const std::vector<ColumnType>& columns,
                               std::string& error);
 
+// store.usage_table has keygate's usage columns (store/usage_encoding.hpp) in types it can
+// COPY into, e.g. "store.usage_table: column api_key_usage.status_code is text; expected
+// integer, smallint or bigint". Empty, or that one line. `columns`: the usage table's.
+// Its api_key_id must hold the key table's ids (the same type family, or text).
+std::string check_usage_table(const ResolvedSchema& resolved, const std::vector<ColumnType>& columns);
+
+// store.revocation: poll — one value that changes whenever a row of the table comes, goes or
+// is updated: the row count and the sum of the rows' xmin (each UPDATE writes a new row version
+// with a new transaction id). It over-reports, never under-reports: keygate's own last-used
+// writes, and VACUUM FREEZE, change it too (a needless cache drop, not a missed revocation).
+// One scan of the table, no column read: ~17 ms per 100,000 rows (README); a view has no xmin.
+std::string change_signature_statement(const ResolvedSchema& resolved);
+
 // The schema and table information_schema is asked about ($1, $2 of columns_query()). A table
 // without a schema is looked for in current_schema().
 std::optional<std::string> schema_part(std::string_view table);

@@ -13,6 +13,10 @@
 // bcrypt table has no SHA-256 of the key; a pepper is keygate's alone), so every notice, and
 // every reconnect, calls `on_resync`: the in-process cache is dropped whole. There is no
 // api_keys to catch up from.
+//
+// Poll (store.revocation: poll, where the table's owner allows no trigger): no LISTEN; the
+// connection runs `Poll::statement` (one row, one value: the table's change signature) every
+// `Poll::interval` and calls `on_resync` whenever the value differs from the one before.
 #include <boost/asio/any_io_executor.hpp>
 
 #include <atomic>
@@ -27,15 +31,22 @@ namespace keygate::store {
 
 inline constexpr const char* key_changed_channel = "keygate_key_changed";
 
+// store.revocation: poll (a member initializer in a nested struct could not be a default argument).
+struct KeyChangePoll {
+  std::string statement;  // empty: LISTEN for notices
+  std::chrono::milliseconds interval{500};
+};
+
 class KeyChangeListener {
  public:
   using ChangeHandler = std::function<void(const KeyHash& hash)>;
   using ResyncHandler = std::function<void()>;
   enum class Table { native, custom };
+  using Poll = KeyChangePoll;
 
   KeyChangeListener(boost::asio::any_io_executor executor, std::string dsn,
                     std::chrono::milliseconds connect_timeout, ChangeHandler on_change,
-                    ResyncHandler on_resync, Table table = Table::native);
+                    ResyncHandler on_resync, Table table = Table::native, Poll poll = {});
   ~KeyChangeListener();
 
   void start();
@@ -58,6 +69,7 @@ class KeyChangeListener {
   ChangeHandler on_change_;
   ResyncHandler on_resync_;
   Table table_;
+  Poll poll_;
   std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import secrets
+import time
 import string
 import warnings
 from urllib.parse import urlsplit, urlunsplit
@@ -238,6 +239,40 @@ class SeedTableTest(harness.KeygateTestCase):
         self.assertTrue(refused, f"still served 5 s after the change\n{kg.log_tail()}")
         self.assertLess(elapsed, 1.0)
         print(f"{self.preset}: refused {elapsed * 1000:.0f} ms after the change", flush=True)
+
+    def check_revocation_by_poll(self, key, change_sql, table):
+        """Without the trigger, `store.revocation: poll` (every 250 ms) refuses `key` within a
+        second of `change_sql` although keygate caches keys for a minute; and polls that find
+        nothing changed drop nothing. (Usage is off here: each last-used write is an UPDATE,
+        which the poll sees as a change and drops the cache for.)"""
+        # Other keygates of this class write last used too: wait until the table is still.
+        signature = "SELECT count(*)::text || ':' || sum(xmin::text::bigint)::text FROM " + table
+        last, still_since = None, time.monotonic()
+        while time.monotonic() - still_since < 1.0:
+            now = self.sql(signature)
+            if now != last:
+                last, still_since = now, time.monotonic()
+            time.sleep(0.1)
+        config = self.seed_config(revocation="poll", poll_interval="250ms")
+        config["cache"] = {"ttl": "60s", "negative_ttl": "60s"}
+        config["usage"] = {"enabled": False}
+        kg = self.start_keygate_for_test(config=config, name="polled")
+        self.assertIn('"revocation":"poll every 250 ms"', kg.log_text())
+        self.assertStatus(self.get("/open/x", key, kg), 200, kg)
+        deadline = time.monotonic() + 1.5  # six polls
+        while time.monotonic() < deadline:
+            self.assertStatus(self.get("/open/x", key, kg), 200, kg)
+            time.sleep(0.05)
+        samples = kg.metrics()
+        self.assertEqual(harness.metric_value(samples, "keygate_l1_invalidations_total"), 0,
+                         "a poll that found nothing changed dropped the cache")
+        self.assertGreater(harness.metric_value(samples, "keygate_key_lookups_total", tier="l1", outcome="hit"), 20)
+        self.sql(change_sql)
+        refused, elapsed = harness.poll_until(lambda: self.get("/open/x", key, kg).status == 401, timeout=5.0)
+        self.assertTrue(refused, f"still served 5 s after the change\n{kg.log_tail()}")
+        self.assertLess(elapsed, 1.0)
+        self.assertEqual(harness.metric_value(kg.metrics(), "keygate_l1_invalidations_total"), 1)
+        print(f"{self.preset}: polled, refused {elapsed * 1000:.0f} ms after the change", flush=True)
 
     def check_last_used(self, key, table, column, where, without_time_zone=False):
         """A request with `key` sets `table`.`column` of the row `where` (NULL before) to about

@@ -38,6 +38,7 @@ class SeedApiKeysBcrypt(SeedTableTest):
         cls.add("inactive", is_active="false")
         cls.add("revoked", revoked_at="now()")
         cls.add("notified")
+        cls.add("polled")
         cls.add("last-used")
         cls.add("usage")
 
@@ -79,6 +80,22 @@ class SeedApiKeysBcrypt(SeedTableTest):
     def test_with_the_notify_trigger_a_revocation_takes_effect_within_a_second(self):
         key, key_id = self.keys["notified"]
         self.check_revocation_within_a_second(key, f"UPDATE api_keys SET revoked_at = now() WHERE id = {key_id}")
+
+    def test_polled_without_a_trigger_a_revocation_takes_effect_within_a_second(self):
+        key, key_id = self.keys["polled"]
+        self.check_revocation_by_poll(key, f"UPDATE api_keys SET revoked_at = now() WHERE id = {key_id}", "api_keys")
+
+    def test_a_usage_table_that_does_not_fit_is_refused_at_startup_naming_the_column(self):
+        self.sql("CREATE TABLE usage_without_method (api_key_id integer, endpoint text, status_code integer, "
+                 "ip_address inet, user_agent text, response_time_ms integer, created_at timestamptz)")
+        self.sql("CREATE TABLE usage_text_status (LIKE api_key_usage)")
+        self.sql("ALTER TABLE usage_text_status ALTER COLUMN status_code TYPE text")
+        self.assertStartRefused({"usage_table": "usage_without_method"},
+                                "store.usage_table: table usage_without_method has no column method")
+        self.assertStartRefused({"usage_table": "usage_text_status"},
+                                "store.usage_table: column usage_text_status.status_code is text; "
+                                "expected integer, smallint or bigint")
+        self.assertStartRefused({"usage_table": "no_such_usage"}, "store.usage_table: no table no_such_usage")
 
     def test_keys_create_list_and_revoke_work_on_the_table(self):
         created = self.check_keys_commands(f"user:{self.user}", ["--scopes", "orders:read", "--expires-in", "1d"])

@@ -97,6 +97,13 @@ class SeedOwnerAbilities(SeedTableTest):
         self.assertStartRefused({"columns": {"last_used_at": "seen_at"}},
                                 "store: table api_keys has no column seen_at")
 
+    def test_a_view_served_with_revocation_poll_is_refused_at_startup(self):
+        # A view serves lookups (the mapping reads its columns) but has no row versions to poll.
+        self.sql("CREATE OR REPLACE VIEW active_api_keys AS SELECT * FROM api_keys WHERE is_active")
+        self.assertStartRefused({"table": "active_api_keys", "revocation": "poll", "usage_table": "none",
+                                 "columns": {"last_used_at": "none"}},
+                                "store.revocation: poll cannot read the row versions of active_api_keys")
+
     def test_with_the_notify_trigger_a_revocation_takes_effect_within_a_second(self):
         key, key_id = self.keys["notified"]
         self.check_revocation_within_a_second(

@@ -36,6 +36,7 @@ class SeedSupabaseApiKeys(SeedTableTest):
         cls.add("expiring", expires_at="now() + interval '1 day'")
         cls.add("doomed")
         cls.add("notified")
+        cls.add("polled")
         cls.add("last-used")
 
     def test_a_key_with_the_permission_passes(self):
@@ -69,6 +70,10 @@ class SeedSupabaseApiKeys(SeedTableTest):
     def test_with_the_notify_trigger_a_deleted_key_is_refused_within_a_second(self):
         key, key_id = self.keys["notified"]
         self.check_revocation_within_a_second(key, f"DELETE FROM public.api_keys WHERE id = {literal(key_id)}")
+
+    def test_polled_without_a_trigger_a_deleted_key_is_refused_within_a_second(self):
+        key, key_id = self.keys["polled"]
+        self.check_revocation_by_poll(key, f"DELETE FROM public.api_keys WHERE id = {literal(key_id)}", "public.api_keys")
 
     def test_keys_create_and_list_work_and_revoke_says_what_the_table_lacks(self):
         self.check_keys_commands(f"user:{self.user}", ["--scopes", "orders:read"], revocable=False)

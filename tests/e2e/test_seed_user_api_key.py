@@ -33,6 +33,7 @@ class SeedUserApiKey(SeedTableTest):
         cls.add("Old key", is_active=False)
         cls.add("Deactivated later")
         cls.add("notified")
+        cls.add("polled")
         cls.add("last-used")
 
     def test_an_active_key_passes_with_its_user(self):
@@ -68,6 +69,11 @@ class SeedUserApiKey(SeedTableTest):
         key, key_id = self.keys["notified"]
         self.check_revocation_within_a_second(
             key, f"UPDATE api.user_api_key SET is_active = false WHERE api_key_id = {literal(key_id)}")
+
+    def test_polled_without_a_trigger_a_deactivation_is_refused_within_a_second(self):
+        key, key_id = self.keys["polled"]
+        self.check_revocation_by_poll(
+            key, f"UPDATE api.user_api_key SET is_active = false WHERE api_key_id = {literal(key_id)}", "api.user_api_key")
 
     def test_keys_create_list_and_revoke_work_on_the_table(self):
         created = self.check_keys_commands(f"user:{self.user}")

@@ -311,3 +311,95 @@ TEST_CASE("config: every store mistake is one line naming the option") {
   CHECK(config_error("store:\n  schema: custom\n  preset: user_api_key\n  colums: {}\n") ==
         "config.yaml:4: store.colums: unknown option (did you mean store.columns?)");
 }
+
+namespace {
+
+// Seed 003's api_key_usage, as information_schema reports it.
+std::vector<ColumnType> seed_003_usage_columns() {
+  return {{"id", "integer", "int4", true},
+          {"api_key_id", "integer", "int4"},
+          {"endpoint", "character varying", "varchar"},
+          {"method", "character varying", "varchar"},
+          {"status_code", "integer", "int4"},
+          {"ip_address", "inet", "inet"},
+          {"user_agent", "text", "text"},
+          {"response_time_ms", "integer", "int4"},
+          {"created_at", "timestamp with time zone", "timestamptz", true}};
+}
+
+ResolvedSchema resolved_003() {
+  ResolvedSchema r;
+  r.schema = *find_preset("api_keys_bcrypt");
+  r.id_type = "integer";
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("the usage table has keygate's usage columns, in types COPY can fill") {
+  CHECK(check_usage_table(resolved_003(), seed_003_usage_columns()).empty());
+
+  auto columns = seed_003_usage_columns();
+  columns[5] = {"ip_address", "text", "text"};  // an address kept as text is fine
+  CHECK(check_usage_table(resolved_003(), columns).empty());
+
+  columns = seed_003_usage_columns();
+  columns.erase(columns.begin() + 3);  // no method
+  CHECK(check_usage_table(resolved_003(), columns) ==
+        "store.usage_table: table api_key_usage has no column method (keygate writes api_key_id, endpoint, "
+        "method, status_code, ip_address, user_agent, response_time_ms, created_at)");
+
+  columns = seed_003_usage_columns();
+  columns[4] = {"status_code", "text", "text"};
+  CHECK(check_usage_table(resolved_003(), columns) ==
+        "store.usage_table: column api_key_usage.status_code is text; expected integer, smallint or bigint");
+
+  columns = seed_003_usage_columns();
+  columns[5] = {"ip_address", "cidr", "cidr"};
+  CHECK(check_usage_table(resolved_003(), columns) ==
+        "store.usage_table: column api_key_usage.ip_address is cidr; expected inet or text");
+
+  // The key ids must fit: integer ids go into any integer type or text, uuids into uuid or text.
+  columns = seed_003_usage_columns();
+  columns[1] = {"api_key_id", "uuid", "uuid"};
+  CHECK(check_usage_table(resolved_003(), columns) ==
+        "store.usage_table: column api_key_usage.api_key_id is uuid; the key ids (api_keys.id) are integer");
+  columns[1] = {"api_key_id", "bigint", "int8"};
+  CHECK(check_usage_table(resolved_003(), columns).empty());
+  ResolvedSchema uuid_ids = resolved_003();
+  uuid_ids.id_type = "uuid";
+  CHECK_FALSE(check_usage_table(uuid_ids, columns).empty());
+  columns[1] = {"api_key_id", "text", "text"};
+  CHECK(check_usage_table(uuid_ids, columns).empty());
+
+  CHECK(check_usage_table(resolved_003(), {}).starts_with("store.usage_table: no table api_key_usage"));
+}
+
+TEST_CASE("the poll's change signature is the row count and the rows' versions") {
+  CHECK(change_signature_statement(resolved_004()) ==
+        "SELECT count(*)::text || ':' || coalesce(sum(xmin::text::bigint), 0)::text FROM \"api_keys\"");
+  ResolvedSchema r;
+  r.schema = *find_preset("auth_api_key");
+  CHECK(change_signature_statement(r).ends_with(" FROM \"auth\".\"api_key\""));
+}
+
+TEST_CASE("config: store.revocation and poll_interval") {
+  const Config polled = parse_config(
+      "store:\n  schema: custom\n  preset: user_api_key\n  revocation: poll\n  poll_interval: 250ms\n",
+      "config.yaml", {});
+  CHECK(polled.store.revocation == Config::Store::Revocation::poll);
+  CHECK(polled.store.poll_interval == std::chrono::milliseconds(250));
+  const Config notified = parse_config("store:\n  schema: custom\n  preset: user_api_key\n", "config.yaml", {});
+  CHECK(notified.store.revocation == Config::Store::Revocation::notify);
+  CHECK(notified.store.poll_interval == std::chrono::milliseconds(500));
+
+  CHECK(config_error("store:\n  schema: custom\n  preset: user_api_key\n  revocation: listen\n") ==
+        "config.yaml:4: store.revocation: expected notify or poll, got \"listen\"");
+  CHECK(config_error("store:\n  revocation: poll\n") ==
+        "config.yaml:2: store.revocation: poll is for schema: custom (keygate's own api_keys always has "
+        "its NOTIFY trigger)");
+  CHECK(config_error("store:\n  schema: custom\n  preset: user_api_key\n  poll_interval: 1s\n") ==
+        "config.yaml:4: store.poll_interval: needs revocation: poll");
+  CHECK(config_error("store:\n  schema: custom\n  preset: user_api_key\n  revocation: poll\n  poll_interval: 50ms\n") ==
+        "config.yaml:5: store.poll_interval: expected 100ms to 1m, got \"50ms\"");
+}
