@@ -24,6 +24,7 @@
 #include "core/time_format.hpp"
 #include "authz/key_format.hpp"
 #include "authz/key_hash.hpp"
+#include "store/custom_schema.hpp"
 #include "store/key_repository.hpp"
 #include "store/pg_pool.hpp"
 
@@ -219,10 +220,46 @@ std::vector<std::string> parse_scopes(const std::string& text) {
   return scopes;
 }
 
+// `keys ... --preset NAME`: the command runs against that preset's table (as with store:
+// {schema: custom, preset: NAME}), so that an operator needs no config file for it. A config
+// that already names another table is a contradiction, refused.
+Config with_preset(const Config& config, const std::string& name) {
+  const store::CustomSchema* preset = store::find_preset(name);
+  if (preset == nullptr) {
+    std::string names;
+    for (std::string_view known : store::preset_names()) names += (names.empty() ? "" : ", ") + std::string(known);
+    throw UsageError("--preset: expected one of " + names + ", got " + quoted_argument(name));
+  }
+  if (config.store.schema == Config::Store::Schema::custom && config.store.preset != name) {
+    throw UsageError("--preset " + name + ": the config's store section already names " +
+                     (config.store.preset.empty() ? "a table of its own" : "preset " + config.store.preset) +
+                     "; drop one of the two");
+  }
+  Config out = config;
+  if (out.store.schema != Config::Store::Schema::custom) {
+    out.store.schema = Config::Store::Schema::custom;
+    out.store.preset = name;
+    out.store.custom = *preset;
+  }
+  return out;
+}
+
 int run_keys(const Config& config, Args args) {
   if (args.empty()) throw UsageError(std::string("keys: missing subcommand (") + subcommands + ")");
   const std::string& verb = args[0];
-  const Args rest = args.subspan(1);
+  Args rest = args.subspan(1);
+  std::vector<std::string> without_preset;
+  for (std::size_t i = 0; i < rest.size(); ++i) {
+    if (rest[i] != "--preset") continue;
+    if (i + 1 >= rest.size()) throw UsageError("--preset: missing preset name");
+    const Config custom = with_preset(config, rest[i + 1]);
+    without_preset.assign(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(i));
+    without_preset.insert(without_preset.end(), rest.begin() + static_cast<std::ptrdiff_t>(i) + 2, rest.end());
+    if (std::find(without_preset.begin(), without_preset.end(), "--preset") != without_preset.end()) {
+      throw UsageError("--preset: given twice");
+    }
+    return run_custom_keys(custom, verb, without_preset);
+  }
   if (config.store.schema == Config::Store::Schema::custom) return run_custom_keys(config, verb, rest);
 
   // Every argument is checked before PostgreSQL is contacted.

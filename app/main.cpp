@@ -24,6 +24,7 @@ constexpr const char* usage_text =
     "  keys show ID [--json]\n"
     "  keys revoke ID\n"
     "  keys rotate ID [--grace 24h] [--json]\n"
+    "  keys ... --preset NAME      the same against a preset's own table (store.schema: custom)\n"
     "  usage ID [--since 1h] [--json]\n"
     "\n"
     "The config file is --config FILE, else $KEYGATE_CONFIG, else ./config.yaml if present.\n";

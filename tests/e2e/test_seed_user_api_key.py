@@ -2,6 +2,7 @@
 and no scopes or expiry. Its key_id named the gateway's key (AWS API Gateway); with keygate as
 the gateway it holds the SHA-256 (hex) of the key, which is what the preset looks it up by.
 Served unchanged with `store: {schema: custom, preset: user_api_key}`."""
+import json
 import unittest
 import uuid
 
@@ -82,6 +83,26 @@ class SeedUserApiKey(SeedTableTest):
         r = self.keys_cli("create", "--owner", f"user:{self.user}", "--name", "x", "--scopes", "a", check=False)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("the table has no scopes column", r.stderr)
+
+    def test_keys_create_with_the_preset_and_no_config_fills_key_id(self):
+        # No config file: --preset names the table. key_id gets the SHA-256 (hex) of the new
+        # key and api_key_id a gen_random_uuid(), as the model's own defaults would.
+        r = harness.run_cli(["keys", "create", "--preset", "user_api_key", "--owner", f"user:{self.user}",
+                             "--name", "from --preset", "--json"], self.dsn)
+        created = json.loads(r.stdout)
+        self.assertEqual(self.sql(f"SELECT key_id || ' ' || key_name FROM api.user_api_key "
+                                  f"WHERE api_key_id = {literal(created['id'])}"),
+                         f"{sha256_hex(created['key'])} from --preset")
+        self.assertPasses(created["key"], owner=f"user:{self.user}", key_id=created["id"])
+        for args, line in ((["--preset", "firebase"], "keygate: --preset: expected one of supabase_api_keys"),
+                           (["--preset"], "keygate: --preset: missing preset name")):
+            r = harness.run_cli(["keys", "list", *args], self.dsn, check=False)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertTrue(r.stderr.startswith(line), r.stderr)
+        r = harness.run_cli(["--config", self.kg.config_path, "keys", "list", "--preset", "owner_abilities"],
+                            self.dsn, check=False)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("the config's store section already names preset user_api_key", r.stderr)
 
     def test_a_request_updates_last_used_in_utc(self):
         key, key_id = self.keys["last-used"]
