@@ -83,7 +83,8 @@ def config():
             "keys: { pepper: ${PEPPER} }\nstore:\n  schema: custom\n  table: billing.tokens\n"
             "  credential: { column: token, encoding: hmac-sha256 }\n  columns: { id: token_id, rate_limit: rpm }\n"
             "  owner_type: account\n  window: 1m\n  usage_table: none\n",
-            "store:\n  schema: custom\n  preset: api_keys_bcrypt\n  credential: { prefix_length: 8 }\n"]
+            "store:\n  schema: custom\n  preset: api_keys_bcrypt\n  credential: { prefix_length: 8 }\n",
+            "store:\n  schema: custom\n  preset: user_api_key\n  revocation: poll\n  poll_interval: 250ms\n"]
 
 
 def key_record():
