@@ -147,8 +147,13 @@ struct ListenLoop {
         // After a reconnect L1 may hold anything read while we were not listening. (Not on
         // the first connect: that would only throw away what requests cached meanwhile.)
         if (!last_alive.empty()) on_resync();
-        const std::string lost = polling() ? co_await serve_polls(connection, last_alive, signature)
-                                           : co_await serve(connection, last_alive);
+        // Not `polling() ? co_await a : co_await b`: g++ 12 destroys such a result twice.
+        std::string lost;
+        if (polling()) {
+          lost = co_await serve_polls(connection, last_alive, signature);
+        } else {
+          lost = co_await serve(connection, last_alive);
+        }
         state->listening.store(false);
         if (stopped()) break;
         metrics().postgres_reconnects.fetch_add(1, std::memory_order_relaxed);
