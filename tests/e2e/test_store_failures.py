@@ -208,6 +208,42 @@ class StoreFailureTest(harness.KeygateTestCase):
                                 f"(invalidation lost)\n{kg.log_tail()}")
         self.assertError(r, 401, "revoked_key", kg)
 
+    # ---- a custom table polled for changes (store.revocation: poll) ----
+
+    def test_a_polled_custom_table_is_polled_again_after_a_postgres_restart(self):
+        """Seed 002's table served with revocation: poll: PostgreSQL goes away and comes back;
+        the cached key passes meanwhile, keygate drops its cache on reconnecting, polls again,
+        and a deactivation after the restart is refused within a second."""
+        from seed_tables import SEED_DDL, literal, new_key, sha256_hex
+        self.sql(SEED_DDL["user_api_key"])
+        self.addCleanup(self.sql, "DROP SCHEMA api CASCADE")
+        user, key, key_id = "00000000-0000-4000-8000-00000000000a", new_key("sgapi_"), "00000000-0000-4000-8000-00000000000b"
+        self.sql(f'INSERT INTO api."user" (user_id) VALUES ({literal(user)})')
+        self.sql("INSERT INTO api.user_api_key (api_key_id, key_name, key_id, user_id) VALUES "
+                 f"({literal(key_id)}, 'polled', {literal(sha256_hex(key))}, {literal(user)})")
+        config = self.keygate_config(cache={"ttl": "30s", "negative_ttl": "1s"})
+        config["store"] = {"schema": "custom", "preset": "user_api_key", "revocation": "poll",
+                           "poll_interval": "200ms"}
+        kg = self.start_keygate_for_test(config=config)
+        for _ in range(3):
+            self.assertStatus(self.call(kg, key), 200, kg)
+
+        self.stores.pg.stop()
+        self.assertPassesFor(kg, key, 1.0)  # from L1 while PostgreSQL is away
+        self.stores.pg.start()
+        back, _ = harness.poll_until(lambda: "key changes: polling again" in kg.log_text(), timeout=10.0)
+        self.assertTrue(back, f"keygate did not poll again\n{kg.log_tail()}")
+        harness.poll_until(lambda: self.call(kg, key).status == 200, timeout=6.0)  # workers reconnected
+        self.sql(f"UPDATE api.user_api_key SET is_active = false WHERE api_key_id = {literal(key_id)}")
+
+        def refused():  # 503 (a worker still reconnecting) is not an answer yet
+            r = self.call(kg, key)
+            return r if r.status not in (200, 503) else None
+
+        r, elapsed = harness.poll_until(refused, timeout=1.0, interval=0.02)
+        self.assertIsNotNone(r, f"a deactivation after the restart still passes 1 s later\n{kg.log_tail()}")
+        self.assertError(r, 401, "revoked_key", kg)
+
     # ---- a change made while keygate cannot hear about it ----
 
     def test_revocation_committed_while_keygate_cannot_listen_is_not_lost(self):
