@@ -1,0 +1,159 @@
+// The key-management API's pure part: who may do what with an admin token, and the bodies of
+// POST /v1/keys and PATCH /v1/keys/{id} (every mistake a 400 naming its field); and the RFC 3339
+// parser they use.
+#include <doctest/doctest.h>
+
+#include "api/key_request.hpp"
+
+namespace {
+
+using namespace keygate;
+using namespace std::chrono;
+using api::AdminRole;
+
+const core::SystemTime now = sys_days{2026y / 12 / 4} + hours(3);
+
+store::KeyRecord key_with(std::vector<std::string> scopes, std::string owner_type = "team", std::string owner_id = "7") {
+  store::KeyRecord k;
+  k.owner_type = std::move(owner_type);
+  k.owner_id = std::move(owner_id);
+  k.scopes = std::move(scopes);
+  return k;
+}
+
+std::string field_of(const std::optional<api::FieldError>& e) { return e ? e->field : "(no error)"; }
+
+api::FieldError create_error(std::string_view body, const api::RequestRules& rules = {}) {
+  auto decoded = api::decode_create_key(body, rules, now);
+  REQUIRE_FALSE(decoded.ok());
+  return *decoded.error;
+}
+
+api::FieldError patch_error(std::string_view body) {
+  auto decoded = api::decode_key_patch(body, {}, now);
+  REQUIRE_FALSE(decoded.ok());
+  return *decoded.error;
+}
+
+}  // namespace
+
+TEST_CASE("admin:* is an operator, admin:self manages its own owner's keys, anything else nothing") {
+  const auto op = api::admin_authority(key_with({"orders:read", "admin:*"}));
+  CHECK(op.role == AdminRole::operator_);
+  CHECK(api::may_manage(op, "user", "1"));
+  const auto self = api::admin_authority(key_with({"admin:self", "orders:read"}));
+  CHECK(self.role == AdminRole::owner);
+  CHECK(api::may_manage(self, "team", "7"));
+  CHECK_FALSE(api::may_manage(self, "team", "70"));
+  CHECK_FALSE(api::may_manage(self, "user", "7"));
+  const auto plain = api::admin_authority(key_with({"orders:read", "admin"}));
+  CHECK(plain.role == AdminRole::none);
+  CHECK_FALSE(api::may_manage(plain, "team", "7"));
+}
+
+TEST_CASE("an owner token grants only scopes it holds, never admin:*; an operator grants anything") {
+  const auto self = api::admin_authority(key_with({"admin:self", "orders:read"}));
+  CHECK_FALSE(api::check_grant(self, {"orders:read", "admin:self"}));
+  CHECK(field_of(api::check_grant(self, {"orders:read", "orders:write"})) == "scopes[1]");
+  CHECK(field_of(api::check_grant(self, {"admin:*"})) == "scopes[0]");
+  const auto op = api::admin_authority(key_with({"admin:*"}));
+  CHECK_FALSE(api::check_grant(op, {"anything", "admin:*"}));
+  CHECK(field_of(api::check_grant(api::admin_authority(key_with({})), {"x"})) == "scopes[0]");
+}
+
+TEST_CASE("a create body with every field decodes into the repository's values") {
+  auto decoded = api::decode_create_key(
+      R"({"owner":"team:7","name":"ci","description":"for CI","scopes":["orders:read","orders:read","x"],
+          "allowed_ips":["10.0.0.0/8","::1"],"rate_limit":"100/60s","quota":1000,"quota_period":"30d",
+          "expires_in":"1d","metadata":{"ticket":42}})",
+      {}, now);
+  REQUIRE(decoded.ok());
+  const auto& r = decoded.value;
+  CHECK(r.owner_type == "team");
+  CHECK(r.owner_id == "7");
+  CHECK(r.name == "ci");
+  CHECK(r.description == "for CI");
+  CHECK(r.scopes == std::vector<std::string>{"orders:read", "x"});
+  CHECK(r.allowed_ips.size() == 2);
+  CHECK(r.rate_limit == core::RateLimitSpec{100, 60});
+  CHECK(r.quota == 1000);
+  CHECK(r.quota_period_seconds == 30 * 86400);
+  CHECK(r.expires_at == now + days(1));
+  CHECK(r.metadata_json == R"({"ticket":42})");
+
+  auto minimal = api::decode_create_key(R"({"name":"x"})", {}, now);
+  REQUIRE(minimal.ok());
+  CHECK_FALSE(minimal.value.owner_type);
+  CHECK(minimal.value.metadata_json == "{}");
+  auto at = api::decode_create_key(R"({"name":"x","expires_at":"2027-01-01T00:00:00+01:00"})", {}, now);
+  REQUIRE(at.ok());
+  CHECK(at.value.expires_at == sys_days{2026y / 12 / 31} + hours(23));
+}
+
+TEST_CASE("every create mistake is a 400 naming its field") {
+  CHECK(create_error("{").field == "");
+  CHECK(create_error("[]").message == "expected a JSON object, got an array");
+  CHECK(create_error(R"({"name":"x","colour":"red"})").field == "colour");
+  CHECK(create_error(R"({"name":"x","colour":"red"})").message == "unknown field");
+  CHECK(create_error(R"({})").field == "name");
+  CHECK(create_error(R"({"name":7})").message == "expected a string, got a number");
+  CHECK(create_error(R"({"name":""})").message == "must not be empty");
+  CHECK(create_error(R"({"name":")" + std::string(201, 'n') + R"("})").message == "longer than 200 bytes");
+  CHECK(create_error(R"({"name":"a\u0001b"})").message == "must not hold control characters");
+  CHECK(create_error(R"({"name":"x","owner":"nobody"})").field == "owner");
+  CHECK(create_error(R"({"name":"x","scopes":"a,b"})").field == "scopes");
+  CHECK(create_error(R"({"name":"x","scopes":["a","b c"]})").field == "scopes[1]");
+  CHECK(create_error(R"({"name":"x","allowed_ips":["10.0.0.0/33"]})").field == "allowed_ips[0]");
+  CHECK(create_error(R"({"name":"x","allowed_ips":["10.0.0.1","bad"]})").field == "allowed_ips[1]");
+  CHECK(create_error(R"({"name":"x","rate_limit":"fast"})").field == "rate_limit");
+  CHECK(create_error(R"({"name":"x","quota":-1})").field == "quota");
+  CHECK(create_error(R"({"name":"x","quota":1.5})").field == "quota");
+  CHECK(create_error(R"({"name":"x","quota_period":"1d"})").message == "needs quota");
+  CHECK(create_error(R"({"name":"x","expires_at":"2020-01-01T00:00:00Z"})").message == "is in the past");
+  CHECK(create_error(R"({"name":"x","expires_at":"tomorrow"})").field == "expires_at");
+  CHECK(create_error(R"({"name":"x","expires_at":"2027-01-01T00:00:00Z","expires_in":"1d"})").field == "expires_in");
+  CHECK(create_error(R"({"name":"x","expires_in":"0s"})").field == "expires_in");
+  CHECK(create_error(R"({"name":"x","metadata":[1]})").field == "metadata");
+  CHECK(create_error(R"({"name":"x","metadata":{"a":")" + std::string(5000, 'a') + R"("}})").field == "metadata");
+
+  api::RequestRules closed;
+  closed.scope_vocabulary = {"orders:read"};
+  CHECK(create_error(R"({"name":"x","scopes":["orders:read","orders:write"]})", closed).field == "scopes[1]");
+  CHECK(api::decode_create_key(R"({"name":"x","scopes":["orders:read","admin:self"]})", closed, now).ok());
+}
+
+TEST_CASE("a patch changes what it names; null clears what may be cleared; owner never changes") {
+  auto decoded = api::decode_key_patch(R"({"name":"renamed","rate_limit":null,"expires_at":null,"scopes":[]})", {}, now);
+  REQUIRE(decoded.ok());
+  const auto& p = decoded.value;
+  CHECK(p.name == "renamed");
+  REQUIRE(p.rate_limit.has_value());
+  CHECK_FALSE(p.rate_limit->has_value());
+  REQUIRE(p.expires_at.has_value());
+  CHECK_FALSE(p.expires_at->has_value());
+  CHECK(p.scopes == std::vector<std::string>{});
+  CHECK_FALSE(p.description.has_value());
+  CHECK_FALSE(p.quota.has_value());
+
+  CHECK(patch_error(R"({})").message == "nothing to change: give at least one field");
+  CHECK(patch_error(R"({"owner":"team:8"})").field == "owner");
+  CHECK(patch_error(R"({"name":null})").field == "name");
+  CHECK(patch_error(R"({"scopes":null})").field == "scopes");
+  CHECK(patch_error(R"({"expires_in":null})").field == "expires_in");
+  CHECK(patch_error(R"({"id":"x"})").field == "id");
+}
+
+TEST_CASE("RFC 3339 times: offsets, fractions, and what is not a time") {
+  CHECK(core::parse_rfc3339("2026-12-04T03:00:00Z") == now);
+  CHECK(core::parse_rfc3339("2026-12-04t05:30:00+02:30") == now);
+  CHECK(core::parse_rfc3339("2026-12-03T22:00:00-05:00") == now);
+  CHECK(core::parse_rfc3339("2026-12-04T03:00:00.25Z") == now + milliseconds(250));
+  CHECK(core::parse_rfc3339("2026-12-04T03:00:00.123456789Z") == now + microseconds(123456));
+  for (const char* bad : {"", "2026-12-04", "2026-12-04T03:00:00", "2026-02-30T00:00:00Z", "2026-12-04T24:00:00Z",
+                          "2026-12-04T03:00:60Z", "2026-12-04 03:00:00Z", "2026-12-04T03:00:00.Z",
+                          "2026-12-04T03:00:00.1234567890Z", "2026-12-04T03:00:00+0200", "1969-12-31T23:59:59Z",
+                          "2026-12-04T03:00:00Zjunk", "+026-12-04T03:00:00Z"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(core::parse_rfc3339(bad));
+  }
+}
