@@ -248,6 +248,50 @@ Decoded<CreateKeyRequest> decode_create_key(std::string_view body, const Request
   });
 }
 
+Decoded<VerifyRequest> decode_verify(std::string_view body) {
+  return decoding<VerifyRequest>([&] {
+    json::value storage;
+    const json::object& o = body_object(body, storage);
+    only_known(o, {"key", "method", "path", "client_ip"});
+    VerifyRequest r;
+    const json::value* key = o.if_contains("key");
+    if (key == nullptr) fail("key", "required");
+    // Never quoted back: a malformed key is the caller's secret too.
+    if (!key->is_string() || key->get_string().empty() || key->get_string().size() > 512) {
+      fail("key", "expected the key, a string of 1 to 512 bytes");
+    }
+    r.key = std::string(key->get_string());
+    if (const json::value* v = o.if_contains("method")) {
+      r.method = text(*v, "method", 16);
+      const bool token = std::all_of(r.method.begin(), r.method.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+      if (!token) fail("method", "expected an upper-case HTTP method like GET");
+    }
+    if (const json::value* v = o.if_contains("path")) {
+      r.path = text(*v, "path", 2048);
+      if (!r.path.starts_with('/') || !visible_ascii(r.path)) fail("path", "expected an absolute path like /orders/1");
+    }
+    if (const json::value* v = o.if_contains("client_ip")) {
+      r.client_ip = core::IpAddress::parse(text(*v, "client_ip", 64));
+      if (!r.client_ip) fail("client_ip", "expected an IPv4 or IPv6 address");
+    }
+    return r;
+  });
+}
+
+Decoded<std::chrono::milliseconds> decode_rotate(std::string_view body) {
+  return decoding<std::chrono::milliseconds>([&] {
+    if (body.empty()) return std::chrono::milliseconds(std::chrono::hours(24));
+    json::value storage;
+    const json::object& o = body_object(body, storage);
+    only_known(o, {"grace"});
+    const json::value* v = o.if_contains("grace");
+    if (v == nullptr) return std::chrono::milliseconds(std::chrono::hours(24));
+    auto grace = core::parse_duration(text(*v, "grace", 32));
+    if (!grace || *grace > std::chrono::days(30)) fail("grace", "expected a duration from 0s to 30d, like 24h");
+    return *grace;
+  });
+}
+
 Decoded<KeyPatch> decode_key_patch(std::string_view body, const RequestRules& rules, core::SystemTime now) {
   return decoding<KeyPatch>([&] {
     json::value storage;

@@ -103,6 +103,20 @@ struct Decoded {
 Decoded<CreateKeyRequest> decode_create_key(std::string_view body, const RequestRules& rules,
                                             core::SystemTime now);
 
+// The body of POST /v1/verify: {"key": "...", "method": "GET", "path": "/orders/1",
+// "client_ip": "203.0.113.7"}; method defaults to GET, path to "/", client_ip to the caller's
+// address. The key is checked as the proxy would check it for that request.
+struct VerifyRequest {
+  std::string key;
+  std::string method = "GET";
+  std::string path = "/";
+  std::optional<core::IpAddress> client_ip;
+};
+Decoded<VerifyRequest> decode_verify(std::string_view body);
+
+// The body of POST /v1/keys/{id}/rotate: {"grace": "24h"} (optional; default 24h, at most 30d).
+Decoded<std::chrono::milliseconds> decode_rotate(std::string_view body);
+
 // The body of PATCH /v1/keys/{id}: the same fields but owner (a key does not change owner),
 // each optional; null clears description, rate_limit, quota, quota_period, expires_at. A
 // patch that changes nothing is an error.

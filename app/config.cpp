@@ -47,6 +47,10 @@ void apply_overrides(Config& config, const std::map<std::string, std::string>& e
   if (auto v = value("KEYGATE_ADMIN_LISTEN")) {
     config.admin_listen = configuration::host_port(*v, at("KEYGATE_ADMIN_LISTEN", "admin_listen"));
   }
+  if (auto v = value("KEYGATE_API_LISTEN")) {
+    if (*v == "off") config.api_listen.reset();
+    else config.api_listen = configuration::host_port(*v, at("KEYGATE_API_LISTEN", "api_listen"));
+  }
   if (auto v = value("KEYGATE_THREADS")) {
     config.threads = configuration::thread_count(*v, at("KEYGATE_THREADS", "threads"));
   }

@@ -41,6 +41,8 @@ struct Config {
   HostPort listen{"0.0.0.0", 8080};
   UpstreamConfig upstream;
   HostPort admin_listen{"127.0.0.1", 9901};
+  // The key-management API (/v1/...; README "Key-management API"): off unless set.
+  std::optional<HostPort> api_listen;
   unsigned threads = 0;  // 0: one per core ("auto")
 
   struct Postgres {

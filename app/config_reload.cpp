@@ -34,6 +34,8 @@ std::vector<std::string> options_needing_restart(const Config& a, const Config& 
       {"listen", ne(a.listen, b.listen)},
       {"upstream", ne(a.upstream, b.upstream)},
       {"admin_listen", ne(a.admin_listen, b.admin_listen)},
+      {"api_listen", a.api_listen.has_value() != b.api_listen.has_value() ||
+                         (a.api_listen && ne(*a.api_listen, *b.api_listen))},
       {"threads", a.threads != b.threads},
       {"postgres", ne(a.postgres, b.postgres)},
       {"redis", ne(a.redis, b.redis)},

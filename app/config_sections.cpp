@@ -354,6 +354,11 @@ Config read_config(const Reader& r, const Entry& root) {
       {"listen", parsed_into(r, config.listen, host_port)},
       {"upstream", parsed_into(r, config.upstream, upstream_url)},
       {"admin_listen", parsed_into(r, config.admin_listen, host_port)},
+      {"api_listen", [&](const Entry& e) {
+         const std::string text = r.text(e);
+         if (text == "off") config.api_listen.reset();
+         else config.api_listen = host_port(text, r.at(e));
+       }},
       {"threads", parsed_into(r, config.threads, thread_count)},
       {"trusted_proxies", list_into(r, config.trusted_proxies, network)},
       {"routes_default", choice_into(r, config.routes_default, routes_default_choices)},
@@ -375,6 +380,9 @@ Config read_config(const Reader& r, const Entry& root) {
   if (config.store.schema == Config::Store::Schema::custom &&
       config.store.custom.encoding == store::CredentialEncoding::hmac_sha256 && config.keys.pepper.empty()) {
     r.at(root.line, "keys.pepper").fail("missing: store.credential.encoding hmac-sha256 needs the pepper its hashes were made with");
+  }
+  if (config.api_listen && config.store.schema == Config::Store::Schema::custom) {
+    r.at(root.line, "api_listen").fail("the key-management API serves keygate's own api_keys: it needs store.schema: native");
   }
   return config;
 }

@@ -9,14 +9,17 @@
 #include <string>
 #include <vector>
 
+#include "api/key_json.hpp"
 #include "store/key_repository.hpp"
 
 namespace keygate::app {
 
-std::string owner_text(const store::KeyRecord& r);  // "user:42"
-boost::json::value time_json(const std::optional<store::TimePoint>& t);  // RFC 3339 or null
-// `full_key`: the key itself, for create and rotate only; null elsewhere.
-boost::json::object key_json(const store::KeyDetails& k, const std::string* full_key);
+// The JSON of a key is the API's (api/key_json.hpp): the CLI prints the same objects.
+using api::key_json;
+using api::owner_text;
+using api::rate_limit_text;
+using api::status_text;
+using api::time_json;
 void print_json(const boost::json::value& v);
 void print_new_key(const std::string& key);
 void print_details(const store::KeyDetails& k);

@@ -15,6 +15,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "api/api_server.hpp"
 #include "app/cli_args.hpp"
 #include "app/commands.hpp"
 #include "app/key_table.hpp"
@@ -230,7 +231,19 @@ int run_serve(const Config& config, Args args) {
     return (listener && listener->listening()) || workers[0]->redis->connected();
   };
 
+  // The key-management API (api_listen) runs on worker 0, with its repository and authorizer.
+  api::ApiServices api_services;
   proxy::Server server(proxy_options(config), make_worker, is_ready);
+  if (config.api_listen) {
+    api_services.repository = workers[0]->repository.get();
+    api_services.verifier = workers[0]->authorizer.get();
+    api_services.key_prefix = config.keys.prefix;
+    api_services.pepper = config.keys.pepper;
+    server.add_listener("api listen", config.api_listen->host, config.api_listen->port,
+                        [&api_services](asio::ip::tcp::acceptor& acceptor) {
+                          return api::serve_api(acceptor, api_services);
+                        });
+  }
   server.listen();
 
   // Revocation: drop the key from L1 and mark it in Redis (store::forget_key; the record
@@ -301,6 +314,8 @@ int run_serve(const Config& config, Args args) {
            {{"mode", name_of(config.mode)},
             {"listen", config.listen.host + ":" + std::to_string(server.port())},
             {"admin", config.admin_listen.host + ":" + std::to_string(server.admin_port())},
+            {"api", config.api_listen ? config.api_listen->host + ":" + std::to_string(server.listener_port(0))
+                                      : std::string("off")},
             {"threads", threads},
             {"tls", config.tls.cert_file.empty() ? "off" : "on"}});
   // Returns once every request has finished, or was cut at shutdown_timeout, and each

@@ -1,10 +1,9 @@
 #include "proxy/exchange.hpp"
+#include "proxy/peer_address.hpp"
 
 #include "proxy/worker.hpp"
 
 namespace keygate::proxy {
-
-namespace {
 
 core::IpAddress to_ip_address(const asio::ip::address& address) {
   core::IpAddress ip;
@@ -22,7 +21,6 @@ core::IpAddress to_ip_address(const asio::ip::address& address) {
   return ip;
 }
 
-}  // namespace
 
 ClientConnection::ClientConnection(Worker& w, tcp::socket s)
     : worker(w), stream(std::move(s)), deadline(w.io) {

@@ -118,6 +118,13 @@ struct Server::State {
   std::vector<std::unique_ptr<Worker>> workers;  // destroyed after everything below
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::optional<tcp::acceptor> admin;
+  struct ExtraListener {
+    std::string what, host;
+    std::uint16_t port = 0;
+    Server::ListenerLoop serve;
+    std::optional<tcp::acceptor> acceptor;
+  };
+  std::vector<ExtraListener> extra_listeners;
   std::optional<asio::signal_set> signals;
   std::optional<asio::signal_set> reload_signals;  // SIGHUP
   std::function<bool()> reload;
@@ -161,6 +168,9 @@ void Server::State::begin_drain() {
   }
   boost::system::error_code ignored;
   if (admin) admin->close(ignored);
+  for (auto& extra : extra_listeners) {
+    if (extra.acceptor) extra.acceptor->close(ignored);
+  }
   if (signals) signals->cancel(ignored);
   if (reload_signals) reload_signals->cancel(ignored);
   if (shared.connections.load() == 0) {
@@ -305,11 +315,24 @@ void Server::listen() {
   const tcp::endpoint admin_endpoint =
       resolve(s.main().io, opts.admin_host, opts.admin_port, "admin listen")[0];
   s.admin.emplace(open_acceptor(s.main().io, admin_endpoint, false, admin_name));
+  for (auto& extra : s.extra_listeners) {
+    const tcp::endpoint endpoint = resolve(s.main().io, extra.host, extra.port, extra.what.c_str())[0];
+    extra.acceptor.emplace(open_acceptor(s.main().io, endpoint, false, describe(extra.host, extra.port)));
+  }
   s.listening = true;
 }
 
 std::uint16_t Server::port() const {
   return state_->main().acceptor ? state_->main().acceptor->local_endpoint().port() : 0;
+}
+
+void Server::add_listener(std::string what, std::string host, std::uint16_t port, ListenerLoop serve) {
+  state_->extra_listeners.push_back({std::move(what), std::move(host), port, std::move(serve), std::nullopt});
+}
+
+std::uint16_t Server::listener_port(std::size_t index) const {
+  const auto& extra = state_->extra_listeners.at(index);
+  return extra.acceptor ? extra.acceptor->local_endpoint().port() : 0;
 }
 
 std::uint16_t Server::admin_port() const {
@@ -326,6 +349,10 @@ void Server::run() {
   }
   asio::co_spawn(s.main().io, serve_admin(*s.admin, s.is_ready),
                  [](std::exception_ptr e) { report_failure(e, "admin"); });
+  for (auto& extra : s.extra_listeners) {
+    asio::co_spawn(s.main().io, extra.serve(*extra.acceptor),
+                   [what = extra.what](std::exception_ptr e) { report_failure(e, what.c_str()); });
+  }
   if (s.shared.options.handle_signals) {
     s.signals.emplace(s.main().io, SIGTERM, SIGINT);
     s.signals->async_wait([&s](const boost::system::error_code& ec, int) {

@@ -6,6 +6,7 @@
 // Light header: Asio's io_context and awaitable only, no Beast.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -131,6 +132,13 @@ class Server {
   void listen();
   std::uint16_t port() const;        // after listen(): the bound listen port
   std::uint16_t admin_port() const;  // after listen(): the bound admin port
+
+  // One more listener on worker 0 (the key-management API), added before listen(): bound by
+  // listen() (which throws naming `what` and the address), served by `serve` from run(),
+  // closed when the drain begins, destroyed with the io_contexts.
+  using ListenerLoop = std::function<boost::asio::awaitable<void>(boost::asio::ip::tcp::acceptor&)>;
+  void add_listener(std::string what, std::string host, std::uint16_t port, ListenerLoop serve);
+  std::uint16_t listener_port(std::size_t index) const;  // after listen(), in the order added
 
   // Serves (worker 0 on the calling thread) until SIGTERM/SIGINT or stop(); then stops
   // accepting and lets in-flight requests finish within shutdown_timeout (keep-alive

@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import unittest
+import zlib
 from urllib.parse import urlsplit, urlunsplit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -372,6 +373,17 @@ BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 def _other_char(c):
     return BASE62[(BASE62.index(c) + 1) % len(BASE62)] if c in BASE62 else "A"
+
+
+def unknown_key(prefix="kg_live"):
+    """A key keygate accepts as well-formed (valid checksum) but has never stored."""
+    body = f"{prefix}_" + "".join(secrets.choice(BASE62) for _ in range(32))
+    crc = zlib.crc32(body.encode())
+    digits = []
+    for _ in range(6):
+        digits.append(BASE62[crc % 62])
+        crc //= 62
+    return body + "".join(reversed(digits))
 
 
 def with_bad_checksum(key):

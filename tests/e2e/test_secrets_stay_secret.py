@@ -40,7 +40,6 @@ import tempfile
 import time
 import unittest
 import uuid
-import zlib
 from urllib.parse import quote, quote_plus, urlsplit
 
 import harness
@@ -58,15 +57,7 @@ def random_text(n):
     return "".join(secrets.choice(ALNUM) for _ in range(n))
 
 
-def unknown_key(prefix="kg_live"):
-    """A key keygate accepts as well-formed (valid checksum) but has never stored."""
-    body = f"{prefix}_" + random_text(KEY_RANDOM)
-    crc = zlib.crc32(body.encode())
-    digits = []
-    for _ in range(6):
-        digits.append(harness.BASE62[crc % 62])
-        crc //= 62
-    return body + "".join(reversed(digits))
+unknown_key = harness.unknown_key
 
 
 def closed_port():

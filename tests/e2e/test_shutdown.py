@@ -16,7 +16,6 @@ import subprocess
 import threading
 import time
 import unittest
-import zlib
 
 import harness
 
@@ -30,16 +29,7 @@ EXIT_MARGIN_S = 6
 CLIENT_TIMEOUT_S = 30  # far past the deadline: a client still waiting then was left hanging
 
 
-def unknown_key(prefix="kg_live"):
-    """A key keygate accepts as well-formed (valid checksum) but has never stored."""
-    alphabet = harness.BASE62
-    body = f"{prefix}_" + "".join(secrets.choice(alphabet) for _ in range(32))
-    crc = zlib.crc32(body.encode())
-    digits = []
-    for _ in range(6):
-        digits.append(alphabet[crc % 62])
-        crc //= 62
-    return body + "".join(reversed(digits))
+unknown_key = harness.unknown_key
 
 
 class TableLock:

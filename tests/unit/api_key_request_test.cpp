@@ -157,3 +157,67 @@ TEST_CASE("RFC 3339 times: offsets, fractions, and what is not a time") {
     CHECK_FALSE(core::parse_rfc3339(bad));
   }
 }
+
+#include "api/api_routes.hpp"
+#include "app/config.hpp"
+
+TEST_CASE("API routes: each endpoint, its methods, 405 with Allow, and what is not an endpoint") {
+  using api::Endpoint;
+  CHECK(api::match_route("GET", "/v1/keys").endpoint == Endpoint::keys);
+  CHECK(api::match_route("POST", "/v1/keys").method_allowed);
+  const auto wrong = api::match_route("DELETE", "/v1/keys");
+  CHECK(wrong.endpoint == Endpoint::keys);
+  CHECK_FALSE(wrong.method_allowed);
+  CHECK(wrong.allow == "GET, POST");
+  const auto key = api::match_route("GET", "/v1/keys/0b6f3a52-8d1e-4c1b-9a57-3f0d2b7c9e11");
+  CHECK(key.endpoint == Endpoint::key);
+  CHECK(key.id == "0b6f3a52-8d1e-4c1b-9a57-3f0d2b7c9e11");
+  CHECK(api::match_route("POST", "/v1/keys/abc/revoke").endpoint == Endpoint::key_revoke);
+  CHECK(api::match_route("POST", "/v1/keys/abc/rotate").endpoint == Endpoint::key_rotate);
+  CHECK_FALSE(api::match_route("GET", "/v1/keys/abc/revoke").method_allowed);
+  CHECK(api::match_route("POST", "/v1/verify").endpoint == Endpoint::verify);
+  CHECK(api::match_route("GET", "/v1/openapi.json").endpoint == Endpoint::openapi);
+  for (const char* path : {"/v1/keys/", "/v1/keys//revoke", "/v1/keys/abc/delete", "/v1/keys/abc/revoke/x", "/v1",
+                           "/v1/keysx", "/v2/keys"}) {
+    CAPTURE(path);
+    CHECK(api::match_route("GET", path).endpoint == Endpoint::not_found);
+  }
+  CHECK(api::match_route("GET", "/v1/keys/" + std::string(65, 'a')).endpoint == Endpoint::not_found);
+}
+
+TEST_CASE("verify and rotate bodies") {
+  auto v = api::decode_verify(R"({"key":"kg_live_x","method":"POST","path":"/orders/1","client_ip":"10.1.2.3"})");
+  REQUIRE(v.ok());
+  CHECK(v.value.method == "POST");
+  CHECK(v.value.client_ip.has_value());
+  auto defaults = api::decode_verify(R"({"key":"k"})");
+  REQUIRE(defaults.ok());
+  CHECK(defaults.value.method == "GET");
+  CHECK(defaults.value.path == "/");
+  CHECK(api::decode_verify(R"({})").error->field == "key");
+  CHECK(api::decode_verify(R"({"key":5})").error->message == "expected the key, a string of 1 to 512 bytes");
+  CHECK(api::decode_verify(R"({"key":"k","method":"get"})").error->field == "method");
+  CHECK(api::decode_verify(R"({"key":"k","path":"orders"})").error->field == "path");
+  CHECK(api::decode_verify(R"({"key":"k","client_ip":"nowhere"})").error->field == "client_ip");
+  CHECK(api::decode_rotate("").value == hours(24));
+  CHECK(api::decode_rotate(R"({"grace":"0s"})").value == milliseconds(0));
+  CHECK(api::decode_rotate(R"({"grace":"31d"})").error->field == "grace");
+  CHECK(api::decode_rotate(R"({"later":"1h"})").error->field == "later");
+}
+
+TEST_CASE("config: api_listen is off unless set, and needs keygate's own table") {
+  using keygate::app::parse_config;
+  CHECK_FALSE(parse_config("", "config.yaml", {}).api_listen);
+  const auto on = parse_config("api_listen: 127.0.0.1:9902\n", "config.yaml", {});
+  REQUIRE(on.api_listen);
+  CHECK(on.api_listen->port == 9902);
+  CHECK_FALSE(parse_config("api_listen: off\n", "config.yaml", {}).api_listen);
+  CHECK(parse_config("", "config.yaml", {{"KEYGATE_API_LISTEN", "127.0.0.1:7"}}).api_listen->port == 7);
+  try {
+    parse_config("api_listen: 127.0.0.1:9902\nstore: { schema: custom, preset: user_api_key }\n", "config.yaml", {});
+    FAIL("accepted");
+  } catch (const keygate::app::ConfigError& e) {
+    CHECK(std::string(e.what()) ==
+          "config.yaml:1: api_listen: the key-management API serves keygate's own api_keys: it needs store.schema: native");
+  }
+}

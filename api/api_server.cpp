@@ -1,0 +1,451 @@
+// The key-management API (see api_server.hpp). Each call: bounded read, route, the admin token
+// (a keygate key with admin:* or admin:self, read from PostgreSQL so that a revoked token stops
+// at once), the body decoded (api/key_request.hpp), owner isolation, one repository call, a
+// JSON answer. Another owner's key answers 404, as a key that does not exist does.
+#include "api/api_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <optional>
+
+#include "api/api_routes.hpp"
+#include "api/key_json.hpp"
+#include "authz/authorizer.hpp"
+#include "authz/credential.hpp"
+#include "authz/key_format.hpp"
+#include "authz/key_hash.hpp"
+#include "authz/policy.hpp"
+#include "core/log.hpp"
+#include "proxy/peer_address.hpp"
+#include "store/key_repository.hpp"
+
+namespace keygate::api {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+constexpr auto io_timeout = std::chrono::seconds(10);
+constexpr std::size_t max_header_bytes = 16 * 1024;
+constexpr std::size_t max_body_bytes = 64 * 1024;
+constexpr std::size_t max_page = 500;
+constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
+
+using Request = http::request<http::string_body>;
+
+struct Answer {
+  http::status status = http::status::ok;
+  std::string body;
+  std::string_view allow;             // 405
+  bool challenge = false;             // 401: WWW-Authenticate: Bearer
+};
+
+Answer json_answer(http::status status, const json::value& body) {
+  Answer a;
+  a.status = status;
+  a.body = json::serialize(body);
+  return a;
+}
+
+Answer error_answer(http::status status, std::string_view code, std::string_view message, std::string_view field = {}) {
+  json::object o;
+  o["error"] = code;
+  o["message"] = message;
+  if (!field.empty()) o["field"] = field;
+  return json_answer(status, o);
+}
+
+Answer invalid(const FieldError& e) { return error_answer(http::status::bad_request, "invalid_request", e.message, e.field); }
+
+Answer not_found() { return error_answer(http::status::not_found, "not_found", "no such key"); }
+
+Answer store_failure(const std::string& why) {
+  core::log_warn("api: store error", {{"error", why}});
+  return error_answer(http::status::service_unavailable, "store_unavailable", "PostgreSQL did not answer; try again");
+}
+
+// A repository failure that is not "not found" or "rejected".
+Answer repository_failure(store::RepoStatus status, const std::string& why) {
+  if (status == store::RepoStatus::not_found) return not_found();
+  if (status == store::RepoStatus::rejected) {
+    return error_answer(http::status::conflict, "conflict", why.empty() ? "the change breaks a rule of the key" : why);
+  }
+  return store_failure(why);
+}
+
+struct Caller {
+  Authority authority;
+  std::string key_id;
+};
+
+// The admin token: present, well formed, known, active, from an allowed address, and holding
+// admin:* or admin:self. Failures answer 401 / 403 without saying more than the proxy would.
+asio::awaitable<std::optional<Answer>> authenticate(const Request& request, const core::IpAddress& peer,
+                                                    const ApiServices& services, Caller& caller) {
+  std::optional<std::string_view> token;
+  if (auto header = request.find(http::field::authorization); header != request.end()) {
+    token = authz::credential_from_header("authorization", header->value());
+  }
+  if (!token) {
+    Answer a = error_answer(http::status::unauthorized, "missing_token", "an admin token is required (Authorization: Bearer ...)");
+    a.challenge = true;
+    co_return a;
+  }
+  auto refused = [](std::string_view code, std::string_view message) {
+    Answer a = error_answer(http::status::unauthorized, code, message);
+    a.challenge = true;
+    return a;
+  };
+  if (authz::check_key_format(*token) != authz::KeyFormat::valid) co_return refused("invalid_token", "the token is not valid");
+  auto found = co_await services.repository->find_by_hash(authz::hash_key(*token, services.pepper));
+  if (found.status == store::RepoStatus::not_found) co_return refused("invalid_token", "the token is not valid");
+  if (!found.ok()) co_return store_failure(found.error);
+  const authz::Decision decision = authz::decide(found.value, nullptr, peer, store::Clock::now());
+  if (!decision.allowed()) {
+    if (authz::refusal_status(decision.reason) == 401) {
+      co_return refused(decision.reason == authz::DenyReason::expired_key ? "expired_token" : "revoked_token",
+                        authz::error_message(decision.reason));
+    }
+    co_return error_answer(http::status::forbidden, authz::error_code(decision.reason), authz::error_message(decision.reason));
+  }
+  caller.authority = admin_authority(found.value);
+  caller.key_id = found.value.id;
+  if (caller.authority.role == AdminRole::none) {
+    co_return error_answer(http::status::forbidden, "forbidden", "the token has neither admin:* nor admin:self");
+  }
+  co_return std::nullopt;
+}
+
+std::string_view query_of(std::string_view target) {
+  const std::size_t q = target.find('?');
+  return q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+}
+
+// One query parameter's raw value (the API's parameters need no %-decoding: owners, statuses,
+// numbers and uuids), or nullopt. A parameter given twice is the first.
+std::optional<std::string_view> parameter(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const std::size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+bool only_parameters(std::string_view query, std::initializer_list<std::string_view> known, std::string& unknown) {
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const std::string_view name = pair.substr(0, pair.find('='));
+    if (!name.empty() && std::find(known.begin(), known.end(), name) == known.end()) {
+      unknown = name.size() <= 64 ? std::string(name) : std::string();
+      return false;
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return true;
+}
+
+// ---- handlers ----------------------------------------------------------------------------
+
+asio::awaitable<Answer> create_key(const Request& request, const ApiServices& services, const Caller& caller) {
+  auto decoded = decode_create_key(request.body(), services.rules, store::Clock::now());
+  if (!decoded.ok()) co_return invalid(*decoded.error);
+  CreateKeyRequest& r = decoded.value;
+  const Authority& who = caller.authority;
+  store::NewKey key;
+  key.owner.type = r.owner_type.value_or(who.owner_type);
+  key.owner.id = r.owner_id.value_or(who.owner_id);
+  if (!may_manage(who, key.owner.type, key.owner.id)) {
+    co_return error_answer(http::status::forbidden, "forbidden", "an owner token creates keys for its own owner only",
+                           "owner");
+  }
+  if (auto refused = check_grant(who, r.scopes)) {
+    co_return error_answer(http::status::forbidden, "forbidden", refused->message, refused->field);
+  }
+  const std::string secret = authz::generate_key(services.key_prefix);
+  key.name = std::move(r.name);
+  key.description = std::move(r.description);
+  key.key_prefix = authz::key_display_prefix(secret);
+  key.key_hash = authz::hash_key(secret, services.pepper);
+  key.scopes = std::move(r.scopes);
+  key.allowed_ips = std::move(r.allowed_ips);
+  if (r.rate_limit) {
+    key.rate_limit = r.rate_limit->limit;
+    key.window_seconds = r.rate_limit->window_seconds;
+  }
+  key.quota = r.quota;
+  key.quota_period_seconds = r.quota_period_seconds;
+  if (r.expires_at) {
+    key.expires_in = std::chrono::duration_cast<std::chrono::milliseconds>(*r.expires_at - store::Clock::now());
+  }
+  key.metadata_json = std::move(r.metadata_json);
+  key.created_by = "api:" + caller.key_id;
+  auto created = co_await services.repository->create(std::move(key));
+  if (!created.ok()) co_return repository_failure(created.status, created.error);
+  co_return json_answer(http::status::created, key_json(created.value, &secret));
+}
+
+asio::awaitable<Answer> list_keys(const Request& request, const ApiServices& services, const Caller& caller) {
+  const std::string_view query = query_of(request.target());
+  std::string unknown;
+  if (!only_parameters(query, {"owner", "status", "limit", "cursor"}, unknown)) {
+    co_return error_answer(http::status::bad_request, "invalid_request", "unknown query parameter", unknown);
+  }
+  std::optional<store::KeyOwner> owner;
+  if (auto text = parameter(query, "owner")) {
+    const std::size_t colon = text->find(':');
+    if (colon == 0 || colon == std::string_view::npos || colon + 1 == text->size()) {
+      co_return error_answer(http::status::bad_request, "invalid_request", "expected TYPE:ID like user:42", "owner");
+    }
+    owner = store::KeyOwner{std::string(text->substr(0, colon)), std::string(text->substr(colon + 1))};
+  }
+  const Authority& who = caller.authority;
+  if (who.role == AdminRole::owner) {
+    if (owner && !may_manage(who, owner->type, owner->id)) {
+      co_return json_answer(http::status::ok, json::object{{"keys", json::array()}, {"next_cursor", nullptr}});
+    }
+    owner = store::KeyOwner{who.owner_type, who.owner_id};
+  }
+  std::optional<std::string_view> status = parameter(query, "status");
+  if (status && *status != "active" && *status != "inactive" && *status != "expired" && *status != "revoked") {
+    co_return error_answer(http::status::bad_request, "invalid_request", "expected active, inactive, expired or revoked",
+                           "status");
+  }
+  std::size_t limit = 100;
+  if (auto text = parameter(query, "limit")) {
+    std::size_t value = 0;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (ec != std::errc() || end != text->data() + text->size() || value == 0 || value > max_page) {
+      co_return error_answer(http::status::bad_request, "invalid_request", "expected 1 to 500", "limit");
+    }
+    limit = value;
+  }
+  const std::optional<std::string_view> cursor = parameter(query, "cursor");
+  auto listed = co_await services.repository->list(owner);
+  if (!listed.ok()) co_return repository_failure(listed.status, listed.error);
+  // Oldest first; the cursor is the id of the last key of the page before.
+  json::array page;
+  std::optional<std::string> next;
+  bool past_cursor = !cursor;
+  for (const store::KeyDetails& k : listed.value) {
+    if (!past_cursor) {
+      past_cursor = k.record.id == *cursor;
+      continue;
+    }
+    if (status && status_text(k.record) != *status) continue;
+    if (page.size() == limit) {
+      next = std::string(page.back().as_object().at("id").as_string());
+      break;
+    }
+    page.emplace_back(key_json(k, nullptr));
+  }
+  if (cursor && !past_cursor) {
+    co_return error_answer(http::status::bad_request, "invalid_request", "not a cursor of this listing", "cursor");
+  }
+  co_return json_answer(http::status::ok, json::object{{"keys", std::move(page)},
+                                                       {"next_cursor", next ? json::value(*next) : json::value(nullptr)}});
+}
+
+// The key, if it exists and the caller may manage it; else the 404 (or store error) to answer.
+asio::awaitable<std::optional<store::KeyDetails>> manageable_key(const std::string& id, const ApiServices& services,
+                                                                  const Caller& caller, Answer& failure) {
+  auto shown = co_await services.repository->show(id);
+  if (!shown.ok()) {
+    failure = repository_failure(shown.status, shown.error);
+    co_return std::nullopt;
+  }
+  if (!may_manage(caller.authority, shown.value.record.owner_type, shown.value.record.owner_id)) {
+    failure = not_found();  // another owner's key: as if it did not exist
+    co_return std::nullopt;
+  }
+  co_return std::move(shown.value);
+}
+
+asio::awaitable<Answer> revoke_key(const std::string& id, const ApiServices& services, const Caller& caller) {
+  Answer failure;
+  if (!co_await manageable_key(id, services, caller, failure)) co_return failure;
+  auto revoked = co_await services.repository->revoke(id);
+  if (!revoked.ok()) co_return repository_failure(revoked.status, revoked.error);
+  co_return json_answer(http::status::ok, json::object{{"id", id},
+                                                       {"revoked_at", time_json(revoked.value.revoked_at)},
+                                                       {"already_revoked", revoked.value.already_revoked}});
+}
+
+asio::awaitable<Answer> rotate_key(const Request& request, const std::string& id, const ApiServices& services,
+                                   const Caller& caller) {
+  auto grace = decode_rotate(request.body());
+  if (!grace.ok()) co_return invalid(*grace.error);
+  Answer failure;
+  if (!co_await manageable_key(id, services, caller, failure)) co_return failure;
+  const std::string secret = authz::generate_key(services.key_prefix);
+  auto rotated = co_await services.repository->rotate(id, authz::key_display_prefix(secret),
+                                                      authz::hash_key(secret, services.pepper), grace.value);
+  if (!rotated.ok()) co_return repository_failure(rotated.status, rotated.error);
+  json::object o = key_json(rotated.value.new_key, &secret);
+  o["previous_id"] = rotated.value.previous_id;
+  o["previous_expires_at"] = time_json(rotated.value.previous_expires_at);
+  co_return json_answer(http::status::created, o);
+}
+
+// The same decision and rate limit as the proxy for that method, path and client; the key's
+// own refusal is an answer (200, valid: false), only a store error is a 503.
+asio::awaitable<Answer> verify(const Request& request, const core::IpAddress& peer, const ApiServices& services) {
+  auto decoded = decode_verify(request.body());
+  if (!decoded.ok()) co_return invalid(*decoded.error);
+  const VerifyRequest& v = decoded.value;
+  authz::AuthRequest auth;
+  auth.method = v.method;
+  auth.path = v.path;
+  auth.client_ip = v.client_ip.value_or(peer);
+  auth.credential.add(v.key);
+  const authz::AuthResult result = co_await services.verifier->authorize(auth);
+  json::object o;
+  o["valid"] = result.decision.allowed();
+  o["code"] = result.decision.allowed() ? std::string_view("ok") : authz::error_code(result.decision.reason);
+  if (result.key) {
+    o["key_id"] = result.key->id;
+    o["owner"] = owner_text(*result.key);
+    json::array scopes;
+    for (const auto& s : result.key->scopes) scopes.emplace_back(s);
+    o["scopes"] = std::move(scopes);
+  }
+  if (result.rate.applies) {
+    o["rate_limit"] = json::object{{"limit", result.rate.limit},
+                                   {"remaining", result.rate.remaining},
+                                   {"reset_seconds", result.rate.reset_seconds}};
+  }
+  const bool store_error = result.decision.outcome == authz::Outcome::error;
+  co_return json_answer(store_error ? http::status::service_unavailable : http::status::ok, o);
+}
+
+asio::awaitable<Answer> answer(const Request& request, const core::IpAddress& peer, const ApiServices& services) {
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  const RouteMatch route = match_route(request.method_string(), path);
+  if (route.endpoint == Endpoint::not_found) co_return error_answer(http::status::not_found, "not_found", "no such endpoint");
+  if (!route.method_allowed) {
+    Answer a = error_answer(http::status::method_not_allowed, "method_not_allowed", "this endpoint does not take the method");
+    a.allow = route.allow;
+    co_return a;
+  }
+  if (route.endpoint == Endpoint::openapi) {
+    Answer a;
+    a.body = std::string(openapi_document());
+    co_return a;
+  }
+  if (route.endpoint == Endpoint::verify) co_return co_await verify(request, peer, services);
+  Caller caller;
+  if (auto refused = co_await authenticate(request, peer, services, caller)) co_return std::move(*refused);
+  switch (route.endpoint) {
+    case Endpoint::keys:
+      if (request.method() == http::verb::post) co_return co_await create_key(request, services, caller);
+      co_return co_await list_keys(request, services, caller);
+    case Endpoint::key: {
+      Answer failure;
+      auto key = co_await manageable_key(route.id, services, caller, failure);
+      if (!key) co_return failure;
+      co_return json_answer(http::status::ok, key_json(*key, nullptr));
+    }
+    case Endpoint::key_revoke: co_return co_await revoke_key(route.id, services, caller);
+    case Endpoint::key_rotate: co_return co_await rotate_key(request, route.id, services, caller);
+    default: break;
+  }
+  co_return error_answer(http::status::not_found, "not_found", "no such endpoint");
+}
+
+http::response<http::string_body> to_response(Answer a, unsigned version, bool keep_alive) {
+  http::response<http::string_body> response{a.status, version};
+  response.set(http::field::content_type, "application/json");
+  response.set(http::field::cache_control, "no-store");
+  if (!a.allow.empty()) response.set(http::field::allow, a.allow);
+  if (a.challenge) response.set(http::field::www_authenticate, "Bearer");
+  response.body() = std::move(a.body);
+  response.keep_alive(keep_alive);
+  response.prepare_payload();
+  return response;
+}
+
+asio::awaitable<void> serve_connection(tcp::socket socket, const ApiServices& services) {
+  beast::error_code ec;
+  const tcp::endpoint remote = socket.remote_endpoint(ec);
+  if (ec) co_return;
+  const core::IpAddress peer = proxy::to_ip_address(remote.address());
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(max_header_bytes);
+    parser.body_limit(max_body_bytes);
+    stream.expires_after(io_timeout);
+    auto [read_error, n] = co_await http::async_read(stream, buffer, parser, tuple);
+    if (read_error) {
+      // What can still be told is told, then the connection is closed.
+      std::optional<Answer> last;
+      if (read_error == http::error::body_limit) {
+        last = error_answer(http::status::payload_too_large, "body_too_large", "the body is larger than 64 KiB");
+      } else if (read_error == http::error::header_limit) {
+        last = error_answer(http::status::request_header_fields_too_large, "headers_too_large",
+                            "the headers are larger than 16 KiB");
+      } else if (read_error != http::error::end_of_stream && read_error != asio::error::eof &&
+                 read_error != beast::error::timeout && read_error != asio::error::connection_reset) {
+        last = error_answer(http::status::bad_request, "bad_request", "the request is not valid HTTP/1.1");
+      }
+      if (last) {
+        auto response = to_response(std::move(*last), 11, false);
+        stream.expires_after(io_timeout);
+        co_await http::async_write(stream, response, tuple);
+      }
+      break;
+    }
+    Request& request = parser.get();
+    Answer a;
+    try {
+      a = co_await answer(request, peer, services);
+    } catch (const std::exception& e) {
+      core::log_error("api: request failed", {{"error", e.what()}});
+      a = error_answer(http::status::internal_server_error, "internal_error", "the request failed; see keygate's log");
+    }
+    auto response = to_response(std::move(a), request.version(), request.keep_alive());
+    stream.expires_after(io_timeout);
+    auto [write_error, m] = co_await http::async_write(stream, response, tuple);
+    if (write_error || !response.keep_alive()) break;
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_api(tcp::acceptor& acceptor, const ApiServices& services) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(tuple);
+    if (ec) {
+      if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket), services), asio::detached);
+  }
+}
+
+}  // namespace keygate::api

@@ -1,0 +1,203 @@
+"""The key-management API (api_listen; issue 14) through the real binary, against real
+PostgreSQL and Redis: admin tokens (admin:* and admin:self), owner isolation in the handler
+(another owner's key is a 404), create / list / show / revoke / rotate / verify, bad input,
+and revocation through the API refused by a second running keygate within a second. Every
+answer of the run is checked against the served OpenAPI document (openapi_check.py)."""
+import json
+import unittest
+
+import harness
+from openapi_check import OpenApiChecker
+
+
+class ApiTest(harness.KeygateTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.api_port = harness.free_port()
+        cls.kg = cls.start_keygate(api_listen=f"127.0.0.1:{cls.api_port}", rate_limit={"default": "1000000/60s"})
+        cls.operator = cls.create_key(owner="ops:1", name="operator", scopes=["admin:*"])
+        cls.owner = cls.create_key(owner="team:7", name="team 7 admin", scopes=["admin:self", "orders:read"])
+        cls.plain = cls.create_key(owner="team:7", name="no admin", scopes=["orders:read"])
+        r = harness.request(cls.api_port, "GET", "/v1/openapi.json")
+        assert r.status == 200, r.body
+        cls.checker = OpenApiChecker(r.json)
+
+    @classmethod
+    def tearDownClass(cls):
+        print(f"openapi check: {cls.checker.checked} answers matched the document", flush=True)
+        super().tearDownClass()
+
+    def call(self, method, target, token=None, body=None, raw=None, headers=None):
+        h = dict(headers or {})
+        if token is not None:
+            h.update(harness.bearer(token))
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        if data is not None:
+            h.setdefault("Content-Type", "application/json")
+        r = harness.request(self.api_port, method, target, headers=h, body=data)
+        self.assertEqual(r.headers.get("content-type"), "application/json", r.body)
+        self.assertIsNotNone(r.json, f"not JSON: {r.body[:200]!r}")
+        problems = self.checker.check(method, target.split("?")[0], r.status, r.json)
+        self.assertEqual(problems, [], f"{method} {target} {r.status}: {r.body[:300]!r}")
+        return r
+
+    def assertApiError(self, r, status, error, field=None):
+        self.assertEqual(r.status, status, r.body)
+        self.assertEqual(r.json["error"], error, r.body)
+        if field is not None:
+            self.assertEqual(r.json.get("field"), field, r.body)
+
+    def proxied(self, key, kg=None):
+        return harness.request((kg or self.kg).port, "GET", "/things/1", headers=harness.bearer(key)).status
+
+    # ---- who may call ----
+
+    def test_a_call_without_a_valid_admin_token_is_refused(self):
+        r = self.call("GET", "/v1/keys")
+        self.assertApiError(r, 401, "missing_token")
+        self.assertEqual(r.headers.get("www-authenticate"), "Bearer")
+        self.assertApiError(self.call("GET", "/v1/keys", token="kg_live_" + "a" * 38), 401, "invalid_token")
+        self.assertApiError(self.call("GET", "/v1/keys", token=harness.unknown_key()), 401, "invalid_token")
+        self.assertApiError(self.call("GET", "/v1/keys", token=self.plain["key"]), 403, "forbidden")
+        revoked = self.create_key(owner="ops:2", scopes=["admin:*"])
+        harness.revoke_key(self.dsn, revoked["id"])
+        self.assertApiError(self.call("GET", "/v1/keys", token=revoked["key"]), 401, "revoked_token")
+        self.assertNotIn(revoked["key"], self.kg.log_text())
+
+    # ---- operator ----
+
+    def test_an_operator_creates_a_key_the_proxy_serves_and_sees_it_listed_and_shown(self):
+        r = self.call("POST", "/v1/keys", self.operator["key"],
+                      {"owner": "user:42", "name": "from the API", "scopes": ["a"], "rate_limit": "100/60s",
+                       "expires_in": "30d", "metadata": {"ticket": 7}, "allowed_ips": ["127.0.0.1"]})
+        self.assertEqual(r.status, 201, r.body)
+        created = r.json
+        self.assertTrue(created["key"].startswith("kg_live_"))
+        self.assertEqual((created["owner"], created["rate_limit"], created["metadata"]), ("user:42", "100/60s", {"ticket": 7}))
+        self.assertEqual(self.proxied(created["key"]), 200)
+        shown = self.call("GET", f"/v1/keys/{created['id']}", self.operator["key"]).json
+        self.assertNotIn("key", shown, "the key itself is shown once, at creation")
+        self.assertEqual(shown["id"], created["id"])
+        listed = self.call("GET", "/v1/keys?owner=user:42", self.operator["key"]).json
+        self.assertIn(created["id"], [k["id"] for k in listed["keys"]])
+        self.assertNotIn(created["key"], json.dumps(listed))
+
+    def test_listing_pages_with_a_cursor_and_filters_by_status(self):
+        owner = "pager:1"
+        ids = [self.call("POST", "/v1/keys", self.operator["key"], {"owner": owner, "name": f"k{i}"}).json["id"]
+               for i in range(3)]
+        self.call("POST", f"/v1/keys/{ids[1]}/revoke", self.operator["key"])
+        seen, cursor = [], None
+        while True:
+            target = f"/v1/keys?owner={owner}&limit=2" + (f"&cursor={cursor}" if cursor else "")
+            page = self.call("GET", target, self.operator["key"]).json
+            self.assertLessEqual(len(page["keys"]), 2)
+            seen += [k["id"] for k in page["keys"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        self.assertEqual(seen, ids)
+        revoked = self.call("GET", f"/v1/keys?owner={owner}&status=revoked", self.operator["key"]).json["keys"]
+        self.assertEqual([k["id"] for k in revoked], [ids[1]])
+        self.assertApiError(self.call("GET", "/v1/keys?limit=0", self.operator["key"]), 400, "invalid_request", "limit")
+        self.assertApiError(self.call("GET", "/v1/keys?status=gone", self.operator["key"]), 400, "invalid_request", "status")
+        self.assertApiError(self.call("GET", "/v1/keys?colour=red", self.operator["key"]), 400, "invalid_request", "colour")
+        self.assertApiError(self.call("GET", "/v1/keys?cursor=nope", self.operator["key"]), 400, "invalid_request", "cursor")
+
+    # ---- owner tokens ----
+
+    def test_an_owner_token_manages_only_its_own_owners_keys(self):
+        mine = self.call("POST", "/v1/keys", self.owner["key"], {"name": "mine", "scopes": ["orders:read"]})
+        self.assertEqual(mine.status, 201, mine.body)
+        self.assertEqual(mine.json["owner"], "team:7")
+        theirs = self.create_key(owner="team:8", name="theirs")
+        self.assertApiError(self.call("POST", "/v1/keys", self.owner["key"], {"owner": "team:8", "name": "x"}),
+                            403, "forbidden", "owner")
+        self.assertApiError(self.call("POST", "/v1/keys", self.owner["key"], {"name": "x", "scopes": ["orders:write"]}),
+                            403, "forbidden", "scopes[0]")
+        self.assertApiError(self.call("POST", "/v1/keys", self.owner["key"], {"name": "x", "scopes": ["admin:*"]}),
+                            403, "forbidden", "scopes[0]")
+        # Another owner's key is not found, whatever the call: no existence leak.
+        for method, target in (("GET", f"/v1/keys/{theirs['id']}"), ("POST", f"/v1/keys/{theirs['id']}/revoke"),
+                               ("POST", f"/v1/keys/{theirs['id']}/rotate")):
+            self.assertApiError(self.call(method, target, self.owner["key"]), 404, "not_found")
+        self.assertApiError(self.call("GET", "/v1/keys/00000000-0000-4000-8000-000000000000", self.owner["key"]),
+                            404, "not_found")
+        self.assertEqual(self.proxied(theirs["key"]), 200, "a refused revoke changed nothing")
+        owners = {k["owner"] for k in self.call("GET", "/v1/keys", self.owner["key"]).json["keys"]}
+        self.assertEqual(owners, {"team:7"})
+        self.assertEqual(self.call("GET", "/v1/keys?owner=team:8", self.owner["key"]).json["keys"], [])
+
+    # ---- revoke, rotate ----
+
+    def test_a_revocation_through_the_api_is_refused_by_another_running_keygate_within_a_second(self):
+        other = self.start_keygate_for_test(name="second", cache={"ttl": "60s", "negative_ttl": "5s"})
+        key = self.call("POST", "/v1/keys", self.operator["key"], {"owner": "user:9", "name": "doomed"}).json
+        self.assertEqual(self.proxied(key["key"], other), 200)
+        self.assertEqual(self.proxied(key["key"], other), 200)  # cached there now
+        r = self.call("POST", f"/v1/keys/{key['id']}/revoke", self.operator["key"])
+        self.assertEqual((r.status, r.json["already_revoked"]), (200, False), r.body)
+        refused, elapsed = harness.poll_until(lambda: self.proxied(key["key"], other) == 401, timeout=5.0)
+        self.assertTrue(refused, f"the second keygate still serves the key\n{other.log_tail()}")
+        self.assertLess(elapsed, 1.0)
+        print(f"revoked through the API: the second keygate refused it after {elapsed * 1000:.0f} ms", flush=True)
+        again = self.call("POST", f"/v1/keys/{key['id']}/revoke", self.operator["key"])
+        self.assertEqual((again.status, again.json["already_revoked"]), (200, True))
+
+    def test_rotate_gives_a_new_key_and_the_old_one_a_grace_period(self):
+        old = self.call("POST", "/v1/keys", self.operator["key"], {"owner": "user:10", "name": "rotating"}).json
+        r = self.call("POST", f"/v1/keys/{old['id']}/rotate", self.operator["key"], {"grace": "1h"})
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(r.json["previous_id"], old["id"])
+        self.assertEqual(self.proxied(r.json["key"]), 200)
+        self.assertEqual(self.proxied(old["key"]), 200)
+        self.assertApiError(self.call("POST", f"/v1/keys/{old['id']}/rotate", self.operator["key"], {"grace": "31d"}),
+                            400, "invalid_request", "grace")
+
+    # ---- verify ----
+
+    def test_verify_answers_the_proxys_decision_for_a_method_path_and_client(self):
+        key = self.create_key(owner="user:11", scopes=["a"], allowed_ips=["10.0.0.0/8"])
+        ok = self.call("POST", "/v1/verify", body={"key": key["key"], "path": "/things/1", "client_ip": "10.1.2.3"})
+        self.assertEqual((ok.status, ok.json["valid"], ok.json["code"], ok.json["owner"]), (200, True, "ok", "user:11"))
+        self.assertIn("rate_limit", ok.json)
+        elsewhere = self.call("POST", "/v1/verify", body={"key": key["key"], "path": "/things/1", "client_ip": "192.0.2.1"})
+        self.assertEqual((elsewhere.json["valid"], elsewhere.json["code"]), (False, "ip_not_allowed"))
+        unknown = self.call("POST", "/v1/verify", body={"key": harness.unknown_key()})
+        self.assertEqual((unknown.status, unknown.json["valid"], unknown.json["code"]), (200, False, "invalid_key"))
+        self.assertApiError(self.call("POST", "/v1/verify", body={"path": "/x"}), 400, "invalid_request", "key")
+        bad = self.call("POST", "/v1/verify", body={"key": "not-a-key-" + "x" * 20, "client_ip": "nowhere"})
+        self.assertApiError(bad, 400, "invalid_request", "client_ip")
+        self.assertNotIn("not-a-key-", bad.body.decode())
+
+    # ---- bad input ----
+
+    def test_bad_input_gets_a_json_answer_naming_the_field(self):
+        op = self.operator["key"]
+        cases = [
+            ({"name": "x", "colour": "red"}, "colour"),
+            ({"name": 5}, "name"),
+            ({"name": "n" * 201}, "name"),
+            ({"name": "x", "allowed_ips": ["10.0.0.0/33"]}, "allowed_ips[0]"),
+            ({"name": "x", "scopes": ["a", "b c"]}, "scopes[1]"),
+            ({"name": "x", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
+            ({"name": "x", "rate_limit": "often"}, "rate_limit"),
+            ({"owner": "nobody", "name": "x"}, "owner"),
+        ]
+        for body, field in cases:
+            with self.subTest(field=field):
+                self.assertApiError(self.call("POST", "/v1/keys", op, body), 400, "invalid_request", field)
+        whole = self.call("POST", "/v1/keys", op, raw="{not json")
+        self.assertApiError(whole, 400, "invalid_request")
+        self.assertNotIn("field", whole.json, "a body that is not JSON names no field")
+        r = self.call("DELETE", "/v1/keys", op)
+        self.assertApiError(r, 405, "method_not_allowed")
+        self.assertEqual(r.headers.get("allow"), "GET, POST")
+        self.assertApiError(self.call("GET", "/v1/nothing", op), 404, "not_found")
+        big = self.call("POST", "/v1/keys", op, raw=json.dumps({"name": "x", "description": "d" * 70000}))
+        self.assertApiError(big, 413, "body_too_large")
+
+
+if __name__ == "__main__":
+    unittest.main()
