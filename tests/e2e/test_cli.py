@@ -114,7 +114,7 @@ class MigrateTest(CliTestCase):
 
     def test_up_down_up_leaves_the_same_schema(self):
         self.assertIn("applied 0001_api_keys", self.ok("migrate", "up"))
-        self.assertEqual(self.tables(), "api_key_quota_usage,api_key_usage,api_keys,schema_migrations")
+        self.assertEqual(self.tables(), "api_key_audit,api_key_quota_usage,api_key_usage,api_keys,schema_migrations")
         first = pg_dump(self.db.dsn, "--schema-only")
         self.assertIn("CREATE TABLE public.api_keys", first)
 

@@ -98,7 +98,7 @@ TEST_CASE("migrate up applies everything once, up again is a no-op, status repor
   auto first = up(db.dsn());
   REQUIRE_MESSAGE(first.ok(), first.error);
   CHECK(first.changed.size() == embedded_migrations().size());
-  CHECK(tables(db) == "api_key_quota_usage,api_key_usage,api_keys,schema_migrations");
+  CHECK(tables(db) == "api_key_audit,api_key_quota_usage,api_key_usage,api_keys,schema_migrations");
 
   auto second = up(db.dsn());
   REQUIRE_MESSAGE(second.ok(), second.error);
@@ -145,7 +145,7 @@ TEST_CASE("the real schema goes down and up again cleanly") {
   CHECK(tables(db) == "schema_migrations");
   CHECK(db.sql("SELECT count(*) FROM pg_proc WHERE proname LIKE 'api_keys_%'").get(0, 0) == "0");
   REQUIRE(up(db.dsn()).ok());
-  CHECK(tables(db) == "api_key_quota_usage,api_key_usage,api_keys,schema_migrations");
+  CHECK(tables(db) == "api_key_audit,api_key_quota_usage,api_key_usage,api_keys,schema_migrations");
 }
 
 TEST_CASE("a failing migration leaves no trace: its changes and its record are rolled back") {
