@@ -51,7 +51,7 @@ TEST_CASE("admin:* is an operator, admin:self manages its own owner's keys, anyt
   CHECK_FALSE(api::may_manage(plain, "team", "7"));
 }
 
-TEST_CASE("an owner token grants only scopes it holds, never admin:*; an operator grants anything") {
+TEST_CASE("an owner token grants only scopes it holds, never admin:*, and an operator grants anything") {
   const auto self = api::admin_authority(key_with({"admin:self", "orders:read"}));
   CHECK_FALSE(api::check_grant(self, {"orders:read", "admin:self"}));
   CHECK(field_of(api::check_grant(self, {"orders:read", "orders:write"})) == "scopes[1]");
@@ -122,7 +122,7 @@ TEST_CASE("every create mistake is a 400 naming its field") {
   CHECK(api::decode_create_key(R"({"name":"x","scopes":["orders:read","admin:self"]})", closed, now).ok());
 }
 
-TEST_CASE("a patch changes what it names; null clears what may be cleared; owner never changes") {
+TEST_CASE("a patch changes what it names, null clears what may be cleared, and owner never changes") {
   auto decoded = api::decode_key_patch(R"({"name":"renamed","rate_limit":null,"expires_at":null,"scopes":[]})", {}, now);
   REQUIRE(decoded.ok());
   const auto& p = decoded.value;
