@@ -29,6 +29,7 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
   if (path == "/v1/openapi.json") return with(Endpoint::openapi, method, "GET");
   if (path == "/v1/verify") return with(Endpoint::verify, method, "POST");
   if (path == "/v1/keys") return with(Endpoint::keys, method, "GET, POST");
+  if (path == "/v1/audit") return with(Endpoint::audit, method, "GET");
   constexpr std::string_view keys_prefix = "/v1/keys/";
   if (!path.starts_with(keys_prefix)) return {};
   std::string_view rest = path.substr(keys_prefix.size());

@@ -15,6 +15,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -28,9 +29,14 @@
 #include "authz/key_format.hpp"
 #include "authz/key_hash.hpp"
 #include "authz/policy.hpp"
+#include "core/hex.hpp"
 #include "core/log.hpp"
 #include "proxy/peer_address.hpp"
+#include "store/api_session.hpp"
 #include "store/key_repository.hpp"
+#include "store/pg_pool.hpp"
+
+#include <openssl/rand.h>
 
 namespace keygate::api {
 
@@ -55,6 +61,7 @@ struct Answer {
   std::string body;
   std::string_view allow;             // 405
   bool challenge = false;             // 401: WWW-Authenticate: Bearer
+  std::string request_id;             // X-Request-Id (the audit rows of the call carry it)
 };
 
 Answer json_answer(http::status status, const json::value& body) {
@@ -93,7 +100,49 @@ Answer repository_failure(store::RepoStatus status, const std::string& why) {
 struct Caller {
   Authority authority;
   std::string key_id;
+  store::OwnerScope scope = store::OwnerScope::all_owners();  // what its transactions may see
+  std::string request_id;
 };
+
+// 16 random bytes in hex: the audit rows of one call, and its X-Request-Id.
+std::string new_request_id() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("api: the CSPRNG failed");
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+// Runs `work` with a KeyRepository inside one transaction as keygate_api, scoped to the
+// caller's owner (row-level security: a handler's mistake cannot reach another owner's rows).
+// `work` sets the answer and calls roll_back() on a failure; a transaction that does not
+// commit answers 503.
+template <typename Work>
+asio::awaitable<Answer> in_scope(const ApiServices& services, const Caller& caller, Work work) {
+  Answer out;
+  store::PgResult done = co_await store::run_as_owner(
+      *services.pool, caller.scope, [&](store::ApiSession& tx) -> asio::awaitable<void> {
+        store::KeyRepository repository(*services.pool, tx);
+        co_await work(repository, tx, out);
+      });
+  if (!done.ok()) co_return store_failure(done.error());
+  co_return out;
+}
+
+store::AuditEntry audit(const Caller& caller, store::AuditAction action, const store::KeyRecord& key) {
+  store::AuditEntry e;
+  e.actor_key_id = caller.key_id;
+  e.actor_owner = caller.scope;
+  e.action = action;
+  e.key_id = key.id;
+  e.key_owner = store::OwnerScope::owner(key.owner_type, key.owner_id).value_or(store::OwnerScope::all_owners());
+  e.request_id = caller.request_id;
+  return e;
+}
 
 // The admin token: present, well formed, known, active, from an allowed address, and holding
 // admin:* or admin:self. Failures answer 401 / 403 without saying more than the proxy would.
@@ -129,6 +178,11 @@ asio::awaitable<std::optional<Answer>> authenticate(const Request& request, cons
   caller.key_id = found.value.id;
   if (caller.authority.role == AdminRole::none) {
     co_return error_answer(http::status::forbidden, "forbidden", "the token has neither admin:* nor admin:self");
+  }
+  if (caller.authority.role == AdminRole::owner) {
+    auto scope = store::OwnerScope::owner(caller.authority.owner_type, caller.authority.owner_id);
+    if (!scope) co_return error_answer(http::status::forbidden, "forbidden", "the token's owner cannot be scoped");
+    caller.scope = std::move(*scope);
   }
   co_return std::nullopt;
 }
@@ -202,9 +256,19 @@ asio::awaitable<Answer> create_key(const Request& request, const ApiServices& se
   }
   key.metadata_json = std::move(r.metadata_json);
   key.created_by = "api:" + caller.key_id;
-  auto created = co_await services.repository->create(std::move(key));
-  if (!created.ok()) co_return repository_failure(created.status, created.error);
-  co_return json_answer(http::status::created, key_json(created.value, &secret));
+  co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession& tx,
+                                                    Answer& out) -> asio::awaitable<void> {
+    auto created = co_await repository.create(std::move(key));
+    if (!created.ok()) {
+      out = repository_failure(created.status, created.error);
+      tx.roll_back();
+      co_return;
+    }
+    store::AuditEntry entry = audit(caller, store::AuditAction::create, created.value.record);
+    entry.after_json = json::serialize(key_json(created.value, nullptr));
+    co_await tx.append_audit(entry);
+    out = json_answer(http::status::created, key_json(created.value, &secret));
+  });
 }
 
 asio::awaitable<Answer> list_keys(const Request& request, const ApiServices& services, const Caller& caller) {
@@ -243,7 +307,12 @@ asio::awaitable<Answer> list_keys(const Request& request, const ApiServices& ser
     limit = value;
   }
   const std::optional<std::string_view> cursor = parameter(query, "cursor");
-  auto listed = co_await services.repository->list(owner);
+  store::RepoResult<std::vector<store::KeyDetails>> listed;
+  Answer failed = co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession&,
+                                                          Answer&) -> asio::awaitable<void> {
+    listed = co_await repository.list(owner);
+  });
+  if (failed.status != http::status::ok) co_return failed;
   if (!listed.ok()) co_return repository_failure(listed.status, listed.error);
   // Oldest first; the cursor is the id of the last key of the page before.
   json::array page;
@@ -269,9 +338,10 @@ asio::awaitable<Answer> list_keys(const Request& request, const ApiServices& ser
 }
 
 // The key, if it exists and the caller may manage it; else the 404 (or store error) to answer.
-asio::awaitable<std::optional<store::KeyDetails>> manageable_key(const std::string& id, const ApiServices& services,
+// In the caller's transaction, RLS hides another owner's key already; the check is the second.
+asio::awaitable<std::optional<store::KeyDetails>> manageable_key(const std::string& id, store::KeyRepository& repository,
                                                                   const Caller& caller, Answer& failure) {
-  auto shown = co_await services.repository->show(id);
+  auto shown = co_await repository.show(id);
   if (!shown.ok()) {
     failure = repository_failure(shown.status, shown.error);
     co_return std::nullopt;
@@ -283,30 +353,63 @@ asio::awaitable<std::optional<store::KeyDetails>> manageable_key(const std::stri
   co_return std::move(shown.value);
 }
 
+asio::awaitable<Answer> show_key(const std::string& id, const ApiServices& services, const Caller& caller) {
+  co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession&,
+                                                    Answer& out) -> asio::awaitable<void> {
+    auto key = co_await manageable_key(id, repository, caller, out);
+    if (key) out = json_answer(http::status::ok, key_json(*key, nullptr));
+  });
+}
+
 asio::awaitable<Answer> revoke_key(const std::string& id, const ApiServices& services, const Caller& caller) {
-  Answer failure;
-  if (!co_await manageable_key(id, services, caller, failure)) co_return failure;
-  auto revoked = co_await services.repository->revoke(id);
-  if (!revoked.ok()) co_return repository_failure(revoked.status, revoked.error);
-  co_return json_answer(http::status::ok, json::object{{"id", id},
-                                                       {"revoked_at", time_json(revoked.value.revoked_at)},
-                                                       {"already_revoked", revoked.value.already_revoked}});
+  co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession& tx,
+                                                    Answer& out) -> asio::awaitable<void> {
+    auto before = co_await manageable_key(id, repository, caller, out);
+    if (!before) co_return;
+    auto revoked = co_await repository.revoke(id);
+    if (!revoked.ok()) {
+      out = repository_failure(revoked.status, revoked.error);
+      tx.roll_back();
+      co_return;
+    }
+    if (!revoked.value.already_revoked) {
+      store::AuditEntry entry = audit(caller, store::AuditAction::revoke, before->record);
+      entry.before_json = json::serialize(key_json(*before, nullptr));
+      entry.after_json = json::serialize(json::object{{"revoked_at", time_json(revoked.value.revoked_at)}});
+      co_await tx.append_audit(entry);
+    }
+    out = json_answer(http::status::ok, json::object{{"id", id},
+                                                     {"revoked_at", time_json(revoked.value.revoked_at)},
+                                                     {"already_revoked", revoked.value.already_revoked}});
+  });
 }
 
 asio::awaitable<Answer> rotate_key(const Request& request, const std::string& id, const ApiServices& services,
                                    const Caller& caller) {
   auto grace = decode_rotate(request.body());
   if (!grace.ok()) co_return invalid(*grace.error);
-  Answer failure;
-  if (!co_await manageable_key(id, services, caller, failure)) co_return failure;
   const std::string secret = authz::generate_key(services.key_prefix);
-  auto rotated = co_await services.repository->rotate(id, authz::key_display_prefix(secret),
-                                                      authz::hash_key(secret, services.pepper), grace.value);
-  if (!rotated.ok()) co_return repository_failure(rotated.status, rotated.error);
-  json::object o = key_json(rotated.value.new_key, &secret);
-  o["previous_id"] = rotated.value.previous_id;
-  o["previous_expires_at"] = time_json(rotated.value.previous_expires_at);
-  co_return json_answer(http::status::created, o);
+  co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession& tx,
+                                                    Answer& out) -> asio::awaitable<void> {
+    auto before = co_await manageable_key(id, repository, caller, out);
+    if (!before) co_return;
+    auto rotated = co_await repository.rotate(id, authz::key_display_prefix(secret),
+                                              authz::hash_key(secret, services.pepper), grace.value);
+    if (!rotated.ok()) {
+      out = repository_failure(rotated.status, rotated.error);
+      tx.roll_back();
+      co_return;
+    }
+    store::AuditEntry entry = audit(caller, store::AuditAction::rotate, before->record);
+    entry.before_json = json::serialize(key_json(*before, nullptr));
+    entry.after_json = json::serialize(json::object{{"new_key_id", rotated.value.new_key.record.id},
+                                                    {"expires_at", time_json(rotated.value.previous_expires_at)}});
+    co_await tx.append_audit(entry);
+    json::object o = key_json(rotated.value.new_key, &secret);
+    o["previous_id"] = rotated.value.previous_id;
+    o["previous_expires_at"] = time_json(rotated.value.previous_expires_at);
+    out = json_answer(http::status::created, o);
+  });
 }
 
 // The same decision and rate limit as the proxy for that method, path and client; the key's
@@ -340,7 +443,64 @@ asio::awaitable<Answer> verify(const Request& request, const core::IpAddress& pe
   co_return json_answer(store_error ? http::status::service_unavailable : http::status::ok, o);
 }
 
-asio::awaitable<Answer> answer(const Request& request, const core::IpAddress& peer, const ApiServices& services) {
+// GET /v1/audit: the newest rows first, at most `limit` (1-500, default 100); operators only.
+asio::awaitable<Answer> list_audit(const Request& request, const ApiServices& services, const Caller& caller) {
+  if (caller.authority.role != AdminRole::operator_) {
+    co_return error_answer(http::status::forbidden, "forbidden", "the audit log is for operator tokens (admin:*)");
+  }
+  const std::string_view query = query_of(request.target());
+  std::string unknown;
+  if (!only_parameters(query, {"key_id", "limit"}, unknown)) {
+    co_return error_answer(http::status::bad_request, "invalid_request", "unknown query parameter", unknown);
+  }
+  std::size_t limit = 100;
+  if (auto text = parameter(query, "limit")) {
+    std::size_t value = 0;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (ec != std::errc() || end != text->data() + text->size() || value == 0 || value > max_page) {
+      co_return error_answer(http::status::bad_request, "invalid_request", "expected 1 to 500", "limit");
+    }
+    limit = value;
+  }
+  std::optional<std::string> key_id;
+  if (auto text = parameter(query, "key_id")) {
+    if (!core::is_uuid(*text)) co_return error_answer(http::status::bad_request, "invalid_request", "expected a key id", "key_id");
+    key_id = std::string(*text);
+  }
+  co_return co_await in_scope(services, caller, [&](store::KeyRepository&, store::ApiSession& tx,
+                                                    Answer& out) -> asio::awaitable<void> {
+    store::PgParams params;
+    params.emplace_back(key_id);
+    params.emplace_back(std::to_string(limit));
+    store::PgResult rows = co_await tx.query(
+        "SELECT id::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), actor_key_id::text, "
+        "actor_owner, action, key_id::text, key_owner, before::text, after::text, request_id, source_url "
+        "FROM api_key_audit WHERE ($1::uuid IS NULL OR key_id = $1::uuid) ORDER BY id DESC LIMIT $2::integer",
+        std::move(params));
+    if (!rows.ok()) co_return;  // the transaction answers 503
+    json::array entries;
+    const auto text_or_null = [&](int row, int column) {
+      return rows.is_null(row, column) ? json::value(nullptr) : json::value(rows.get(row, column));
+    };
+    const auto json_or_null = [&](int row, int column) {
+      if (rows.is_null(row, column)) return json::value(nullptr);
+      boost::system::error_code ec;
+      json::value v = json::parse(rows.get(row, column), ec);
+      return ec ? json::value(nullptr) : v;
+    };
+    for (int row = 0; row < rows.rows(); ++row) {
+      entries.emplace_back(json::object{
+          {"id", rows.get(row, 0)}, {"at", rows.get(row, 1)}, {"actor_key_id", text_or_null(row, 2)},
+          {"actor_owner", text_or_null(row, 3)}, {"action", rows.get(row, 4)}, {"key_id", rows.get(row, 5)},
+          {"key_owner", rows.get(row, 6)}, {"before", json_or_null(row, 7)}, {"after", json_or_null(row, 8)},
+          {"request_id", rows.get(row, 9)}, {"source_url", text_or_null(row, 10)}});
+    }
+    out = json_answer(http::status::ok, json::object{{"entries", std::move(entries)}});
+  });
+}
+
+asio::awaitable<Answer> answer(const Request& request, const core::IpAddress& peer, const ApiServices& services,
+                               const std::string& request_id) {
   const std::string_view target = request.target();
   const std::string_view path = target.substr(0, target.find('?'));
   const RouteMatch route = match_route(request.method_string(), path);
@@ -357,17 +517,14 @@ asio::awaitable<Answer> answer(const Request& request, const core::IpAddress& pe
   }
   if (route.endpoint == Endpoint::verify) co_return co_await verify(request, peer, services);
   Caller caller;
+  caller.request_id = request_id;
   if (auto refused = co_await authenticate(request, peer, services, caller)) co_return std::move(*refused);
   switch (route.endpoint) {
     case Endpoint::keys:
       if (request.method() == http::verb::post) co_return co_await create_key(request, services, caller);
       co_return co_await list_keys(request, services, caller);
-    case Endpoint::key: {
-      Answer failure;
-      auto key = co_await manageable_key(route.id, services, caller, failure);
-      if (!key) co_return failure;
-      co_return json_answer(http::status::ok, key_json(*key, nullptr));
-    }
+    case Endpoint::key: co_return co_await show_key(route.id, services, caller);
+    case Endpoint::audit: co_return co_await list_audit(request, services, caller);
     case Endpoint::key_revoke: co_return co_await revoke_key(route.id, services, caller);
     case Endpoint::key_rotate: co_return co_await rotate_key(request, route.id, services, caller);
     default: break;
@@ -381,6 +538,7 @@ http::response<http::string_body> to_response(Answer a, unsigned version, bool k
   response.set(http::field::cache_control, "no-store");
   if (!a.allow.empty()) response.set(http::field::allow, a.allow);
   if (a.challenge) response.set(http::field::www_authenticate, "Bearer");
+  if (!a.request_id.empty()) response.set("X-Request-Id", a.request_id);
   response.body() = std::move(a.body);
   response.keep_alive(keep_alive);
   response.prepare_payload();
@@ -422,7 +580,9 @@ asio::awaitable<void> serve_connection(tcp::socket socket, const ApiServices& se
     Request& request = parser.get();
     Answer a;
     try {
-      a = co_await answer(request, peer, services);
+      const std::string request_id = new_request_id();
+      a = co_await answer(request, peer, services, request_id);
+      a.request_id = request_id;
     } catch (const std::exception& e) {
       core::log_error("api: request failed", {{"error", e.what()}});
       a = error_answer(http::status::internal_server_error, "internal_error", "the request failed; see keygate's log");

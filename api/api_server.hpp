@@ -15,12 +15,14 @@ class Authorizer;
 }
 namespace keygate::store {
 class KeyRepository;
+class PgPool;
 }
 
 namespace keygate::api {
 
 struct ApiServices {
-  store::KeyRepository* repository = nullptr;  // on the listener's executor
+  store::KeyRepository* repository = nullptr;  // on the listener's executor: the admin token's lookup
+  store::PgPool* pool = nullptr;               // its pool: each call's owner-scoped transaction
   authz::Authorizer* verifier = nullptr;       // POST /v1/verify: the same executor's authorizer
   std::string key_prefix;                      // of new keys
   std::string pepper;

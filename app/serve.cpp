@@ -236,6 +236,7 @@ int run_serve(const Config& config, Args args) {
   proxy::Server server(proxy_options(config), make_worker, is_ready);
   if (config.api_listen) {
     api_services.repository = workers[0]->repository.get();
+    api_services.pool = workers[0]->pg.get();
     api_services.verifier = workers[0]->authorizer.get();
     api_services.key_prefix = config.keys.prefix;
     api_services.pepper = config.keys.pepper;

@@ -62,6 +62,9 @@ class ApiSession {
   ApiSession& operator=(const ApiSession&) = delete;
 
   const OwnerScope& scope() const { return scope_; }
+  // The transaction's connection, for a group of statements written against PgConnection
+  // (KeyRepository's rotate); what it sends runs in this transaction, as keygate_api.
+  PgConnection& connection() { return connection_; }
 
   // One statement with $1.. parameters, within the pool's query_timeout. After a failure the
   // transaction is lost: later calls return that first failure without sending anything.

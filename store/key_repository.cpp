@@ -1,5 +1,7 @@
 #include "store/key_repository.hpp"
 
+#include "store/api_session.hpp"
+
 #include "core/hex.hpp"
 
 #include <algorithm>
@@ -164,6 +166,13 @@ std::optional<std::string> optional_number(const auto& value) {
 
 KeyRepository::KeyRepository(PgPool& pool) : pool_(pool) {}
 
+KeyRepository::KeyRepository(PgPool& pool, ApiSession& session) : pool_(pool), session_(&session) {}
+
+asio::awaitable<PgResult> KeyRepository::run(std::string sql, PgParams params) {
+  if (session_ != nullptr) co_return co_await session_->query(std::move(sql), std::move(params));
+  co_return co_await pool_.query(std::move(sql), std::move(params));
+}
+
 asio::awaitable<RepoResult<KeyRecord>> KeyRepository::find_by_hash(KeyHash hash) {
   PgParams params;
   params.emplace_back(format_pg_bytea(hash.data(), hash.size()));
@@ -204,9 +213,7 @@ asio::awaitable<RepoResult<KeyDetails>> KeyRepository::create(NewKey key) {
       "$9::integer, $10::integer, $11::bigint, $12::integer, $13::jsonb, "
       "now() + $14::bigint * interval '1 millisecond', $15) RETURNING " + all_columns();
 
-  PgLease lease = co_await pool_.acquire();
-  if (!lease.ok()) co_return from_failure<KeyDetails>(PgResult::failure(lease.status(), lease.error()));
-  PgResult result = co_await lease->query(sql, std::move(params), pool_.options().query_timeout);
+  PgResult result = co_await run(sql, std::move(params));
   if (!result.ok()) co_return from_failure<KeyDetails>(result);
   RepoResult<KeyDetails> out;
   if (result.rows() != 1 || !parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
@@ -217,7 +224,7 @@ asio::awaitable<RepoResult<std::vector<KeyDetails>>> KeyRepository::list(std::op
   PgParams params;
   params.emplace_back(owner ? std::optional(owner->type) : std::nullopt);
   params.emplace_back(owner ? std::optional(owner->id) : std::nullopt);
-  PgResult result = co_await pool_.query(
+  PgResult result = co_await run(
       "SELECT " + all_columns() +
           " FROM api_keys WHERE ($1::text IS NULL OR (owner_type = $1 AND owner_id = $2))"
           " ORDER BY created_at, id",
@@ -238,7 +245,7 @@ asio::awaitable<RepoResult<KeyDetails>> KeyRepository::show(std::string id) {
   PgParams params;
   params.emplace_back(id);
   PgResult result =
-      co_await pool_.query("SELECT " + all_columns() + " FROM api_keys WHERE id = $1::uuid", std::move(params));
+      co_await run("SELECT " + all_columns() + " FROM api_keys WHERE id = $1::uuid", std::move(params));
   if (!result.ok()) co_return from_failure<KeyDetails>(result);
   if (result.rows() == 0) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
   RepoResult<KeyDetails> out;
@@ -248,23 +255,20 @@ asio::awaitable<RepoResult<KeyDetails>> KeyRepository::show(std::string id) {
 
 asio::awaitable<RepoResult<RevokedKey>> KeyRepository::revoke(std::string id) {
   if (!core::is_uuid(id)) co_return with_status<RevokedKey>(RepoStatus::not_found, "no key with id " + id);
-  PgLease lease = co_await pool_.acquire();
-  if (!lease.ok()) co_return from_failure<RevokedKey>(PgResult::failure(lease.status(), lease.error()));
-  const auto timeout = pool_.options().query_timeout;
   PgParams params;
   params.emplace_back(id);
-  PgResult updated = co_await lease->query(
+  PgResult updated = co_await run(
       "UPDATE api_keys SET revoked_at = now(), is_active = false "
       "WHERE id = $1::uuid AND revoked_at IS NULL RETURNING " KEYGATE_MICROS("revoked_at"),
-      params, timeout);
+      params);
   if (!updated.ok()) co_return from_failure<RevokedKey>(updated);
   RepoResult<RevokedKey> out;
   if (updated.rows() == 1) {
     out.value.revoked_at = from_micros(to_int<std::int64_t>(updated.get(0, 0)).value_or(0));
     co_return out;
   }
-  PgResult existing = co_await lease->query(
-      "SELECT " KEYGATE_MICROS("revoked_at") " FROM api_keys WHERE id = $1::uuid", params, timeout);
+  PgResult existing = co_await run(
+      "SELECT " KEYGATE_MICROS("revoked_at") " FROM api_keys WHERE id = $1::uuid", std::move(params));
   if (!existing.ok()) co_return from_failure<RevokedKey>(existing);
   if (existing.rows() == 0) co_return with_status<RevokedKey>(RepoStatus::not_found, "no key with id " + id);
   out.value.already_revoked = true;
@@ -341,6 +345,9 @@ asio::awaitable<RepoResult<RotatedKey>> KeyRepository::rotate(std::string id, st
                                                               KeyHash new_key_hash,
                                                               std::chrono::milliseconds grace) {
   if (!core::is_uuid(id)) co_return with_status<RotatedKey>(RepoStatus::not_found, "no key with id " + id);
+  if (session_ != nullptr) {  // already in the session's transaction, as keygate_api
+    co_return co_await rotate_in_transaction(session_->connection(), pool_, id, new_key_prefix, new_key_hash, grace);
+  }
   PgLease lease = co_await pool_.acquire();
   if (!lease.ok()) co_return from_failure<RotatedKey>(PgResult::failure(lease.status(), lease.error()));
   const auto timeout = pool_.options().query_timeout;

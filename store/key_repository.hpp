@@ -78,9 +78,15 @@ struct RotatedKey {
   std::optional<TimePoint> previous_expires_at;  // now + grace, or earlier if it was earlier
 };
 
+class ApiSession;
+
 class KeyRepository {
  public:
   explicit KeyRepository(PgPool& pool);
+  // The same statements inside one owner-scoped API transaction (store/api_session.hpp): as
+  // keygate_api, under the row-level security policies, committed or rolled back by its owner.
+  // Only for create, list, show, revoke and rotate.
+  KeyRepository(PgPool& pool, ApiSession& session);
 
   // The request path: one prepared SELECT by key_hash (counted in
   // metrics().postgres_key_queries and postgres_latency).
@@ -100,7 +106,11 @@ class KeyRepository {
                                                         std::chrono::milliseconds grace);
 
  private:
+  // One statement: in the session when there is one, else on a pooled connection.
+  boost::asio::awaitable<PgResult> run(std::string sql, PgParams params);
+
   PgPool& pool_;
+  ApiSession* session_ = nullptr;
 };
 
 // KeyLookup's source of truth backed by a KeyRepository (on the same worker's executor).

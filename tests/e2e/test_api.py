@@ -155,6 +155,40 @@ class ApiTest(harness.KeygateTestCase):
         self.assertApiError(self.call("POST", f"/v1/keys/{old['id']}/rotate", self.operator["key"], {"grace": "31d"}),
                             400, "invalid_request", "grace")
 
+    # ---- audit, and the database's own isolation under the API ----
+
+    def test_each_change_writes_an_audit_row_in_its_transaction_and_only_operators_read_them(self):
+        r = self.call("POST", "/v1/keys", self.owner["key"], {"name": "audited", "scopes": ["orders:read"]})
+        created, request_id = r.json, r.headers.get("x-request-id")
+        self.assertRegex(request_id or "", r"^[0-9a-f]{32}$")
+        self.call("POST", f"/v1/keys/{created['id']}/revoke", self.owner["key"])
+        self.call("POST", f"/v1/keys/{created['id']}/revoke", self.owner["key"])  # already revoked: no row
+        rows = self.call("GET", f"/v1/audit?key_id={created['id']}", self.operator["key"]).json["entries"]
+        self.assertEqual([e["action"] for e in rows], ["revoke", "create"])
+        create = rows[1]
+        self.assertEqual((create["actor_key_id"], create["actor_owner"], create["key_owner"], create["request_id"]),
+                         (self.owner["id"], "team:7", "team:7", request_id))
+        self.assertIsNone(create["before"])
+        self.assertEqual(create["after"]["name"], "audited")
+        self.assertNotIn(created["key"], json.dumps(rows))
+        self.assertIsNotNone(rows[0]["after"]["revoked_at"])
+        self.assertApiError(self.call("GET", "/v1/audit", self.owner["key"]), 403, "forbidden")
+        self.assertApiError(self.call("GET", "/v1/audit?key_id=x", self.operator["key"]), 400, "invalid_request", "key_id")
+
+    def test_the_api_reads_as_keygate_api_and_the_proxy_as_the_tables_owner(self):
+        # Take SELECT on api_keys from keygate_api: the API's calls (which run as that role,
+        # under the row-level security policies) fail with 503, while the proxy, which reads
+        # as the tables' owner, still serves the key.
+        key = self.create_key(owner="team:7", name="through the role")
+        self.assertEqual(self.call("GET", f"/v1/keys/{key['id']}", self.owner["key"]).status, 200)
+        self.sql("REVOKE SELECT ON api_keys FROM keygate_api")
+        try:
+            self.assertApiError(self.call("GET", f"/v1/keys/{key['id']}", self.operator["key"]), 503, "store_unavailable")
+            self.assertEqual(self.proxied(key["key"]), 200)
+        finally:
+            self.sql("GRANT SELECT ON api_keys TO keygate_api")
+        self.assertEqual(self.call("GET", f"/v1/keys/{key['id']}", self.operator["key"]).status, 200)
+
     # ---- verify ----
 
     def test_verify_answers_the_proxys_decision_for_a_method_path_and_client(self):
