@@ -36,7 +36,7 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
   const std::size_t slash = rest.find('/');
   const std::string_view id = rest.substr(0, slash);
   if (!is_segment(id)) return {};
-  if (slash == std::string_view::npos) return with(Endpoint::key, method, "GET", std::string(id));
+  if (slash == std::string_view::npos) return with(Endpoint::key, method, "GET, PATCH, DELETE", std::string(id));
   const std::string_view action = rest.substr(slash + 1);
   if (action == "revoke") return with(Endpoint::key_revoke, method, "POST", std::string(id));
   if (action == "rotate") return with(Endpoint::key_rotate, method, "POST", std::string(id));

@@ -10,7 +10,7 @@ enum class Endpoint {
   openapi,      // GET  /v1/openapi.json (no token)
   verify,       // POST /v1/verify (no token: the key checked is the credential)
   keys,         // GET /v1/keys, POST /v1/keys
-  key,          // GET /v1/keys/{id}
+  key,          // GET, PATCH, DELETE /v1/keys/{id}
   key_revoke,   // POST /v1/keys/{id}/revoke
   key_rotate,   // POST /v1/keys/{id}/rotate
   audit,        // GET /v1/audit (operators)

@@ -129,7 +129,9 @@ asio::awaitable<Answer> in_scope(const ApiServices& services, const Caller& call
         store::KeyRepository repository(*services.pool, tx);
         co_await work(repository, tx, out);
       });
-  if (!done.ok()) co_return store_failure(done.error());
+  // A refusal the work answered (a 409 for a statement the table's rules refused) stands: it
+  // rolled back. Anything else that did not commit is a store failure.
+  if (!done.ok() && static_cast<unsigned>(out.status) < 400) co_return store_failure(done.error());
   co_return out;
 }
 
@@ -361,6 +363,65 @@ asio::awaitable<Answer> show_key(const std::string& id, const ApiServices& servi
   });
 }
 
+asio::awaitable<Answer> patch_key(const Request& request, const std::string& id, const ApiServices& services,
+                                  const Caller& caller) {
+  auto decoded = decode_key_patch(request.body(), services.rules, store::Clock::now());
+  if (!decoded.ok()) co_return invalid(*decoded.error);
+  KeyPatch& p = decoded.value;
+  if (p.scopes) {
+    if (auto refused = check_grant(caller.authority, *p.scopes)) {
+      co_return error_answer(http::status::forbidden, "forbidden", refused->message, refused->field);
+    }
+  }
+  store::KeyChanges changes;
+  changes.name = std::move(p.name);
+  changes.description = std::move(p.description);
+  changes.scopes = std::move(p.scopes);
+  changes.allowed_ips = std::move(p.allowed_ips);
+  if (p.rate_limit) {
+    changes.rate_limit = *p.rate_limit ? std::optional(std::pair((*p.rate_limit)->limit, (*p.rate_limit)->window_seconds))
+                                       : std::nullopt;
+  }
+  changes.quota = p.quota;
+  changes.quota_period_seconds = p.quota_period_seconds;
+  changes.expires_at = p.expires_at;
+  changes.metadata_json = std::move(p.metadata_json);
+  co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession& tx,
+                                                    Answer& out) -> asio::awaitable<void> {
+    auto before = co_await manageable_key(id, repository, caller, out);
+    if (!before) co_return;
+    auto updated = co_await repository.update(id, std::move(changes));
+    if (!updated.ok()) {
+      out = repository_failure(updated.status, updated.error);
+      tx.roll_back();
+      co_return;
+    }
+    store::AuditEntry entry = audit(caller, store::AuditAction::update, before->record);
+    entry.before_json = json::serialize(key_json(*before, nullptr));
+    entry.after_json = json::serialize(key_json(updated.value, nullptr));
+    co_await tx.append_audit(entry);
+    out = json_answer(http::status::ok, key_json(updated.value, nullptr));
+  });
+}
+
+asio::awaitable<Answer> delete_key(const std::string& id, const ApiServices& services, const Caller& caller) {
+  co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession& tx,
+                                                    Answer& out) -> asio::awaitable<void> {
+    auto before = co_await manageable_key(id, repository, caller, out);
+    if (!before) co_return;
+    auto removed = co_await repository.remove(id);
+    if (!removed.ok()) {
+      out = repository_failure(removed.status, removed.error);
+      tx.roll_back();
+      co_return;
+    }
+    store::AuditEntry entry = audit(caller, store::AuditAction::remove, before->record);
+    entry.before_json = json::serialize(key_json(*before, nullptr));
+    co_await tx.append_audit(entry);
+    out = json_answer(http::status::ok, json::object{{"id", id}, {"deleted", true}});
+  });
+}
+
 asio::awaitable<Answer> revoke_key(const std::string& id, const ApiServices& services, const Caller& caller) {
   co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession& tx,
                                                     Answer& out) -> asio::awaitable<void> {
@@ -523,7 +584,10 @@ asio::awaitable<Answer> answer(const Request& request, const core::IpAddress& pe
     case Endpoint::keys:
       if (request.method() == http::verb::post) co_return co_await create_key(request, services, caller);
       co_return co_await list_keys(request, services, caller);
-    case Endpoint::key: co_return co_await show_key(route.id, services, caller);
+    case Endpoint::key:
+      if (request.method() == http::verb::patch) co_return co_await patch_key(request, route.id, services, caller);
+      if (request.method() == http::verb::delete_) co_return co_await delete_key(route.id, services, caller);
+      co_return co_await show_key(route.id, services, caller);
     case Endpoint::audit: co_return co_await list_audit(request, services, caller);
     case Endpoint::key_revoke: co_return co_await revoke_key(route.id, services, caller);
     case Endpoint::key_rotate: co_return co_await rotate_key(request, route.id, services, caller);

@@ -276,6 +276,63 @@ asio::awaitable<RepoResult<RevokedKey>> KeyRepository::revoke(std::string id) {
   co_return out;
 }
 
+asio::awaitable<RepoResult<KeyDetails>> KeyRepository::update(std::string id, KeyChanges changes) {
+  if (!core::is_uuid(id)) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
+  PgParams params;
+  params.emplace_back(id);
+  std::string set;
+  auto assign = [&](const char* column, std::optional<std::string> value, const char* cast) {
+    params.emplace_back(std::move(value));
+    set += (set.empty() ? "" : ", ") + std::string(column) + " = $" + std::to_string(params.size()) + cast;
+  };
+  if (changes.name) assign("name", *changes.name, "");
+  if (changes.description) assign("description", *changes.description, "");
+  if (changes.scopes) assign("scopes", format_pg_array(*changes.scopes), "::text[]");
+  if (changes.allowed_ips) {
+    std::vector<std::string> networks;
+    for (const auto& network : *changes.allowed_ips) networks.push_back(network.to_string());
+    assign("allowed_ips", format_pg_array(networks), "::cidr[]");
+  }
+  if (changes.rate_limit) {
+    const auto& limit = *changes.rate_limit;
+    assign("rate_limit", limit ? std::optional(std::to_string(limit->first)) : std::nullopt, "::integer");
+    assign("window_seconds", limit ? std::optional(std::to_string(limit->second)) : std::nullopt, "::integer");
+  }
+  if (changes.quota) assign("quota", optional_number(*changes.quota), "::bigint");
+  if (changes.quota_period_seconds) assign("quota_period_seconds", optional_number(*changes.quota_period_seconds), "::integer");
+  if (changes.expires_at) {
+    std::optional<std::string> micros;
+    if (*changes.expires_at) {
+      micros = std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                                  (**changes.expires_at).time_since_epoch()).count());
+    }
+    params.emplace_back(std::move(micros));
+    set += (set.empty() ? "" : ", ") + std::string("expires_at = to_timestamp($") + std::to_string(params.size()) +
+           "::bigint / 1000000.0)";
+  }
+  if (changes.metadata_json) assign("metadata", *changes.metadata_json, "::jsonb");
+  if (set.empty()) co_return co_await show(std::move(id));
+  PgResult result = co_await run("UPDATE api_keys SET " + set + " WHERE id = $1::uuid RETURNING " + all_columns(),
+                                 std::move(params));
+  if (!result.ok()) co_return from_failure<KeyDetails>(result);
+  if (result.rows() == 0) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
+  RepoResult<KeyDetails> out;
+  if (!parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
+  co_return out;
+}
+
+asio::awaitable<RepoResult<bool>> KeyRepository::remove(std::string id) {
+  if (!core::is_uuid(id)) co_return with_status<bool>(RepoStatus::not_found, "no key with id " + id);
+  PgParams params;
+  params.emplace_back(id);
+  PgResult result = co_await run("DELETE FROM api_keys WHERE id = $1::uuid RETURNING id", std::move(params));
+  if (!result.ok()) co_return from_failure<bool>(result);
+  if (result.rows() == 0) co_return with_status<bool>(RepoStatus::not_found, "no key with id " + id);
+  RepoResult<bool> out;
+  out.value = true;
+  co_return out;
+}
+
 namespace {
 
 // rotate()'s statements, inside the transaction the caller opened (and ends).

@@ -67,6 +67,19 @@ struct KeyDetails {
   std::optional<std::string> created_by;
 };
 
+// What PATCH /v1/keys/{id} changes: each field absent (kept) or set; an inner nullopt clears.
+struct KeyChanges {
+  std::optional<std::string> name;
+  std::optional<std::optional<std::string>> description;
+  std::optional<std::vector<std::string>> scopes;
+  std::optional<std::vector<core::IpNetwork>> allowed_ips;
+  std::optional<std::optional<std::pair<int, int>>> rate_limit;  // (requests, window seconds)
+  std::optional<std::optional<std::int64_t>> quota;
+  std::optional<std::optional<int>> quota_period_seconds;
+  std::optional<std::optional<TimePoint>> expires_at;
+  std::optional<std::string> metadata_json;
+};
+
 struct RevokedKey {
   bool already_revoked = false;  // revoking twice is not an error
   TimePoint revoked_at;
@@ -98,6 +111,11 @@ class KeyRepository {
   boost::asio::awaitable<RepoResult<KeyDetails>> show(std::string id);
   // Sets revoked_at = now() and is_active = false unless already revoked.
   boost::asio::awaitable<RepoResult<RevokedKey>> revoke(std::string id);
+  // One UPDATE of the fields `changes` sets; not_found for no such key, rejected when the
+  // table's rules refuse the result (e.g. an expiry before the key's creation).
+  boost::asio::awaitable<RepoResult<KeyDetails>> update(std::string id, KeyChanges changes);
+  // DELETE of the key (its usage and quota rows go with it); not_found for no such key.
+  boost::asio::awaitable<RepoResult<bool>> remove(std::string id);
   // One transaction: a new key copying owner, name, description, scopes, limits, allowed IPs,
   // quota and metadata (and the old key's lifetime, counted from now), and the old key's
   // expires_at = least(expires_at, now() + grace). A revoked key cannot be rotated.

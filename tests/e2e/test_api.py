@@ -189,6 +189,50 @@ class ApiTest(harness.KeygateTestCase):
             self.sql("GRANT SELECT ON api_keys TO keygate_api")
         self.assertEqual(self.call("GET", f"/v1/keys/{key['id']}", self.operator["key"]).status, 200)
 
+    # ---- patch, delete ----
+
+    def test_patch_changes_what_it_names_and_the_proxy_applies_it(self):
+        other = self.start_keygate_for_test(name="patched", cache={"ttl": "60s", "negative_ttl": "5s"})
+        key = self.call("POST", "/v1/keys", self.operator["key"],
+                        {"owner": "user:12", "name": "before", "scopes": ["a"], "rate_limit": "100/60s"}).json
+        self.assertEqual(self.proxied(key["key"], other), 200)
+        r = self.call("PATCH", f"/v1/keys/{key['id']}", self.operator["key"],
+                      {"name": "after", "rate_limit": None, "metadata": {"team": "x"}, "allowed_ips": ["10.0.0.0/8"]})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual((r.json["name"], r.json["rate_limit"], r.json["metadata"], r.json["allowed_ips"]),
+                         ("after", None, {"team": "x"}, ["10.0.0.0/8"]))
+        # 127.0.0.1 is no longer allowed: the second keygate refuses it within a second.
+        refused, elapsed = harness.poll_until(lambda: self.proxied(key["key"], other) == 403, timeout=5.0)
+        self.assertTrue(refused, other.log_tail())
+        self.assertLess(elapsed, 1.0)
+        rows = self.call("GET", f"/v1/audit?key_id={key['id']}", self.operator["key"]).json["entries"]
+        self.assertEqual(rows[0]["action"], "update")
+        self.assertEqual((rows[0]["before"]["name"], rows[0]["after"]["name"]), ("before", "after"))
+        self.assertApiError(self.call("PATCH", f"/v1/keys/{key['id']}", self.operator["key"], {}), 400, "invalid_request")
+        self.assertApiError(self.call("PATCH", f"/v1/keys/{key['id']}", self.operator["key"], {"owner": "user:1"}),
+                            400, "invalid_request", "owner")
+        self.assertApiError(self.call("PATCH", f"/v1/keys/{key['id']}", self.owner["key"], {"name": "x"}), 404, "not_found")
+        mine = self.call("POST", "/v1/keys", self.owner["key"], {"name": "mine"}).json
+        self.assertApiError(self.call("PATCH", f"/v1/keys/{mine['id']}", self.owner["key"], {"scopes": ["orders:write"]}),
+                            403, "forbidden", "scopes[0]")
+        self.assertEqual(self.call("PATCH", f"/v1/keys/{mine['id']}", self.owner["key"], {"scopes": ["orders:read"]}).status, 200)
+
+    def test_delete_removes_the_key_and_the_proxy_refuses_it(self):
+        key = self.call("POST", "/v1/keys", self.operator["key"], {"owner": "user:13", "name": "doomed"}).json
+        self.assertEqual(self.proxied(key["key"]), 200)
+        theirs = self.create_key(owner="team:8", name="not yours")
+        self.assertApiError(self.call("DELETE", f"/v1/keys/{theirs['id']}", self.owner["key"]), 404, "not_found")
+        self.assertEqual(self.sql(f"SELECT count(*) FROM api_keys WHERE id = '{theirs['id']}'"), "1")
+        r = self.call("DELETE", f"/v1/keys/{key['id']}", self.operator["key"])
+        self.assertEqual((r.status, r.json), (200, {"id": key["id"], "deleted": True}))
+        refused, _ = harness.poll_until(lambda: self.proxied(key["key"]) == 401, timeout=5.0)
+        self.assertTrue(refused)
+        self.assertApiError(self.call("GET", f"/v1/keys/{key['id']}", self.operator["key"]), 404, "not_found")
+        self.assertApiError(self.call("DELETE", f"/v1/keys/{key['id']}", self.operator["key"]), 404, "not_found")
+        rows = self.call("GET", f"/v1/audit?key_id={key['id']}", self.operator["key"]).json["entries"]
+        self.assertEqual([e["action"] for e in rows], ["delete", "create"])
+        self.assertIsNone(rows[0]["after"])
+
     # ---- verify ----
 
     def test_verify_answers_the_proxys_decision_for_a_method_path_and_client(self):
@@ -225,7 +269,7 @@ class ApiTest(harness.KeygateTestCase):
         whole = self.call("POST", "/v1/keys", op, raw="{not json")
         self.assertApiError(whole, 400, "invalid_request")
         self.assertNotIn("field", whole.json, "a body that is not JSON names no field")
-        r = self.call("DELETE", "/v1/keys", op)
+        r = self.call("PUT", "/v1/keys", op)
         self.assertApiError(r, 405, "method_not_allowed")
         self.assertEqual(r.headers.get("allow"), "GET, POST")
         self.assertApiError(self.call("GET", "/v1/nothing", op), 404, "not_found")

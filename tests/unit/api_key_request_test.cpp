@@ -165,7 +165,7 @@ TEST_CASE("API routes: each endpoint, its methods, 405 with Allow, and what is n
   using api::Endpoint;
   CHECK(api::match_route("GET", "/v1/keys").endpoint == Endpoint::keys);
   CHECK(api::match_route("POST", "/v1/keys").method_allowed);
-  const auto wrong = api::match_route("DELETE", "/v1/keys");
+  const auto wrong = api::match_route("PUT", "/v1/keys");
   CHECK(wrong.endpoint == Endpoint::keys);
   CHECK_FALSE(wrong.method_allowed);
   CHECK(wrong.allow == "GET, POST");
