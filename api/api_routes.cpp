@@ -40,6 +40,7 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
   const std::string_view action = rest.substr(slash + 1);
   if (action == "revoke") return with(Endpoint::key_revoke, method, "POST", std::string(id));
   if (action == "rotate") return with(Endpoint::key_rotate, method, "POST", std::string(id));
+  if (action == "usage") return with(Endpoint::key_usage, method, "GET", std::string(id));
   return {};
 }
 

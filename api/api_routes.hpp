@@ -13,6 +13,7 @@ enum class Endpoint {
   key,          // GET, PATCH, DELETE /v1/keys/{id}
   key_revoke,   // POST /v1/keys/{id}/revoke
   key_rotate,   // POST /v1/keys/{id}/rotate
+  key_usage,    // GET /v1/keys/{id}/usage
   audit,        // GET /v1/audit (operators)
   not_found,
 };

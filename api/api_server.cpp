@@ -29,12 +29,14 @@
 #include "authz/key_format.hpp"
 #include "authz/key_hash.hpp"
 #include "authz/policy.hpp"
+#include "core/duration.hpp"
 #include "core/hex.hpp"
 #include "core/log.hpp"
 #include "proxy/peer_address.hpp"
 #include "store/api_session.hpp"
 #include "store/key_repository.hpp"
 #include "store/pg_pool.hpp"
+#include "store/usage_report.hpp"
 
 #include <openssl/rand.h>
 
@@ -422,6 +424,64 @@ asio::awaitable<Answer> delete_key(const std::string& id, const ApiServices& ser
   });
 }
 
+json::value json_ms(std::optional<double> ms) {
+  if (!ms) return nullptr;
+  return static_cast<double>(static_cast<long long>(*ms * 1000.0 + 0.5)) / 1000.0;  // to the microsecond
+}
+
+json::object usage_line_json(const store::UsageLine& line) {
+  return json::object{{"requests", line.requests}, {"p50_ms", json_ms(line.p50_ms)}, {"p99_ms", json_ms(line.p99_ms)}};
+}
+
+// GET /v1/keys/{id}/usage?since=24h (1m to 31d): requests by status and by UTC hour.
+asio::awaitable<Answer> key_usage(const Request& request, const std::string& id, const ApiServices& services,
+                                  const Caller& caller) {
+  const std::string_view query = query_of(request.target());
+  std::string unknown;
+  if (!only_parameters(query, {"since"}, unknown)) {
+    co_return error_answer(http::status::bad_request, "invalid_request", "unknown query parameter", unknown);
+  }
+  std::chrono::milliseconds since = std::chrono::hours(24);
+  if (auto text = parameter(query, "since")) {
+    auto parsed = core::parse_duration(*text);
+    if (!parsed || *parsed < std::chrono::minutes(1) || *parsed > std::chrono::days(31)) {
+      co_return error_answer(http::status::bad_request, "invalid_request", "expected a duration from 1m to 31d, like 24h",
+                             "since");
+    }
+    since = *parsed;
+  }
+  co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession& tx,
+                                                    Answer& out) -> asio::awaitable<void> {
+    if (!co_await manageable_key(id, repository, caller, out)) co_return;
+    store::PgResult by_status = co_await tx.query(store::usage_by_status_sql(), store::usage_params(id, since));
+    store::PgResult by_hour = co_await tx.query(store::usage_by_hour_sql(), store::usage_params(id, since));
+    if (!by_status.ok() || !by_hour.ok()) co_return;  // the transaction answers 503
+    store::UsageReport report;
+    if (!store::parse_usage_report(by_status, &by_hour, report)) {
+      out = store_failure("unexpected api_key_usage row");
+      co_return;
+    }
+    json::object o = usage_line_json(report.total);
+    o["id"] = id;
+    o["since"] = core::format_duration(since);
+    o["from"] = report.from.empty() ? json::value(nullptr) : json::value(report.from);
+    json::array statuses, hours;
+    for (const auto& line : report.by_status) {
+      json::object s = usage_line_json(line);
+      s["status"] = line.status ? json::value(*line.status) : json::value(nullptr);
+      statuses.push_back(std::move(s));
+    }
+    for (const auto& line : report.by_hour) {
+      json::object h = usage_line_json(line);
+      h["hour"] = line.hour;
+      hours.push_back(std::move(h));
+    }
+    o["by_status"] = std::move(statuses);
+    o["by_hour"] = std::move(hours);
+    out = json_answer(http::status::ok, o);
+  });
+}
+
 asio::awaitable<Answer> revoke_key(const std::string& id, const ApiServices& services, const Caller& caller) {
   co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession& tx,
                                                     Answer& out) -> asio::awaitable<void> {
@@ -591,6 +651,7 @@ asio::awaitable<Answer> answer(const Request& request, const core::IpAddress& pe
     case Endpoint::audit: co_return co_await list_audit(request, services, caller);
     case Endpoint::key_revoke: co_return co_await revoke_key(route.id, services, caller);
     case Endpoint::key_rotate: co_return co_await rotate_key(request, route.id, services, caller);
+    case Endpoint::key_usage: co_return co_await key_usage(request, route.id, services, caller);
     default: break;
   }
   co_return error_answer(http::status::not_found, "not_found", "no such endpoint");

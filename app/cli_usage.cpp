@@ -17,6 +17,7 @@
 #include "core/duration.hpp"
 #include "core/hex.hpp"
 #include "store/pg_connection.hpp"
+#include "store/usage_report.hpp"
 
 namespace keygate::app {
 
@@ -51,20 +52,6 @@ UsageArgs parse_usage_args(Args args) {
   return usage;
 }
 
-struct StatusLine {
-  std::optional<int> status;  // nullopt: all statuses
-  long long requests = 0;
-  std::optional<double> p50_ms, p99_ms;
-};
-
-std::optional<double> to_double(std::optional<std::string_view> text) {
-  if (!text) return std::nullopt;
-  double value = 0;
-  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (ec != std::errc() || end != text->data() + text->size()) return std::nullopt;
-  return value;
-}
-
 std::string format_ms(std::optional<double> ms) {
   if (!ms) return "-";
   char buffer[32];
@@ -91,34 +78,14 @@ asio::awaitable<int> report(const Config& config, UsageArgs args) {
   if (key.rows() == 0) co_return report_failure("usage: no key with id " + args.id);
   const std::string prefix(key.get(0, 0));
 
-  store::PgParams params;
-  params.emplace_back(args.id);
-  params.emplace_back(std::to_string(args.since.count()) + " milliseconds");
-  store::PgResult stats = co_await connection.query(
-      "WITH window_start AS (SELECT now() - $2::interval AS at) "
-      "SELECT GROUPING(status_code), status_code, count(*), "
-      "  percentile_cont(0.5) WITHIN GROUP (ORDER BY coalesce(response_time_us, response_time_ms * 1000)) / 1000.0, "
-      "  percentile_cont(0.99) WITHIN GROUP (ORDER BY coalesce(response_time_us, response_time_ms * 1000)) / 1000.0, "
-      "  (SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM window_start) "
-      "FROM api_key_usage "
-      "WHERE api_key_id = $1 AND created_at >= (SELECT at FROM window_start) "
-      "GROUP BY ROLLUP (status_code) ORDER BY GROUPING(status_code), status_code",
-      std::move(params), report_timeout);
+  store::PgResult stats = co_await connection.query(store::usage_by_status_sql(),
+                                                    store::usage_params(args.id, args.since), report_timeout);
   if (!stats.ok()) co_return report_failure(stats.error());
-
-  std::vector<StatusLine> by_status;
-  StatusLine total;
-  for (int r = 0; r < stats.rows(); ++r) {
-    StatusLine line;
-    if (!stats.is_null(r, 1)) line.status = std::stoi(std::string(stats.get(r, 1)));
-    line.requests = std::stoll(std::string(stats.get(r, 2)));
-    line.p50_ms = to_double(stats.get_optional(r, 3));
-    line.p99_ms = to_double(stats.get_optional(r, 4));
-    if (stats.get(r, 0) == "1") total = line;
-    else by_status.push_back(line);
-  }
-  // With no rows at all there is no ROLLUP row either: the window start comes from `now`.
-  const std::string from = stats.rows() > 0 ? std::string(stats.get(0, 5)) : std::string();
+  store::UsageReport report;
+  if (!store::parse_usage_report(stats, nullptr, report)) co_return report_failure("usage: unexpected api_key_usage row");
+  const std::vector<store::UsageLine>& by_status = report.by_status;
+  const store::UsageLine& total = report.total;
+  const std::string& from = report.from;
   const std::string window = core::format_duration(args.since);
 
   if (args.json) {
@@ -132,7 +99,7 @@ asio::awaitable<int> report(const Config& config, UsageArgs args) {
     out["p50_ms"] = json_ms(total.p50_ms);
     out["p99_ms"] = json_ms(total.p99_ms);
     json::array statuses;
-    for (const StatusLine& s : by_status) {
+    for (const store::UsageLine& s : by_status) {
       json::object o;
       if (s.status) o["status"] = *s.status;
       else o["status"] = nullptr;
@@ -150,11 +117,11 @@ asio::awaitable<int> report(const Config& config, UsageArgs args) {
   std::printf("requests in the last %s: %lld\n", window.c_str(), total.requests);
   if (total.requests == 0) co_return exit_ok;
   std::printf("\n%-8s %10s %10s %10s\n", "status", "requests", "p50 ms", "p99 ms");
-  auto row = [](const std::string& label, const StatusLine& s) {
+  auto row = [](const std::string& label, const store::UsageLine& s) {
     std::printf("%-8s %10lld %10s %10s\n", label.c_str(), s.requests, format_ms(s.p50_ms).c_str(),
                 format_ms(s.p99_ms).c_str());
   };
-  for (const StatusLine& s : by_status) row(s.status ? std::to_string(*s.status) : "none", s);
+  for (const store::UsageLine& s : by_status) row(s.status ? std::to_string(*s.status) : "none", s);
   row("all", total);
   co_return exit_ok;
 }

@@ -233,6 +233,34 @@ class ApiTest(harness.KeygateTestCase):
         self.assertEqual([e["action"] for e in rows], ["delete", "create"])
         self.assertIsNone(rows[0]["after"])
 
+    def test_usage_by_status_and_hour_for_the_keys_owner_only(self):
+        config = self.keygate_config(api_listen=f"127.0.0.1:{harness.free_port()}")
+        config["usage"] = {"enabled": True, "flush_interval": "200ms",
+                           "spill_path": f"{self.workdir}/api-usage.spill"}
+        kg = self.start_keygate_for_test(config=config, name="usage")
+        api = int(config["api_listen"].rsplit(":", 1)[1])
+        key = self.create_key(owner="team:7", name="used")
+        for path in ("/things/1", "/things/2", "/things/3"):
+            harness.request(kg.port, "GET", path, headers=harness.bearer(key["key"]))
+        harness.request(kg.port, "GET", "/things/1", headers=harness.bearer(harness.with_typo(key["key"])))
+
+        def usage(token, query=""):
+            r = harness.request(api, "GET", f"/v1/keys/{key['id']}/usage{query}", headers=harness.bearer(token))
+            self.assertEqual(self.checker.check("GET", f"/v1/keys/{key['id']}/usage", r.status, r.json), [], r.body)
+            return r
+
+        counted, _ = harness.poll_until(lambda: usage(self.owner["key"]).json["requests"] == 3, timeout=10.0)
+        self.assertTrue(counted, kg.log_tail())
+        report = usage(self.owner["key"], "?since=1h").json
+        self.assertEqual([(s["status"], s["requests"]) for s in report["by_status"]], [(200, 3)])
+        self.assertEqual(sum(h["requests"] for h in report["by_hour"]), 3)
+        self.assertRegex(report["by_hour"][-1]["hour"], r"^\d{4}-\d\d-\d\dT\d\d:00:00Z$")
+        self.assertIsNotNone(report["p99_ms"])
+        self.assertEqual(report["since"], "1h")
+        other = self.create_key(owner="team:8", name="other admin", scopes=["admin:self"])
+        self.assertEqual(usage(other["key"]).status, 404)
+        self.assertEqual(usage(self.owner["key"], "?since=40d").status, 400)
+
     # ---- verify ----
 
     def test_verify_answers_the_proxys_decision_for_a_method_path_and_client(self):
