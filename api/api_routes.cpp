@@ -1,6 +1,12 @@
 #include "api/api_routes.hpp"
 
+#include "store/metrics.hpp"
+
 namespace keygate::api {
+
+static_assert(store::api_endpoint_labels.size() == endpoint_count);
+static_assert(static_cast<std::size_t>(Endpoint::audit) == 7 && static_cast<std::size_t>(Endpoint::key_usage) == 6,
+              "store::api_endpoint_labels follows Endpoint's order");
 
 namespace {
 

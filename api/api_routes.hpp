@@ -18,6 +18,8 @@ enum class Endpoint {
   not_found,
 };
 
+inline constexpr std::size_t endpoint_count = static_cast<std::size_t>(Endpoint::not_found) + 1;
+
 struct RouteMatch {
   Endpoint endpoint = Endpoint::not_found;
   std::string id;               // {id}, as sent (the repository answers not found for a non-uuid)

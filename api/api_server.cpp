@@ -34,6 +34,7 @@
 #include "core/log.hpp"
 #include "proxy/peer_address.hpp"
 #include "store/api_session.hpp"
+#include "store/metrics.hpp"
 #include "store/key_repository.hpp"
 #include "store/pg_pool.hpp"
 #include "store/usage_report.hpp"
@@ -703,6 +704,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, const ApiServices& se
       break;
     }
     Request& request = parser.get();
+    const auto started = std::chrono::steady_clock::now();
     Answer a;
     try {
       const std::string request_id = new_request_id();
@@ -712,9 +714,16 @@ asio::awaitable<void> serve_connection(tcp::socket socket, const ApiServices& se
       core::log_error("api: request failed", {{"error", e.what()}});
       a = error_answer(http::status::internal_server_error, "internal_error", "the request failed; see keygate's log");
     }
+    const std::string_view target = request.target();
+    const auto endpoint = match_route(request.method_string(), target.substr(0, target.find('?'))).endpoint;
+    const unsigned status_class = std::min(static_cast<unsigned>(a.status) / 100, 5u);
     auto response = to_response(std::move(a), request.version(), request.keep_alive());
     stream.expires_after(io_timeout);
     auto [write_error, m] = co_await http::async_write(stream, response, tuple);
+    store::Metrics& metrics = store::metrics();
+    metrics.api_responses[static_cast<std::size_t>(endpoint)][status_class].fetch_add(1, std::memory_order_relaxed);
+    metrics.api_latency.observe_us(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()));
     if (write_error || !response.keep_alive()) break;
   }
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);

@@ -114,6 +114,17 @@ std::string render_metrics(const store::Metrics& m) {
   histogram(out, "keygate_redis_latency_seconds", "Redis command latency.", m.redis_latency);
   histogram(out, "keygate_postgres_latency_seconds", "PostgreSQL query latency.",
             m.postgres_latency);
+  header(out, "keygate_api_responses_total", "counter",
+         "Key-management API answers by endpoint and status class.");
+  for (std::size_t e = 0; e < store::api_endpoint_labels.size(); ++e) {
+    for (std::size_t c = 1; c < m.api_responses[e].size(); ++c) {
+      labels.assign("endpoint=\"").append(store::api_endpoint_labels[e]).append("\",class=\"");
+      labels.append(std::to_string(c)).append("xx\"");
+      sample(out, "keygate_api_responses_total", labels, read(m.api_responses[e][c]));
+    }
+  }
+  histogram(out, "keygate_api_latency_seconds", "Key-management API: from a request read to its answer written.",
+            m.api_latency);
   histogram(out, "keygate_upstream_latency_seconds",
             "Time from forwarding a request to the upstream's response header.",
             m.upstream_latency);

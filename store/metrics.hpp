@@ -2,6 +2,7 @@
 // Process-wide counters and histograms, rendered by the admin listener as Prometheus text.
 // Relaxed atomics: each update is one uncontended-enough add on the request path.
 #include <array>
+#include <string_view>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -29,6 +30,11 @@ class LatencyHistogram {
 
 enum class LookupTier { l1 = 0, redis = 1, postgres = 2 };
 enum class LookupOutcome { hit = 0, miss = 1, error = 2 };
+
+// The key-management API's endpoints as metric labels, in api::Endpoint's order (api/api_routes.hpp
+// asserts it).
+inline constexpr std::array<std::string_view, 9> api_endpoint_labels{
+    "openapi", "verify", "keys", "key", "key_revoke", "key_rotate", "key_usage", "audit", "not_found"};
 
 struct Metrics {
   // Requests by decision (index: authz::decision_index; 0 = allowed) and by HTTP class.
@@ -58,6 +64,9 @@ struct Metrics {
   // Rows written again after a COMMIT without an answer, to a custom usage table (no event id
   // there): each may now be in the table twice.
   Counter usage_possibly_duplicated{0};
+  // The key-management API: answers by endpoint and status class, and their latency.
+  std::array<std::array<Counter, 6>, api_endpoint_labels.size()> api_responses{};  // [endpoint][status / 100]
+  LatencyHistogram api_latency;
   Gauge usage_queue_depth{0};
 
   void count_lookup(LookupTier tier, LookupOutcome outcome) {

@@ -82,6 +82,10 @@ class ApiTest(harness.KeygateTestCase):
         listed = self.call("GET", "/v1/keys?owner=user:42", self.operator["key"]).json
         self.assertIn(created["id"], [k["id"] for k in listed["keys"]])
         self.assertNotIn(created["key"], json.dumps(listed))
+        samples = self.kg.metrics()
+        self.assertGreaterEqual(harness.metric_value(samples, "keygate_api_responses_total", endpoint="keys", **{"class": "2xx"}), 2)
+        self.assertGreaterEqual(harness.metric_value(samples, "keygate_api_responses_total", endpoint="key", **{"class": "2xx"}), 1)
+        self.assertGreaterEqual(harness.metric_value(samples, "keygate_api_latency_seconds_count"), 3)
 
     def test_listing_pages_with_a_cursor_and_filters_by_status(self):
         owner = "pager:1"
