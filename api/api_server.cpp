@@ -138,6 +138,15 @@ asio::awaitable<Answer> in_scope(const ApiServices& services, const Caller& call
   co_return out;
 }
 
+// A repository call that failed inside a transaction: its answer, and the rollback.
+template <typename T>
+bool refused(const store::RepoResult<T>& result, Answer& out, store::ApiSession& tx) {
+  if (result.ok()) return false;
+  out = repository_failure(result.status, result.error);
+  tx.roll_back();
+  return true;
+}
+
 store::AuditEntry audit(const Caller& caller, store::AuditAction action, const store::KeyRecord& key) {
   store::AuditEntry e;
   e.actor_key_id = caller.key_id;
@@ -264,11 +273,7 @@ asio::awaitable<Answer> create_key(const Request& request, const ApiServices& se
   co_return co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession& tx,
                                                     Answer& out) -> asio::awaitable<void> {
     auto created = co_await repository.create(std::move(key));
-    if (!created.ok()) {
-      out = repository_failure(created.status, created.error);
-      tx.roll_back();
-      co_return;
-    }
+    if (refused(created, out, tx)) co_return;
     store::AuditEntry entry = audit(caller, store::AuditAction::create, created.value.record);
     entry.after_json = json::serialize(key_json(created.value, nullptr));
     co_await tx.append_audit(entry);
@@ -394,11 +399,7 @@ asio::awaitable<Answer> patch_key(const Request& request, const std::string& id,
     auto before = co_await manageable_key(id, repository, caller, out);
     if (!before) co_return;
     auto updated = co_await repository.update(id, std::move(changes));
-    if (!updated.ok()) {
-      out = repository_failure(updated.status, updated.error);
-      tx.roll_back();
-      co_return;
-    }
+    if (refused(updated, out, tx)) co_return;
     store::AuditEntry entry = audit(caller, store::AuditAction::update, before->record);
     entry.before_json = json::serialize(key_json(*before, nullptr));
     entry.after_json = json::serialize(key_json(updated.value, nullptr));
@@ -413,11 +414,7 @@ asio::awaitable<Answer> delete_key(const std::string& id, const ApiServices& ser
     auto before = co_await manageable_key(id, repository, caller, out);
     if (!before) co_return;
     auto removed = co_await repository.remove(id);
-    if (!removed.ok()) {
-      out = repository_failure(removed.status, removed.error);
-      tx.roll_back();
-      co_return;
-    }
+    if (refused(removed, out, tx)) co_return;
     store::AuditEntry entry = audit(caller, store::AuditAction::remove, before->record);
     entry.before_json = json::serialize(key_json(*before, nullptr));
     co_await tx.append_audit(entry);
@@ -489,11 +486,7 @@ asio::awaitable<Answer> revoke_key(const std::string& id, const ApiServices& ser
     auto before = co_await manageable_key(id, repository, caller, out);
     if (!before) co_return;
     auto revoked = co_await repository.revoke(id);
-    if (!revoked.ok()) {
-      out = repository_failure(revoked.status, revoked.error);
-      tx.roll_back();
-      co_return;
-    }
+    if (refused(revoked, out, tx)) co_return;
     if (!revoked.value.already_revoked) {
       store::AuditEntry entry = audit(caller, store::AuditAction::revoke, before->record);
       entry.before_json = json::serialize(key_json(*before, nullptr));
@@ -517,11 +510,7 @@ asio::awaitable<Answer> rotate_key(const Request& request, const std::string& id
     if (!before) co_return;
     auto rotated = co_await repository.rotate(id, authz::key_display_prefix(secret),
                                               authz::hash_key(secret, services.pepper), grace.value);
-    if (!rotated.ok()) {
-      out = repository_failure(rotated.status, rotated.error);
-      tx.roll_back();
-      co_return;
-    }
+    if (refused(rotated, out, tx)) co_return;
     store::AuditEntry entry = audit(caller, store::AuditAction::rotate, before->record);
     entry.before_json = json::serialize(key_json(*before, nullptr));
     entry.after_json = json::serialize(json::object{{"new_key_id", rotated.value.new_key.record.id},
