@@ -235,6 +235,16 @@ bool only_parameters(std::string_view query, std::initializer_list<std::string_v
   return true;
 }
 
+// The `limit` parameter of a listing: 1 to max_page, 100 when absent; nullopt when invalid.
+std::optional<std::size_t> page_limit(std::string_view query) {
+  const auto text = parameter(query, "limit");
+  if (!text) return 100;
+  std::size_t value = 0;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || end != text->data() + text->size() || value == 0 || value > max_page) return std::nullopt;
+  return value;
+}
+
 // ---- handlers ----------------------------------------------------------------------------
 
 asio::awaitable<Answer> create_key(const Request& request, const ApiServices& services, const Caller& caller) {
@@ -307,15 +317,8 @@ asio::awaitable<Answer> list_keys(const Request& request, const ApiServices& ser
     co_return error_answer(http::status::bad_request, "invalid_request", "expected active, inactive, expired or revoked",
                            "status");
   }
-  std::size_t limit = 100;
-  if (auto text = parameter(query, "limit")) {
-    std::size_t value = 0;
-    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-    if (ec != std::errc() || end != text->data() + text->size() || value == 0 || value > max_page) {
-      co_return error_answer(http::status::bad_request, "invalid_request", "expected 1 to 500", "limit");
-    }
-    limit = value;
-  }
+  const std::optional<std::size_t> limit = page_limit(query);
+  if (!limit) co_return error_answer(http::status::bad_request, "invalid_request", "expected 1 to 500", "limit");
   const std::optional<std::string_view> cursor = parameter(query, "cursor");
   store::RepoResult<std::vector<store::KeyDetails>> listed;
   Answer failed = co_await in_scope(services, caller, [&](store::KeyRepository& repository, store::ApiSession&,
@@ -334,7 +337,7 @@ asio::awaitable<Answer> list_keys(const Request& request, const ApiServices& ser
       continue;
     }
     if (status && status_text(k.record) != *status) continue;
-    if (page.size() == limit) {
+    if (page.size() == *limit) {
       next = std::string(page.back().as_object().at("id").as_string());
       break;
     }
@@ -564,15 +567,8 @@ asio::awaitable<Answer> list_audit(const Request& request, const ApiServices& se
   if (!only_parameters(query, {"key_id", "limit"}, unknown)) {
     co_return error_answer(http::status::bad_request, "invalid_request", "unknown query parameter", unknown);
   }
-  std::size_t limit = 100;
-  if (auto text = parameter(query, "limit")) {
-    std::size_t value = 0;
-    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-    if (ec != std::errc() || end != text->data() + text->size() || value == 0 || value > max_page) {
-      co_return error_answer(http::status::bad_request, "invalid_request", "expected 1 to 500", "limit");
-    }
-    limit = value;
-  }
+  const std::optional<std::size_t> limit = page_limit(query);
+  if (!limit) co_return error_answer(http::status::bad_request, "invalid_request", "expected 1 to 500", "limit");
   std::optional<std::string> key_id;
   if (auto text = parameter(query, "key_id")) {
     if (!core::is_uuid(*text)) co_return error_answer(http::status::bad_request, "invalid_request", "expected a key id", "key_id");
@@ -582,7 +578,7 @@ asio::awaitable<Answer> list_audit(const Request& request, const ApiServices& se
                                                     Answer& out) -> asio::awaitable<void> {
     store::PgParams params;
     params.emplace_back(key_id);
-    params.emplace_back(std::to_string(limit));
+    params.emplace_back(std::to_string(*limit));
     store::PgResult rows = co_await tx.query(
         "SELECT id::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), actor_key_id::text, "
         "actor_owner, action, key_id::text, key_owner, before::text, after::text, request_id, source_url "
