@@ -5,7 +5,8 @@
 namespace keygate::api {
 
 static_assert(store::api_endpoint_labels.size() == endpoint_count);
-static_assert(static_cast<std::size_t>(Endpoint::audit) == 7 && static_cast<std::size_t>(Endpoint::key_usage) == 6,
+static_assert(static_cast<std::size_t>(Endpoint::audit) == 7 && static_cast<std::size_t>(Endpoint::key_usage) == 6 &&
+                  static_cast<std::size_t>(Endpoint::leaks) == 8,
               "store::api_endpoint_labels follows Endpoint's order");
 
 namespace {
@@ -36,6 +37,7 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
   if (path == "/v1/verify") return with(Endpoint::verify, method, "POST");
   if (path == "/v1/keys") return with(Endpoint::keys, method, "GET, POST");
   if (path == "/v1/audit") return with(Endpoint::audit, method, "GET");
+  if (path == "/v1/leaks") return with(Endpoint::leaks, method, "POST");
   constexpr std::string_view keys_prefix = "/v1/keys/";
   if (!path.starts_with(keys_prefix)) return {};
   std::string_view rest = path.substr(keys_prefix.size());

@@ -15,6 +15,7 @@ enum class Endpoint {
   key_rotate,   // POST /v1/keys/{id}/rotate
   key_usage,    // GET /v1/keys/{id}/usage
   audit,        // GET /v1/audit (operators)
+  leaks,        // POST /v1/leaks (no token: the report is signed by the secret scanner)
   not_found,
 };
 

@@ -6,12 +6,18 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "api/key_request.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
 namespace keygate::authz {
 class Authorizer;
+class LeakKeys;
 }
 namespace keygate::store {
 class KeyRepository;
@@ -27,6 +33,11 @@ struct ApiServices {
   std::string key_prefix;                      // of new keys
   std::string pepper;
   RequestRules rules;
+  const authz::LeakKeys* leak_keys = nullptr;  // POST /v1/leaks; null: off (404)
+  bool leak_action_revoke = true;              // else flag (leaked_at)
+  // The listener's TLS context for each new connection (the proxy's, reloaded with it); null,
+  // or no function: plain HTTP.
+  std::function<std::shared_ptr<boost::asio::ssl::context>()> tls_context;
 };
 
 // Accepts until the acceptor is closed; each connection is served on the acceptor's executor.

@@ -51,6 +51,7 @@ json::object key_json(const KeyDetails& k, const std::string* full_key) {
   o["revoked_at"] = time_json(r.revoked_at);
   o["created_at"] = core::format_utc_seconds(k.created_at);
   o["last_used_at"] = time_json(k.last_used_at);
+  o["leaked_at"] = time_json(k.leaked_at);
   boost::system::error_code ec;
   json::value metadata = json::parse(k.metadata_json, ec);
   o["metadata"] = ec || !metadata.is_object() ? json::value(json::object()) : std::move(metadata);

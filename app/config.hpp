@@ -130,6 +130,19 @@ struct Config {
   } upstream_tls;
 
   proxy::AccessLogOptions access_log;  // reopened on SIGHUP
+
+  // The key-management API's rules (with api_listen).
+  struct Api {
+    // The scopes a key may be given through the API; empty: any well-formed scope. admin:*
+    // and admin:self are always known (the API defines them).
+    std::vector<std::string> scopes;
+    struct Leaks {
+      // GitHub's secret-scanning public keys document, read at startup; empty: POST /v1/leaks
+      // answers 404.
+      std::string public_keys_file;
+      enum class Action { revoke, flag } action = Action::revoke;
+    } leaks;
+  } api;
 };
 
 // Every configuration error: the message names the file, the line (1-based) and the option,

@@ -50,6 +50,7 @@ std::vector<std::string> options_needing_restart(const Config& a, const Config& 
       {"shutdown_timeout", a.shutdown_timeout != b.shutdown_timeout},
       {"tls", a.tls.enabled() != b.tls.enabled()},  // on <-> off; new files are applied
       {"upstream_tls", ne(a.upstream_tls, b.upstream_tls)},
+      {"api", a.api.scopes != b.api.scopes || ne(a.api.leaks, b.api.leaks)},
   };
   std::vector<std::string> names;
   for (const auto& [name, changed] : changes) {

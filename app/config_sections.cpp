@@ -326,6 +326,18 @@ void read_section(const Reader& r, const Entry& section, Config::UpstreamTls& tl
   });
 }
 
+void read_section(const Reader& r, const Entry& section, Config::Api& api) {
+  r.read_mapping(section, {
+      {"scopes", list_into(r, api.scopes, scope_name)},
+      {"leaks", [&](const Entry& e) {
+         r.read_mapping(e, {
+             {"public_keys_file", parsed_into(r, api.leaks.public_keys_file, leak_keys_file)},
+             {"action", choice_into(r, api.leaks.action, leak_action_choices)},
+         });
+       }},
+  });
+}
+
 void read_section(const Reader& r, const Entry& section, proxy::AccessLogOptions& log) {
   r.read_mapping(section, {
       {"mode", choice_into(r, log.mode, access_log_mode_choices)},
@@ -376,6 +388,7 @@ Config read_config(const Reader& r, const Entry& root) {
       {"tls", section_into(r, config.tls)},
       {"upstream_tls", section_into(r, config.upstream_tls)},
       {"access_log", section_into(r, config.access_log)},
+      {"api", section_into(r, config.api)},
   });
   if (config.store.schema == Config::Store::Schema::custom &&
       config.store.custom.encoding == store::CredentialEncoding::hmac_sha256 && config.keys.pepper.empty()) {

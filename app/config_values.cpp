@@ -6,7 +6,9 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
+#include "authz/leak_report.hpp"
 #include "core/text.hpp"
 
 namespace keygate::app::configuration {
@@ -115,6 +117,41 @@ unsigned thread_count(std::string_view text, const Origin& at) {
 std::string required(std::string_view text, const Origin& at) {
   if (text.empty()) at.fail("must not be empty");
   return std::string(text);
+}
+
+std::string scope_name(std::string_view text, const Origin& at) {
+  if (text.empty() || text.size() > 128) at.fail("expected a scope of 1 to 128 characters");
+  for (char c : text) {
+    if (c <= ' ' || c > '~' || c == '"' || c == ',' || c == '\\') {
+      at.fail("a scope is visible ASCII without quotes, commas or backslashes, got " + quoted(text));
+    }
+  }
+  return std::string(text);
+}
+
+authz::LeakKeysParse read_leak_keys(const std::string& path) {
+  authz::LeakKeysParse out;
+  std::ifstream in(path, std::ios::binary);
+  std::string document(authz::leak_keys_max_document_bytes + 1, '\0');
+  in.read(document.data(), static_cast<std::streamsize>(document.size()));
+  if (in.bad() || (!in.eof() && in.fail())) {
+    out.error = "cannot read it";
+    return out;
+  }
+  document.resize(static_cast<std::size_t>(in.gcount()));
+  if (document.size() > authz::leak_keys_max_document_bytes) {
+    out.error = "larger than 64 KiB";
+    return out;
+  }
+  return authz::parse_leak_keys(document);
+}
+
+std::string leak_keys_file(std::string_view text, const Origin& at) {
+  std::string path = readable_file(text, at);
+  if (path.empty()) return path;
+  const authz::LeakKeysParse parsed = read_leak_keys(path);
+  if (!parsed.ok()) at.fail(quoted(path) + ": " + parsed.error);
+  return path;
 }
 
 double share(std::string_view text, const Origin& at) {

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "app/config.hpp"
+#include "authz/leak_report.hpp"
 
 namespace keygate::app::configuration {
 
@@ -47,6 +48,14 @@ std::string query_parameter(std::string_view text, const Origin& at);
 std::string route_path(std::string_view text, const Origin& at);
 // A file keygate must read (certificates, keys, CA bundles); empty stays empty.
 std::string readable_file(std::string_view text, const Origin& at);
+// A scope as the API accepts it: 1 to 128 visible ASCII characters, no quotes, commas or
+// backslashes.
+std::string scope_name(std::string_view text, const Origin& at);
+// api.leaks.public_keys_file: readable, and a valid GitHub public keys document (parsed and
+// thrown away: serve reads it again at startup, with read_leak_keys).
+std::string leak_keys_file(std::string_view text, const Origin& at);
+// The file's document parsed (at most 64 KiB), or why not.
+authz::LeakKeysParse read_leak_keys(const std::string& path);
 
 // One of a fixed set of words, each standing for a value.
 template <typename T>
@@ -83,6 +92,8 @@ inline constexpr Choice<authz::OnStoreError> on_store_error_choices[] = {
     {"closed", authz::OnStoreError::closed}, {"open", authz::OnStoreError::open}};
 inline constexpr Choice<proxy::TlsOptions::Version> tls_version_choices[] = {
     {"1.2", proxy::TlsOptions::Version::tls1_2}, {"1.3", proxy::TlsOptions::Version::tls1_3}};
+inline constexpr Choice<Config::Api::Leaks::Action> leak_action_choices[] = {
+    {"revoke", Config::Api::Leaks::Action::revoke}, {"flag", Config::Api::Leaks::Action::flag}};
 inline constexpr Choice<proxy::AccessLogOptions::Mode> access_log_mode_choices[] = {
     {"off", proxy::AccessLogOptions::Mode::off},
     {"sampled", proxy::AccessLogOptions::Mode::sampled},

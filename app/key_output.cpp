@@ -39,6 +39,7 @@ void print_details(const KeyDetails& k) {
   if (r.revoked_at) line("revoked at:", core::format_utc_seconds(*r.revoked_at));
   line("created at:", core::format_utc_seconds(k.created_at));
   line("last used:", k.last_used_at ? core::format_utc_seconds(*k.last_used_at) : "never");
+  if (k.leaked_at) line("leaked at:", core::format_utc_seconds(*k.leaked_at));
 }
 
 void print_table(const std::vector<KeyDetails>& keys) {

@@ -18,10 +18,12 @@
 #include "api/api_server.hpp"
 #include "app/cli_args.hpp"
 #include "app/commands.hpp"
+#include "app/config_values.hpp"
 #include "app/key_table.hpp"
 #include "app/options.hpp"
 #include "core/log.hpp"
 #include "authz/key_authorizer.hpp"
+#include "authz/leak_report.hpp"
 #include "authz/rate_limiter.hpp"
 #include "proxy/server.hpp"
 #include "store/custom_key_source.hpp"
@@ -123,7 +125,6 @@ void raise_descriptor_limit(const Config& config, unsigned threads) {
                     {"open_file_limit", limit.rlim_cur}});
   }
 }
-
 
 }  // namespace
 
@@ -234,12 +235,26 @@ int run_serve(const Config& config, Args args) {
   // The key-management API (api_listen) runs on worker 0, with its repository and authorizer.
   api::ApiServices api_services;
   proxy::Server server(proxy_options(config), make_worker, is_ready);
+  std::unique_ptr<authz::LeakKeys> leak_keys;
   if (config.api_listen) {
     api_services.repository = workers[0]->repository.get();
     api_services.pool = workers[0]->pg.get();
     api_services.verifier = workers[0]->authorizer.get();
     api_services.key_prefix = config.keys.prefix;
     api_services.pepper = config.keys.pepper;
+    api_services.rules.scope_vocabulary = config.api.scopes;
+    if (!config.api.leaks.public_keys_file.empty()) {
+      // Read again (config validation read it once): a file that became unreadable or invalid
+      // since stops keygate with the reason.
+      authz::LeakKeysParse parsed = configuration::read_leak_keys(config.api.leaks.public_keys_file);
+      if (!parsed.ok()) {
+        throw std::runtime_error("api.leaks.public_keys_file: " + config.api.leaks.public_keys_file + ": " + parsed.error);
+      }
+      leak_keys = std::make_unique<authz::LeakKeys>(std::move(parsed.keys));
+      api_services.leak_keys = leak_keys.get();
+      api_services.leak_action_revoke = config.api.leaks.action == Config::Api::Leaks::Action::revoke;
+    }
+    if (config.tls.enabled()) api_services.tls_context = [&server] { return server.worker_tls_context(); };
     server.add_listener("api listen", config.api_listen->host, config.api_listen->port,
                         [&api_services](asio::ip::tcp::acceptor& acceptor) {
                           return api::serve_api(acceptor, api_services);

@@ -410,6 +410,8 @@ std::string Server::reload_tls(const TlsOptions& tls) {
   return {};
 }
 
+std::shared_ptr<asio::ssl::context> Server::worker_tls_context() const { return state_->main().tls; }
+
 std::string Server::reload_access_log(const AccessLogOptions& options) {
   return state_->access_log->reconfigure(options);
 }

@@ -19,6 +19,10 @@
 #include "authz/authorizer.hpp"
 #include "core/ip_network.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace keygate::proxy {
 
 // TLS on the listener (edge mode); off while cert_file is empty.
@@ -160,6 +164,10 @@ class Server {
   // theirs). Thread-safe. Returns an empty string when applied, else the reason; the running
   // certificate is then kept. A listener started without TLS cannot turn it on.
   std::string reload_tls(const TlsOptions& tls);
+  // The listener's TLS context as worker 0 hands it to a connection it accepts now (reloads
+  // included), for the listeners added with add_listener; null without TLS. Only on worker
+  // 0's thread.
+  std::shared_ptr<boost::asio::ssl::context> worker_tls_context() const;
   // New access-log settings (and the file reopened, for log rotation). Thread-safe. Returns an
   // empty string when applied, else the reason; the running settings are then kept.
   std::string reload_access_log(const AccessLogOptions& options);

@@ -25,7 +25,8 @@ constexpr int record_column_count = 14;
 // record_columns followed by these, in parse_details' order.
 constexpr const char* detail_columns =
     "key_prefix, description, metadata::text, " KEYGATE_MICROS("created_at") ", "
-    KEYGATE_MICROS("updated_at") ", " KEYGATE_MICROS("last_used_at") ", created_by";
+    KEYGATE_MICROS("updated_at") ", " KEYGATE_MICROS("last_used_at") ", created_by, "
+    KEYGATE_MICROS("leaked_at");
 
 std::string all_columns() { return std::string(record_columns) + ", " + detail_columns; }
 
@@ -135,7 +136,7 @@ bool parse_record(const PgResult& r, int row, KeyRecord& key) {
 }
 
 bool parse_details(const PgResult& r, int row, KeyDetails& key) {
-  if (r.columns() < record_column_count + 7 || !parse_record(r, row, key.record)) return false;
+  if (r.columns() < record_column_count + 8 || !parse_record(r, row, key.record)) return false;
   constexpr int base = record_column_count;
   key.key_prefix = std::string(r.get(row, base));
   key.description = optional_text(r, row, base + 1);
@@ -148,7 +149,7 @@ bool parse_details(const PgResult& r, int row, KeyDetails& key) {
   key.created_at = *created;
   key.updated_at = *updated;
   key.created_by = optional_text(r, row, base + 6);
-  return true;
+  return parse_time(r, row, base + 7, key.leaked_at);
 }
 
 template <typename T>
@@ -237,6 +238,68 @@ asio::awaitable<RepoResult<std::vector<KeyDetails>>> KeyRepository::list(std::op
       co_return malformed_row<std::vector<KeyDetails>>(pool_);
     }
   }
+  co_return out;
+}
+
+// The SQL condition of a status, as status_text (api/key_json.cpp) names a key's.
+static const char* status_condition(KeyStatusFilter status) {
+  switch (status) {
+    case KeyStatusFilter::revoked: return "revoked_at IS NOT NULL";
+    case KeyStatusFilter::inactive: return "revoked_at IS NULL AND NOT is_active";
+    case KeyStatusFilter::expired: return "revoked_at IS NULL AND is_active AND expires_at <= now()";
+    case KeyStatusFilter::active: break;
+  }
+  return "revoked_at IS NULL AND is_active AND (expires_at IS NULL OR expires_at > now())";
+}
+
+asio::awaitable<RepoResult<KeyPage>> KeyRepository::list_page(KeyPageRequest request) {
+  PgParams params;
+  params.emplace_back(request.owner ? std::optional(request.owner->type) : std::nullopt);
+  params.emplace_back(request.owner ? std::optional(request.owner->id) : std::nullopt);
+  params.emplace_back(request.after ? std::optional(std::to_string(request.after->created_at_micros)) : std::nullopt);
+  params.emplace_back(request.after ? std::optional(request.after->id) : std::nullopt);
+  params.emplace_back(std::to_string(request.limit + 1));
+  std::string sql = "SELECT " + all_columns() +
+                    " FROM api_keys WHERE ($1::text IS NULL OR (owner_type = $1 AND owner_id = $2))"
+                    " AND ($3::bigint IS NULL OR (created_at, id) > "
+                    "('epoch'::timestamptz + $3::bigint * interval '1 microsecond', $4::uuid))";
+  if (request.status) sql += std::string(" AND ") + status_condition(*request.status);
+  sql += " ORDER BY created_at, id LIMIT $5::integer";
+  PgResult result = co_await run(std::move(sql), std::move(params));
+  if (!result.ok()) co_return from_failure<KeyPage>(result);
+  RepoResult<KeyPage> out;
+  const std::size_t rows = static_cast<std::size_t>(result.rows());
+  out.value.more = rows > request.limit;
+  out.value.keys.resize(std::min(rows, request.limit));
+  for (std::size_t row = 0; row < out.value.keys.size(); ++row) {
+    if (!parse_details(result, static_cast<int>(row), out.value.keys[row])) co_return malformed_row<KeyPage>(pool_);
+  }
+  co_return out;
+}
+
+asio::awaitable<RepoResult<KeyDetails>> KeyRepository::show_by_hash(KeyHash hash) {
+  PgParams params;
+  params.emplace_back(format_pg_bytea(hash.data(), hash.size()));
+  PgResult result =
+      co_await run("SELECT " + all_columns() + " FROM api_keys WHERE key_hash = $1::bytea", std::move(params));
+  if (!result.ok()) co_return from_failure<KeyDetails>(result);
+  if (result.rows() == 0) co_return with_status<KeyDetails>(RepoStatus::not_found, "no such key");
+  RepoResult<KeyDetails> out;
+  if (!parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
+  co_return out;
+}
+
+asio::awaitable<RepoResult<KeyDetails>> KeyRepository::mark_leaked(std::string id) {
+  if (!core::is_uuid(id)) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
+  PgParams params;
+  params.emplace_back(id);
+  PgResult result = co_await run("UPDATE api_keys SET leaked_at = coalesce(leaked_at, now()) WHERE id = $1::uuid "
+                                 "RETURNING " + all_columns(),
+                                 std::move(params));
+  if (!result.ok()) co_return from_failure<KeyDetails>(result);
+  if (result.rows() == 0) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
+  RepoResult<KeyDetails> out;
+  if (!parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
   co_return out;
 }
 

@@ -65,6 +65,29 @@ struct KeyDetails {
   TimePoint updated_at;
   std::optional<TimePoint> last_used_at;
   std::optional<std::string> created_by;
+  std::optional<TimePoint> leaked_at;  // reported leaked (POST /v1/leaks with leaks.action: flag)
+};
+
+// Where a page of a listing starts: after the key with this creation time and id (keyset
+// pagination on (created_at, id), so a page costs the same however deep it is).
+struct KeyCursor {
+  std::int64_t created_at_micros = 0;
+  std::string id;  // a uuid
+};
+
+enum class KeyStatusFilter { active, inactive, expired, revoked };
+
+// One page of keys, oldest first.
+struct KeyPageRequest {
+  std::optional<KeyOwner> owner;           // every owner's when empty
+  std::optional<KeyStatusFilter> status;   // every status when empty
+  std::optional<KeyCursor> after;          // from the first key when empty
+  std::size_t limit = 100;
+};
+
+struct KeyPage {
+  std::vector<KeyDetails> keys;  // at most limit
+  bool more = false;             // keys follow the last one
 };
 
 // What PATCH /v1/keys/{id} changes: each field absent (kept) or set; an inner nullopt clears.
@@ -98,7 +121,6 @@ class KeyRepository {
   explicit KeyRepository(PgPool& pool);
   // The same statements inside one owner-scoped API transaction (store/api_session.hpp): as
   // keygate_api, under the row-level security policies, committed or rolled back by its owner.
-  // Only for create, list, show, revoke and rotate.
   KeyRepository(PgPool& pool, ApiSession& session);
 
   // The request path: one prepared SELECT by key_hash (counted in
@@ -108,7 +130,13 @@ class KeyRepository {
   boost::asio::awaitable<RepoResult<KeyDetails>> create(NewKey key);
   // Oldest first; every key when `owner` is empty.
   boost::asio::awaitable<RepoResult<std::vector<KeyDetails>>> list(std::optional<KeyOwner> owner);
+  // One page in SQL (limit + 1 rows read, to know whether more follow).
+  boost::asio::awaitable<RepoResult<KeyPage>> list_page(KeyPageRequest request);
   boost::asio::awaitable<RepoResult<KeyDetails>> show(std::string id);
+  // The whole row of the key with this hash, whatever its status (leak reports).
+  boost::asio::awaitable<RepoResult<KeyDetails>> show_by_hash(KeyHash hash);
+  // Sets leaked_at = now() unless already set; the key stays as it was otherwise.
+  boost::asio::awaitable<RepoResult<KeyDetails>> mark_leaked(std::string id);
   // Sets revoked_at = now() and is_active = false unless already revoked.
   boost::asio::awaitable<RepoResult<RevokedKey>> revoke(std::string id);
   // One UPDATE of the fields `changes` sets; not_found for no such key, rejected when the

@@ -33,8 +33,8 @@ enum class LookupOutcome { hit = 0, miss = 1, error = 2 };
 
 // The key-management API's endpoints as metric labels, in api::Endpoint's order (api/api_routes.hpp
 // asserts it).
-inline constexpr std::array<std::string_view, 9> api_endpoint_labels{
-    "openapi", "verify", "keys", "key", "key_revoke", "key_rotate", "key_usage", "audit", "not_found"};
+inline constexpr std::array<std::string_view, 10> api_endpoint_labels{
+    "openapi", "verify", "keys", "key", "key_revoke", "key_rotate", "key_usage", "audit", "leaks", "not_found"};
 
 struct Metrics {
   // Requests by decision (index: authz::decision_index; 0 = allowed) and by HTTP class.

@@ -7,10 +7,10 @@ import json
 import unittest
 
 import harness
-from openapi_check import OpenApiChecker
+from api_case import ApiCase
 
 
-class ApiTest(harness.KeygateTestCase):
+class ApiTest(ApiCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -19,34 +19,7 @@ class ApiTest(harness.KeygateTestCase):
         cls.operator = cls.create_key(owner="ops:1", name="operator", scopes=["admin:*"])
         cls.owner = cls.create_key(owner="team:7", name="team 7 admin", scopes=["admin:self", "orders:read"])
         cls.plain = cls.create_key(owner="team:7", name="no admin", scopes=["orders:read"])
-        r = harness.request(cls.api_port, "GET", "/v1/openapi.json")
-        assert r.status == 200, r.body
-        cls.checker = OpenApiChecker(r.json)
-
-    @classmethod
-    def tearDownClass(cls):
-        print(f"openapi check: {cls.checker.checked} answers matched the document", flush=True)
-        super().tearDownClass()
-
-    def call(self, method, target, token=None, body=None, raw=None, headers=None):
-        h = dict(headers or {})
-        if token is not None:
-            h.update(harness.bearer(token))
-        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        if data is not None:
-            h.setdefault("Content-Type", "application/json")
-        r = harness.request(self.api_port, method, target, headers=h, body=data)
-        self.assertEqual(r.headers.get("content-type"), "application/json", r.body)
-        self.assertIsNotNone(r.json, f"not JSON: {r.body[:200]!r}")
-        problems = self.checker.check(method, target.split("?")[0], r.status, r.json)
-        self.assertEqual(problems, [], f"{method} {target} {r.status}: {r.body[:300]!r}")
-        return r
-
-    def assertApiError(self, r, status, error, field=None):
-        self.assertEqual(r.status, status, r.body)
-        self.assertEqual(r.json["error"], error, r.body)
-        if field is not None:
-            self.assertEqual(r.json.get("field"), field, r.body)
+        cls.load_openapi()
 
     def proxied(self, key, kg=None):
         return harness.request((kg or self.kg).port, "GET", "/things/1", headers=harness.bearer(key)).status
@@ -87,27 +60,41 @@ class ApiTest(harness.KeygateTestCase):
         self.assertGreaterEqual(harness.metric_value(samples, "keygate_api_responses_total", endpoint="key", **{"class": "2xx"}), 1)
         self.assertGreaterEqual(harness.metric_value(samples, "keygate_api_latency_seconds_count"), 3)
 
-    def test_listing_pages_with_a_cursor_and_filters_by_status(self):
-        owner = "pager:1"
-        ids = [self.call("POST", "/v1/keys", self.operator["key"], {"owner": owner, "name": f"k{i}"}).json["id"]
-               for i in range(3)]
-        self.call("POST", f"/v1/keys/{ids[1]}/revoke", self.operator["key"])
+    def pages(self, target, token, limit):
+        """Every key id of a listing, following next_cursor page by page."""
         seen, cursor = [], None
         while True:
-            target = f"/v1/keys?owner={owner}&limit=2" + (f"&cursor={cursor}" if cursor else "")
-            page = self.call("GET", target, self.operator["key"]).json
-            self.assertLessEqual(len(page["keys"]), 2)
+            page = self.call("GET", f"{target}&limit={limit}" + (f"&cursor={cursor}" if cursor else ""), token).json
+            self.assertLessEqual(len(page["keys"]), limit)
             seen += [k["id"] for k in page["keys"]]
             cursor = page["next_cursor"]
             if cursor is None:
-                break
-        self.assertEqual(seen, ids)
-        revoked = self.call("GET", f"/v1/keys?owner={owner}&status=revoked", self.operator["key"]).json["keys"]
-        self.assertEqual([k["id"] for k in revoked], [ids[1]])
+                return seen
+            self.assertEqual(len(page["keys"]), limit, "a page before the last is full")
+
+    def test_listing_pages_with_a_cursor_and_filters_by_status(self):
+        owner = "pager:1"
+        ids = [self.call("POST", "/v1/keys", self.operator["key"], {"owner": owner, "name": f"k{i}"}).json["id"]
+               for i in range(5)]
+        for i in (1, 3):
+            self.call("POST", f"/v1/keys/{ids[i]}/revoke", self.operator["key"])
+        self.assertEqual(self.pages(f"/v1/keys?owner={owner}", self.operator["key"], 2), ids)
+        self.assertEqual(self.pages(f"/v1/keys?owner={owner}", self.operator["key"], 5), ids)
+        # The status filter is applied before the page is cut (in SQL): full pages of matches.
+        self.assertEqual(self.pages(f"/v1/keys?owner={owner}&status=active", self.operator["key"], 1),
+                         [ids[0], ids[2], ids[4]])
+        self.assertEqual(self.pages(f"/v1/keys?owner={owner}&status=revoked", self.operator["key"], 1), [ids[1], ids[3]])
+        # A cursor stays valid when its key is deleted: it is a position, not a key to find.
+        first = self.call("GET", f"/v1/keys?owner={owner}&limit=1", self.operator["key"]).json
+        self.call("DELETE", f"/v1/keys/{ids[0]}", self.operator["key"])
+        rest = self.call("GET", f"/v1/keys?owner={owner}&limit=10&cursor={first['next_cursor']}", self.operator["key"])
+        self.assertEqual([k["id"] for k in rest.json["keys"]], ids[1:])
         self.assertApiError(self.call("GET", "/v1/keys?limit=0", self.operator["key"]), 400, "invalid_request", "limit")
         self.assertApiError(self.call("GET", "/v1/keys?status=gone", self.operator["key"]), 400, "invalid_request", "status")
         self.assertApiError(self.call("GET", "/v1/keys?colour=red", self.operator["key"]), 400, "invalid_request", "colour")
-        self.assertApiError(self.call("GET", "/v1/keys?cursor=nope", self.operator["key"]), 400, "invalid_request", "cursor")
+        for cursor in ("nope", "12.not-a-uuid", f"-5.{ids[0]}", f".{ids[0]}", "1" * 20 + f".{ids[0]}"):
+            self.assertApiError(self.call("GET", f"/v1/keys?cursor={cursor}", self.operator["key"]),
+                                400, "invalid_request", "cursor")
 
     # ---- owner tokens ----
 

@@ -423,6 +423,10 @@ TEST_CASE("0005 goes down and up again: isolation off, then on again") {
       co_return co_await migrator.down(false);
     }());
   };
+  auto later = run(false);  // 0006 first: it grants keygate_api a column of api_keys
+  REQUIRE_MESSAGE(later.ok(), later.error);
+  REQUIRE(later.changed.size() == 1);
+  CHECK(later.changed[0].name == "leaks_and_listing");
   auto down = run(false);
   REQUIRE_MESSAGE(down.ok(), down.error);
   REQUIRE(down.changed.size() == 1);
@@ -438,7 +442,7 @@ TEST_CASE("0005 goes down and up again: isolation off, then on again") {
 
   auto up = run(true);
   REQUIRE_MESSAGE(up.ok(), up.error);
-  CHECK(up.changed.size() == 1);
+  CHECK(up.changed.size() == 2);
   CHECK(api_answer(db.dsn(), owner_scope("user", "B"), "SELECT string_agg(owner_id, ',') FROM api_keys") == "1|B");
 }
 

@@ -3,7 +3,14 @@
 // parser they use.
 #include <doctest/doctest.h>
 
+#include "api/key_listing.hpp"
 #include "api/key_request.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 namespace {
 
@@ -220,4 +227,95 @@ TEST_CASE("config: api_listen is off unless set, and needs keygate's own table")
     CHECK(std::string(e.what()) ==
           "config.yaml:1: api_listen: the key-management API serves keygate's own api_keys: it needs store.schema: native");
   }
+}
+
+TEST_CASE("key listing: the query decodes into the page to read, each mistake names its parameter") {
+  api::Authority operator_;
+  operator_.role = AdminRole::operator_;
+  auto page = api::decode_list_query("owner=user:42&status=revoked&limit=7", operator_);
+  REQUIRE(page.ok());
+  REQUIRE(page.value.page.owner);
+  CHECK(page.value.page.owner->type == "user");
+  CHECK(page.value.page.owner->id == "42");
+  CHECK(page.value.page.status == store::KeyStatusFilter::revoked);
+  CHECK(page.value.page.limit == 7);
+  CHECK_FALSE(page.value.page.after);
+  CHECK_FALSE(page.value.nothing_visible);
+  CHECK(api::decode_list_query("", operator_).value.page.limit == 100);
+  CHECK_FALSE(api::decode_list_query("", operator_).value.page.owner);
+
+  // An owner token lists its own owner's keys only; asking for another's reads nothing.
+  api::Authority owner = api::admin_authority(key_with({"admin:self"}));
+  auto own = api::decode_list_query("", owner);
+  REQUIRE(own.ok());
+  CHECK(own.value.page.owner->type == "team");
+  CHECK(own.value.page.owner->id == "7");
+  CHECK(api::decode_list_query("owner=team:8", owner).value.nothing_visible);
+  CHECK_FALSE(api::decode_list_query("owner=team:7", owner).value.nothing_visible);
+
+  auto error_of = [&](std::string_view query) {
+    auto decoded = api::decode_list_query(query, operator_);
+    return decoded.ok() ? std::string("(no error)") : decoded.error->field;
+  };
+  CHECK(error_of("colour=red") == "colour");
+  CHECK(error_of("owner=nobody") == "owner");
+  CHECK(error_of("owner=:1") == "owner");
+  CHECK(error_of("owner=user:") == "owner");
+  CHECK(error_of("status=gone") == "status");
+  CHECK(error_of("limit=0") == "limit");
+  CHECK(error_of("limit=501") == "limit");
+  CHECK(error_of("limit=ten") == "limit");
+  CHECK(error_of("cursor=") == "cursor");
+  CHECK(error_of("cursor=nope") == "cursor");
+}
+
+TEST_CASE("key listing: a cursor is the last key's creation time and id, and nothing else decodes") {
+  store::KeyDetails last;
+  last.record.id = "0b6f2c1e-8d1a-4f7e-9a40-2c3f5d6e7a8b";
+  last.created_at = store::TimePoint(microseconds(1764817200123456));
+  const std::string cursor = api::encode_key_cursor(last);
+  CHECK(cursor == "1764817200123456.0b6f2c1e-8d1a-4f7e-9a40-2c3f5d6e7a8b");
+  auto decoded = api::decode_key_cursor(cursor);
+  REQUIRE(decoded);
+  CHECK(decoded->created_at_micros == 1764817200123456);
+  CHECK(decoded->id == last.record.id);
+  for (std::string_view bad : {"", ".", "12", "12.", ".0b6f2c1e-8d1a-4f7e-9a40-2c3f5d6e7a8b",
+                               "-1.0b6f2c1e-8d1a-4f7e-9a40-2c3f5d6e7a8b", "+1.0b6f2c1e-8d1a-4f7e-9a40-2c3f5d6e7a8b",
+                               "1x.0b6f2c1e-8d1a-4f7e-9a40-2c3f5d6e7a8b", "12345678901234567890.0b6f2c1e-8d1a-4f7e-9a40-2c3f5d6e7a8b",
+                               "1.0b6f2c1e-8d1a-4f7e-9a40-2c3f5d6e7a8", "1.0b6f2c1e-8d1a-4f7e-9a40-2c3f5d6e7a8b.2"}) {
+    CHECK_MESSAGE(!api::decode_key_cursor(bad), bad);
+  }
+}
+
+TEST_CASE("config: api.scopes and api.leaks") {
+  using keygate::app::parse_config;
+  const auto defaults = parse_config("", "config.yaml", {});
+  CHECK(defaults.api.scopes.empty());
+  CHECK(defaults.api.leaks.public_keys_file.empty());
+  CHECK(defaults.api.leaks.action == keygate::app::Config::Api::Leaks::Action::revoke);
+  const auto set = parse_config("api:\n  scopes: [orders:read, \"orders:write\"]\n  leaks:\n    action: flag\n",
+                                "config.yaml", {});
+  CHECK(set.api.scopes == std::vector<std::string>{"orders:read", "orders:write"});
+  CHECK(set.api.leaks.action == keygate::app::Config::Api::Leaks::Action::flag);
+  auto error_of = [](const std::string& yaml) {
+    try {
+      parse_config(yaml, "config.yaml", {});
+      return std::string("(accepted)");
+    } catch (const keygate::app::ConfigError& e) {
+      return std::string(e.what());
+    }
+  };
+  CHECK(error_of("api:\n  scopes: [\"a,b\"]\n") ==
+        "config.yaml:2: api.scopes[0]: a scope is visible ASCII without quotes, commas or backslashes, got \"a,b\"");
+  CHECK(error_of("api:\n  leaks:\n    action: delete\n") ==
+        "config.yaml:3: api.leaks.action: expected revoke or flag, got \"delete\"");
+  CHECK(error_of("api:\n  leaks:\n    public_keys_file: /nonexistent/keys.json\n").find(
+            "config.yaml:3: api.leaks.public_keys_file: ") == 0);
+  CHECK(error_of("api:\n  colour: red\n").find("config.yaml:2: api.colour: ") == 0);
+  // A file that is there but is not GitHub's document: refused with the parser's reason.
+  const auto path = std::filesystem::temp_directory_path() / ("kg-leak-keys-" + std::to_string(::getpid()) + ".json");
+  { std::ofstream(path) << R"({"public_keys": []})"; }
+  const std::string refused = error_of("api:\n  leaks:\n    public_keys_file: " + path.string() + "\n");
+  std::filesystem::remove(path);
+  CHECK_MESSAGE(refused.find("config.yaml:3: api.leaks.public_keys_file: \"" + path.string() + "\": public_keys") == 0, refused);
 }
