@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "app/config_sections.hpp"
+#include "core/text.hpp"
 #include "core/utf8.hpp"
 
 extern char** environ;
@@ -55,8 +56,27 @@ void apply_overrides(Config& config, const std::map<std::string, std::string>& e
     config.threads = configuration::thread_count(*v, at("KEYGATE_THREADS", "threads"));
   }
   if (auto v = value("KEYGATE_POSTGRES_DSN")) config.postgres.dsn = *v;
-  if (auto v = value("KEYGATE_REDIS_URL")) {
-    configuration::set_redis_url(config.redis, *v, at("KEYGATE_REDIS_URL", "redis.url"));
+  // Either names where Redis is, in place of the file's redis.url or redis.cluster.
+  const auto redis_url = value("KEYGATE_REDIS_URL");
+  const auto redis_cluster = value("KEYGATE_REDIS_CLUSTER");
+  if (redis_url && redis_cluster) {
+    at("KEYGATE_REDIS_CLUSTER", "redis.cluster")
+        .fail("KEYGATE_REDIS_URL is set too; set one of them (one server, or a cluster's seed nodes)");
+  }
+  if (redis_url) {
+    configuration::set_redis_url(config.redis, *redis_url, at("KEYGATE_REDIS_URL", "redis.url"));
+    config.redis_cluster.clear();
+  }
+  if (redis_cluster) {
+    std::vector<std::string> seeds = core::split_list(*redis_cluster);
+    for (std::string& seed : seeds) seed = std::string(core::trim_blanks(seed));
+    const Origin origin = at("KEYGATE_REDIS_CLUSTER", "redis.cluster");
+    if (config.redis_cluster.empty()) {
+      // The file named one server: its URL's credentials are not the cluster's.
+      config.redis.username.clear();
+      config.redis.password.clear();
+    }
+    config.redis_cluster = configuration::redis_nodes(seeds, [&origin](std::size_t) { return origin; });
   }
   if (auto v = value("KEYGATE_PEPPER")) config.keys.pepper = *v;
 }

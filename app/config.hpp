@@ -66,6 +66,10 @@ struct Config {
 
   // redis.url parsed (host, port, credentials, database) plus the two timeouts.
   store::RedisOptions redis;
+  // redis.cluster: a Redis Cluster's seed nodes. Non-empty: cluster mode, where redis.host,
+  // port and database are not used and redis.username / redis.password are every node's
+  // credentials. Exclusive with redis.url.
+  std::vector<store::RedisEndpoint> redis_cluster;
 
   struct Keys {
     std::vector<std::string> headers{"authorization", "x-api-key"};  // lower case

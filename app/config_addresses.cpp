@@ -2,6 +2,7 @@
 // (see config_values.hpp).
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <optional>
 
 #include "app/config_values.hpp"
@@ -113,6 +114,36 @@ void set_redis_url(store::RedisOptions& redis, std::string_view text, const Orig
   parsed->connect_timeout = redis.connect_timeout;
   parsed->command_timeout = redis.command_timeout;
   redis = std::move(*parsed);
+}
+
+store::RedisEndpoint redis_node(std::string_view text, const Origin& at) {
+  const std::string shown = quoted(without_userinfo(text));
+  if (text.find("://") != npos || text.find('@') != npos) {
+    at.fail("expected host:port (a seed node; credentials go in redis.username and "
+            "redis.password), got " + shown);
+  }
+  if (looks_like_bare_ipv6(text)) {
+    at.fail("IPv6 addresses need brackets, like [::1]:7000, got " + shown);
+  }
+  const auto authority = split_authority(text);
+  if (!authority || authority->port.empty()) {
+    at.fail("expected host:port like 127.0.0.1:7000 or [::1]:7000, got " + shown);
+  }
+  return {authority->host, port_number(authority->port, at)};
+}
+
+std::vector<store::RedisEndpoint> redis_nodes(const std::vector<std::string>& texts,
+                                              const std::function<Origin(std::size_t)>& at) {
+  if (texts.empty()) at(0).fail("expected at least one seed node host:port, like [127.0.0.1:7000]");
+  std::vector<store::RedisEndpoint> nodes;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    store::RedisEndpoint node = redis_node(texts[i], at(i));
+    if (std::find(nodes.begin(), nodes.end(), node) != nodes.end()) {
+      at(i).fail("lists " + quoted(node.to_string()) + " twice");
+    }
+    nodes.push_back(std::move(node));
+  }
+  return nodes;
 }
 
 core::IpNetwork network(std::string_view text, const Origin& at) {

@@ -38,7 +38,7 @@ std::vector<std::string> options_needing_restart(const Config& a, const Config& 
                          (a.api_listen && ne(*a.api_listen, *b.api_listen))},
       {"threads", a.threads != b.threads},
       {"postgres", ne(a.postgres, b.postgres)},
-      {"redis", ne(a.redis, b.redis)},
+      {"redis", ne(a.redis, b.redis) || a.redis_cluster != b.redis_cluster},
       {"keys.headers", a.keys.headers != b.keys.headers},
       {"keys.query_parameter", a.keys.query_parameter != b.keys.query_parameter},
       {"keys.hide_credentials", a.keys.hide_credentials != b.keys.hide_credentials},

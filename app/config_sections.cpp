@@ -17,12 +17,61 @@ void read_section(const Reader& r, const Entry& section, Config::Postgres& postg
   });
 }
 
-void read_section(const Reader& r, const Entry& section, store::RedisOptions& redis) {
+// redis: one server (url) or a cluster (cluster: its seed nodes, with username / password).
+void read_redis(const Reader& r, const Entry& section, Config& config) {
+  store::RedisOptions& redis = config.redis;
+  int url_line = 0;
+  int cluster_line = 0;
+  int credentials_line = 0;
+  std::string credentials_option;
+  std::optional<std::string> username;
+  std::optional<std::string> password;
+  auto credential_into = [&](std::optional<std::string>& target) {
+    return [&](const Entry& e) {
+      target = r.text(e);
+      if (credentials_line == 0) {
+        credentials_line = e.line;
+        credentials_option = e.option;
+      }
+    };
+  };
   r.read_mapping(section, {
-      {"url", [&](const Entry& e) { set_redis_url(redis, r.text(e), r.at(e)); }},
+      {"url", [&](const Entry& e) {
+         set_redis_url(redis, r.text(e), r.at(e));
+         url_line = e.line;
+       }},
+      {"cluster", [&](const Entry& e) {
+         const std::vector<Entry> items = r.items(e);
+         std::vector<std::string> texts;
+         for (const Entry& item : items) texts.push_back(r.text(item));
+         config.redis_cluster = redis_nodes(texts, [&](std::size_t i) {
+           return i < items.size() ? r.at(items[i]) : r.at(e);
+         });
+         cluster_line = e.line;
+       }},
+      {"username", credential_into(username)},
+      {"password", credential_into(password)},
       {"connect_timeout", duration_into(r, redis.connect_timeout)},
       {"command_timeout", duration_into(r, redis.command_timeout)},
   });
+  if (url_line != 0 && cluster_line != 0) {
+    r.at(cluster_line, "redis.cluster")
+        .fail("redis.url is set too (line " + std::to_string(url_line) +
+              "); a cluster is named by its seed nodes alone: remove redis.url, and put its "
+              "credentials in redis.username / redis.password");
+  }
+  if (credentials_line != 0 && cluster_line == 0) {
+    r.at(credentials_line, credentials_option)
+        .fail("is for redis.cluster; one server's credentials go in redis.url "
+              "(redis://USER:PASSWORD@host:6379)");
+  }
+  if (username && !username->empty() && (!password || password->empty())) {
+    r.at(credentials_line, "redis.password").fail("missing: redis.username needs a password");
+  }
+  if (cluster_line != 0) {
+    redis.username = username.value_or("");
+    redis.password = password.value_or("");
+  }
 }
 
 void read_section(const Reader& r, const Entry& section, Config::Keys& keys) {
@@ -379,7 +428,7 @@ Config read_config(const Reader& r, const Entry& root) {
       {"routes", read_routes},
       {"store", [&](const Entry& e) { read_store(r, e, config.store); }},
       {"postgres", section_into(r, config.postgres)},
-      {"redis", section_into(r, config.redis)},
+      {"redis", [&](const Entry& e) { read_redis(r, e, config); }},
       {"keys", section_into(r, config.keys)},
       {"cache", section_into(r, config.cache)},
       {"rate_limit", section_into(r, config.rate_limit)},

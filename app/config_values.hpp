@@ -4,9 +4,11 @@
 // value came from (Origin) and throws ConfigError with one line naming it; values that may
 // hold secrets (URL passwords) are never echoed.
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "app/config.hpp"
 #include "authz/leak_report.hpp"
@@ -107,6 +109,11 @@ HostPort host_port(std::string_view text, const Origin& at);
 UpstreamConfig upstream_url(std::string_view text, const Origin& at);
 // Sets what redis.url names (host, port, credentials, database); the timeouts are kept.
 void set_redis_url(store::RedisOptions& redis, std::string_view text, const Origin& at);
+// One of redis.cluster's seed nodes: host:port or [v6]:port.
+store::RedisEndpoint redis_node(std::string_view text, const Origin& at);
+// Every seed node (at least one, none twice); `at(i)` names the i-th.
+std::vector<store::RedisEndpoint> redis_nodes(const std::vector<std::string>& texts,
+                                              const std::function<Origin(std::size_t)>& at);
 core::IpNetwork network(std::string_view text, const Origin& at);
 std::string server_name(std::string_view text, const Origin& at);
 bool is_host_name(std::string_view host);

@@ -35,6 +35,7 @@
 #include "store/pg_pool.hpp"
 #include "store/quota_ledger.hpp"
 #include "store/redis_client.hpp"
+#include "store/redis_cluster.hpp"
 #include "store/redis_key_cache.hpp"
 #include "store/redis_rate_counter.hpp"
 #include "store/usage_queue.hpp"
@@ -59,7 +60,7 @@ struct WorkerStores final : proxy::WorkerStack {
   }
 
   asio::io_context* io = nullptr;
-  std::unique_ptr<store::RedisClient> redis;
+  std::unique_ptr<store::RedisCommands> redis;  // one server, or a cluster
   std::unique_ptr<store::RedisKeyCache> redis_cache;
   std::unique_ptr<store::PgPool> pg;
   std::unique_ptr<store::KeyRepository> repository;
@@ -132,6 +133,7 @@ int run_serve(const Config& config, Args args) {
   for (const std::string& arg : args) throw UsageError("serve: unexpected argument " + quoted_argument(arg));
 
   const store::RedisOptions& redis_opts = config.redis;
+  const store::RedisClusterOptions redis_cluster_opts{config.redis_cluster, config.redis};
   const unsigned threads = worker_count(config);
   raise_descriptor_limit(config, threads);
   const store::PgOptions pg_opts = postgres_options(config, threads);
@@ -181,7 +183,11 @@ int run_serve(const Config& config, Args args) {
   auto make_worker = [&](asio::io_context& io, unsigned index) {
     auto w = std::make_unique<WorkerStores>();
     w->io = &io;
-    w->redis = std::make_unique<store::RedisClient>(io.get_executor(), redis_opts);
+    if (config.redis_cluster.empty()) {
+      w->redis = std::make_unique<store::RedisClient>(io.get_executor(), redis_opts);
+    } else {
+      w->redis = std::make_unique<store::RedisClusterClient>(io.get_executor(), redis_cluster_opts);
+    }
     w->redis->start();
     w->redis_cache = std::make_unique<store::RedisKeyCache>(io.get_executor(), *w->redis,
                                                             config.cache.redis_ttl);

@@ -53,6 +53,10 @@ struct Metrics {
   Gauge open_upstream_connections{0};
   Counter invalidations{0};  // L1 entries dropped on revocation notices
   Counter redis_reconnects{0};
+  // Redis Cluster (store/redis_cluster.hpp): redirections followed, slot maps read.
+  Counter redis_cluster_moved{0};
+  Counter redis_cluster_ask{0};
+  Counter redis_cluster_slot_refreshes{0};
   Counter postgres_reconnects{0};
   // Rate limiting and usage (issues #4, #5) add their counters here.
   Counter ratelimit_decided_without_redis{0};  // Redis down: decided by on_redis_error

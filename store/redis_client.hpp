@@ -21,27 +21,16 @@
 #include <string_view>
 #include <vector>
 
-#include "store/redis_options.hpp"  // RedisOptions, parse_redis_url
+#include "store/redis_commands.hpp"  // RedisCommands, RedisScript
+#include "store/redis_options.hpp"   // RedisOptions, parse_redis_url
 #include "store/redis_reply.hpp"
 
 namespace keygate::store {
 
-// A Lua script run with EVALSHA; its SHA-1 is computed locally when it is constructed.
-class RedisScript {
- public:
-  explicit RedisScript(std::string lua);
-  const std::string& source() const { return source_; }
-  std::string_view sha1() const { return sha1_; }  // 40 lower-case hex digits
-
- private:
-  std::string source_;
-  std::string sha1_;
-};
-
 namespace detail {
-class RedisConnector;  // one supervised hiredis connection (redis_client.cpp)
+class RedisConnector;  // one supervised hiredis connection (store/redis_connector.hpp)
 
-// What RedisClient and RedisSubscriber share: one supervised connection, its life and state.
+// RedisSubscriber's base: one supervised connection, its life and state.
 class SupervisedRedis {
  public:
   // Connects in the background and reconnects for ever (backoff 50 ms doubling to 2 s, with
@@ -69,21 +58,31 @@ class SupervisedRedis {
 };
 }  // namespace detail
 
-class RedisClient : public detail::SupervisedRedis {
+// One Redis server.
+class RedisClient final : public RedisCommands {
  public:
   RedisClient(boost::asio::any_io_executor executor, RedisOptions options);
+  ~RedisClient() override;  // stop()
+  RedisClient(const RedisClient&) = delete;
+  RedisClient& operator=(const RedisClient&) = delete;
 
-  // Sends one command (argv form, binary-safe) and waits at most command_timeout for its reply.
-  // Fails at once with `disconnected` while there is no connection. Concurrent calls pipeline
-  // on the one connection. `argv` need only live until this returns its awaitable's first
-  // suspension; the bytes are copied into hiredis' output buffer before any wait.
-  boost::asio::awaitable<RedisResult> command(std::span<const std::string_view> argv);
+  // Connects in the background and reconnects for ever (backoff 50 ms doubling to 2 s, with
+  // jitter). Each attempt resolves the host anew (at most connect_timeout), then tries its
+  // addresses in turn (each at most connect_timeout).
+  void start() override;
+  void stop() override;
+  bool connected() const override;
+  boost::asio::awaitable<bool> wait_connected(std::chrono::milliseconds limit) override;
 
-  // EVALSHA; on NOSCRIPT (after a reconnect to a fresh server or SCRIPT FLUSH) falls back to
-  // EVAL, which runs the script and caches it again. `script` must outlive the call.
+  // Concurrent calls pipeline on the one connection; the bytes are copied into hiredis'
+  // output buffer before any wait.
+  boost::asio::awaitable<RedisResult> command(std::span<const std::string_view> argv) override;
   boost::asio::awaitable<RedisResult> eval_script(const RedisScript& script,
                                                   std::span<const std::string_view> keys,
-                                                  std::span<const std::string_view> args);
+                                                  std::span<const std::string_view> args) override;
+
+ private:
+  std::shared_ptr<detail::RedisConnector> connector_;
 };
 
 // A separate connection in subscribe mode. For each message, on_message(channel, payload) is
@@ -97,6 +96,14 @@ class RedisSubscriber : public detail::SupervisedRedis {
   RedisSubscriber(boost::asio::any_io_executor executor, RedisOptions options,
                   std::vector<std::string> channels, MessageHandler on_message,
                   ReconnectHandler on_reconnect);
+  // Subscribed on one of `nodes` at a time (options.host and port unused): a Redis Cluster's
+  // seeds, as a cluster sends every PUBLISH to every node. When that node's connection is
+  // lost it moves on to the next that answers.
+  RedisSubscriber(boost::asio::any_io_executor executor, RedisOptions options,
+                  std::vector<RedisEndpoint> nodes, std::vector<std::string> channels,
+                  MessageHandler on_message, ReconnectHandler on_reconnect);
+  // The node subscribed on (or last tried). From the executor only.
+  const RedisEndpoint& node() const;
 };
 
 }  // namespace keygate::store

@@ -8,7 +8,7 @@
 #include <array>
 
 #include "store/key_record_codec.hpp"
-#include "store/redis_client.hpp"
+#include "store/redis_commands.hpp"
 
 namespace keygate::store {
 namespace asio = boost::asio;
@@ -17,7 +17,7 @@ namespace {
 constexpr std::string_view invalidation_marker = "!revoked";
 }
 
-RedisKeyCache::RedisKeyCache(asio::any_io_executor executor, RedisClient& redis,
+RedisKeyCache::RedisKeyCache(asio::any_io_executor executor, RedisCommands& redis,
                              std::chrono::milliseconds record_ttl)
     : executor_(std::move(executor)),
       redis_(redis),

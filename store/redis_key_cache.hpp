@@ -10,12 +10,12 @@
 
 namespace keygate::store {
 
-class RedisClient;
+class RedisCommands;
 
 class RedisKeyCache final : public SharedKeyCache {
  public:
   // `executor`: the worker's, on which `redis` runs.
-  RedisKeyCache(boost::asio::any_io_executor executor, RedisClient& redis,
+  RedisKeyCache(boost::asio::any_io_executor executor, RedisCommands& redis,
                 std::chrono::milliseconds record_ttl);
 
   boost::asio::awaitable<TierAnswer> get(const KeyHash& hash) override;
@@ -28,7 +28,7 @@ class RedisKeyCache final : public SharedKeyCache {
 
  private:
   boost::asio::any_io_executor executor_;
-  RedisClient& redis_;
+  RedisCommands& redis_;
   std::string ttl_seconds_;
 };
 

@@ -20,6 +20,19 @@ struct RedisOptions {
   std::chrono::milliseconds command_timeout{250};
 };
 
+// One Redis server's address, as in a cluster's seed list or slot map.
+struct RedisEndpoint {
+  std::string host;  // a name or an IP literal (IPv6 without brackets)
+  std::uint16_t port = 6379;
+
+  bool operator==(const RedisEndpoint&) const = default;
+  // host:port, or [v6]:port
+  std::string to_string() const {
+    const bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  }
+};
+
 // redis://[[user]:password@]host[:port][/db] (host may be [IPv6]) -> options (timeouts keep
 // their defaults). A bad URL gives nullopt and, in *error, a one-line reason that never
 // repeats the password.

@@ -6,7 +6,8 @@
 
 #include "store/metrics.hpp"
 #include "store/quota_ledger.hpp"
-#include "store/redis_client.hpp"
+#include "store/redis_cluster_slots.hpp"
+#include "store/redis_commands.hpp"
 
 namespace keygate::store {
 namespace {
@@ -133,12 +134,19 @@ WindowScriptReply parse_window_script_reply(const RedisResult& redis, std::int64
   return out;
 }
 
+std::string quota_key_name(std::string_view counter, std::int64_t period_start_s) {
+  std::string name = "kg:q:{";
+  name += hash_tag_of(counter);
+  name += "}:" + std::to_string(period_start_s);
+  return name;
+}
+
 const RedisScript& RedisRateCounter::sliding_window_script() {
   static const RedisScript script{std::string(sliding_window_lua)};
   return script;
 }
 
-RedisRateCounter::RedisRateCounter(RedisClient& redis, QuotaLedger* ledger)
+RedisRateCounter::RedisRateCounter(RedisCommands& redis, QuotaLedger* ledger)
     : redis_(redis), ledger_(ledger) {}
 
 bool RedisRateCounter::available() const { return redis_.connected(); }
@@ -177,8 +185,7 @@ boost::asio::awaitable<WindowHitResult> RedisRateCounter::hit(const WindowHit& r
 
   const QuotaHit& quota = *request.quota;
   const std::string key_id(quota.key_id);
-  const std::string quota_key =
-      "kg:q:{" + key_id + "}:" + std::to_string(quota.period_start_s);
+  const std::string quota_key = quota_key_name(request.counter, quota.period_start_s);
   const std::string quota_limit = std::to_string(quota.quota);
   const std::string quota_expire = std::to_string(quota.expire_ms);
   const std::array<std::string_view, 2> keys{counter, quota_key};

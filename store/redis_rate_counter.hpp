@@ -1,6 +1,6 @@
 #pragma once
 // The shared sliding-window counters and quotas: one atomic Lua script per request, through
-// RedisClient. Only I/O lives here; the arithmetic (and the formula the script implements) is
+// RedisCommands. Only I/O lives here; the arithmetic (and the formula the script implements) is
 // in authz/sliding_window.hpp, which chooses the ticks and derives the headers from the counts.
 //
 // Redis keys (the caller's counter name carries a {hash tag}, so one key's keys share a
@@ -9,7 +9,9 @@
 //        buckets that have left the window are deleted, and the hash expires by itself once
 //        its newest bucket has left.
 //   "kg:q:{<key id>}:<period start, epoch s>"   requests used of the key's quota in the period
-//        (":0" for a quota that never refills); expires a minute after its period ends.
+//        (":0" for a quota that never refills); expires a minute after its period ends. Its
+//        {hash tag} is the counter's (quota_key_name), so that the script's two keys are in one
+//        Cluster slot also when the counter's tag carries a custom table's namespace.
 //
 // The script decides the quota and the window together: a request is counted in both or in
 // neither. A used-up quota answers before the window is looked at.
@@ -21,13 +23,14 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
 namespace keygate::store {
 
 class QuotaLedger;
-class RedisClient;
+class RedisCommands;
 class RedisScript;
 
 // The quota a request is counted against (see store/quota_ledger.hpp).
@@ -88,6 +91,9 @@ struct WindowScriptReply {
 struct RedisResult;
 WindowScriptReply parse_window_script_reply(const RedisResult& redis, std::int64_t buckets);
 
+// The quota count's Redis key for a request counted in `counter`: "kg:q:{<counter's tag>}:<period>".
+std::string quota_key_name(std::string_view counter, std::int64_t period_start_s);
+
 // What authz::RateLimiter needs from a shared counter store; an interface so that the limiter's
 // decisions (near cache, fallback modes) are unit-tested without Redis. Never throws.
 class RateCounter {
@@ -98,20 +104,21 @@ class RateCounter {
   virtual boost::asio::awaitable<WindowHitResult> hit(const WindowHit& request) = 0;
 };
 
-// The Redis implementation; one per worker, on that worker's RedisClient (and QuotaLedger).
+// The Redis implementation; one per worker, on that worker's RedisCommands (one server or a
+// cluster) and QuotaLedger.
 class RedisRateCounter final : public RateCounter {
  public:
   // `ledger` null: quotas are not persisted, and a missing count starts from 0.
-  explicit RedisRateCounter(RedisClient& redis, QuotaLedger* ledger = nullptr);
+  explicit RedisRateCounter(RedisCommands& redis, QuotaLedger* ledger = nullptr);
   bool available() const override;
-  // One EVALSHA (EVAL after NOSCRIPT, inside RedisClient); a second one after loading a missing
+  // One EVALSHA (EVAL after NOSCRIPT, inside RedisCommands); a second one after loading a missing
   // quota count. Each counts in metrics().ratelimit_redis_calls.
   boost::asio::awaitable<WindowHitResult> hit(const WindowHit& request) override;
 
   static const RedisScript& sliding_window_script();
 
  private:
-  RedisClient& redis_;
+  RedisCommands& redis_;
   QuotaLedger* ledger_;
 };
 

@@ -1,15 +1,18 @@
 // What keygate reads from Redis: bytes in any split go through hiredis' reader, the same reply
 // functions keygate's connections use (store/redis_reply.hpp), and the checks keygate applies to
-// a reply (the sliding-window script's answer, a cached key record). A hostile or broken server
-// may get an error, never a crash or an unbounded allocation.
+// a reply (the sliding-window script's answer, a cached key record, a cluster's slot map and
+// redirections). A hostile or broken server may get an error, never a crash or an unbounded
+// allocation.
 #include <hiredis/hiredis.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "fuzz_check.hpp"
 #include "store/key_record_codec.hpp"
+#include "store/redis_cluster_slots.hpp"
 #include "store/redis_rate_counter.hpp"
 #include "store/redis_reply.hpp"
 
@@ -29,6 +32,21 @@ void check(const keygate::store::RedisReply& reply) {
     FUZZ_CHECK(parsed.result.granted >= 0);
   }
   if (reply.kind == RedisReply::Kind::string) (void)keygate::store::decode_key_record(reply.str);
+  // A cluster node's answers: its slot map, and its redirections.
+  std::string error;
+  if (const auto map = keygate::store::parse_cluster_slots(reply, "10.0.0.1", &error)) {
+    FUZZ_CHECK(map->covered_slots() <= keygate::store::cluster_slot_count);
+    for (std::uint16_t slot = 0; slot < keygate::store::cluster_slot_count; slot += 1000) {
+      const std::uint16_t owner = map->owner(slot);
+      FUZZ_CHECK(owner == keygate::store::RedisSlotMap::no_master || owner < map->masters().size());
+    }
+  } else {
+    FUZZ_CHECK(!error.empty());
+  }
+  if (const auto redirect = keygate::store::parse_redirect(reply, "10.0.0.1")) {
+    FUZZ_CHECK(redirect->slot < keygate::store::cluster_slot_count);
+    FUZZ_CHECK(redirect->target.port != 0 && !redirect->target.host.empty());
+  }
 }
 
 }  // namespace

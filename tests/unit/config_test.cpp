@@ -4,6 +4,7 @@
 
 #include <boost/pfr/ops.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -61,6 +62,7 @@ void check_same(const Config& a, const Config& b) {
   CHECK(a.threads == b.threads);
   CHECK(eq(a.postgres, b.postgres));
   CHECK(eq(a.redis, b.redis));
+  CHECK(a.redis_cluster == b.redis_cluster);
   // Field by field: boost::pfr on Keys (a vector with a braced default) crashes g++ 12.
   CHECK(a.keys.headers == b.keys.headers);
   CHECK(a.keys.query_parameter == b.keys.query_parameter);
@@ -597,3 +599,82 @@ TEST_CASE("process_environment reads the real environment") {
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("redis.cluster names a cluster's seed nodes, with the nodes' credentials beside it") {
+  using keygate::store::RedisEndpoint;
+  const Config c = parse("redis:\n  cluster: [127.0.0.1:7000, \"[::1]:7001\", cache-2.internal:7002]\n"
+                         "  username: keygate\n  password: ${REDIS_PASSWORD}\n  command_timeout: 80ms\n",
+                         {{"REDIS_PASSWORD", "s3cret"}});
+  REQUIRE(c.redis_cluster.size() == 3);
+  CHECK(c.redis_cluster[0] == RedisEndpoint{"127.0.0.1", 7000});
+  CHECK(c.redis_cluster[1] == RedisEndpoint{"::1", 7001});
+  CHECK(c.redis_cluster[2] == RedisEndpoint{"cache-2.internal", 7002});
+  CHECK(c.redis.username == "keygate");
+  CHECK(c.redis.password == "s3cret");
+  CHECK(c.redis.command_timeout == 80ms);
+  CHECK(parse("redis:\n  cluster:\n    - 10.0.0.1:7000\n").redis_cluster.size() == 1);
+  CHECK(parse("redis:\n  url: redis://cache:6379\n").redis_cluster.empty());
+}
+
+TEST_CASE("redis.cluster: a bad seed, a seed twice, or redis.url beside it is one line naming it") {
+  CHECK(error_of("redis:\n  cluster: []\n") ==
+        "config.yaml:2: redis.cluster: expected at least one seed node host:port, like [127.0.0.1:7000]");
+  CHECK(error_of("redis:\n  cluster:\n") ==
+        "config.yaml:2: redis.cluster: expected at least one seed node host:port, like [127.0.0.1:7000]");
+  CHECK(error_of("redis:\n  cluster: 127.0.0.1:7000\n") ==
+        "config.yaml:2: redis.cluster: expected a list like [a, b], got \"127.0.0.1:7000\"");
+  CHECK(error_of("redis:\n  cluster: [127.0.0.1]\n") ==
+        "config.yaml:2: redis.cluster[0]: expected host:port like 127.0.0.1:7000 or [::1]:7000, got \"127.0.0.1\"");
+  CHECK(error_of("redis:\n  cluster:\n    - 127.0.0.1:7000\n    - 127.0.0.1:70000\n") ==
+        "config.yaml:4: redis.cluster[1]: expected a port from 1 to 65535, got \"70000\"");
+  CHECK(error_of("redis:\n  cluster: [\"::1:7000\"]\n") ==
+        "config.yaml:2: redis.cluster[0]: IPv6 addresses need brackets, like [::1]:7000, got \"::1:7000\"");
+  CHECK(error_of("redis:\n  cluster: [\"redis://:hunter2@h:7000\"]\n") ==
+        "config.yaml:2: redis.cluster[0]: expected host:port (a seed node; credentials go in redis.username "
+        "and redis.password), got \"redis://***@h:7000\"");
+  CHECK(error_of("redis:\n  cluster: [a:7000, b:7000, a:7000]\n") ==
+        "config.yaml:2: redis.cluster[2]: lists \"a:7000\" twice");
+  CHECK(error_of("redis:\n  url: redis://cache:6379\n  cluster: [a:7000]\n") ==
+        "config.yaml:3: redis.cluster: redis.url is set too (line 2); a cluster is named by its seed nodes "
+        "alone: remove redis.url, and put its credentials in redis.username / redis.password");
+  CHECK(error_of("redis:\n  cluster: [a:7000]\n  url: redis://cache:6379\n") ==
+        "config.yaml:2: redis.cluster: redis.url is set too (line 3); a cluster is named by its seed nodes "
+        "alone: remove redis.url, and put its credentials in redis.username / redis.password");
+  CHECK(error_of("redis:\n  password: hunter2\n") ==
+        "config.yaml:2: redis.password: is for redis.cluster; one server's credentials go in redis.url "
+        "(redis://USER:PASSWORD@host:6379)");
+  CHECK(error_of("redis:\n  cluster: [a:7000]\n  username: keygate\n") ==
+        "config.yaml:3: redis.password: missing: redis.username needs a password");
+}
+
+TEST_CASE("KEYGATE_REDIS_CLUSTER and KEYGATE_REDIS_URL replace the file's Redis, one of them at a time") {
+  using keygate::store::RedisEndpoint;
+  // The environment's cluster replaces the file's one server, and that URL's credentials.
+  const Config cluster = parse("redis:\n  url: redis://:filepw@cache:6379\n",
+                               {{"KEYGATE_REDIS_CLUSTER", "10.0.0.1:7000, [::1]:7001"}});
+  REQUIRE(cluster.redis_cluster.size() == 2);
+  CHECK(cluster.redis_cluster[1] == RedisEndpoint{"::1", 7001});
+  CHECK(cluster.redis.password.empty());
+  // ...and the file's cluster, keeping the nodes' credentials.
+  const Config seeds = parse("redis:\n  cluster: [a:7000]\n  password: pw\n",
+                             {{"KEYGATE_REDIS_CLUSTER", "b:7000"}});
+  REQUIRE(seeds.redis_cluster.size() == 1);
+  CHECK(seeds.redis_cluster[0] == RedisEndpoint{"b", 7000});
+  CHECK(seeds.redis.password == "pw");
+  // The environment's one server replaces the file's cluster.
+  const Config one = parse("redis:\n  cluster: [a:7000]\n", {{"KEYGATE_REDIS_URL", "redis://solo:6390"}});
+  CHECK(one.redis_cluster.empty());
+  CHECK(one.redis.host == "solo");
+  CHECK(error_of("", {{"KEYGATE_REDIS_URL", "redis://solo:6390"}, {"KEYGATE_REDIS_CLUSTER", "a:7000"}}) ==
+        "KEYGATE_REDIS_CLUSTER: redis.cluster: KEYGATE_REDIS_URL is set too; set one of them (one server, "
+        "or a cluster's seed nodes)");
+  CHECK(error_of("", {{"KEYGATE_REDIS_CLUSTER", "a:7000,,b:7000"}}) ==
+        "KEYGATE_REDIS_CLUSTER: redis.cluster: expected host:port like 127.0.0.1:7000 or [::1]:7000, got nothing");
+}
+
+TEST_CASE("a changed redis.cluster needs a restart") {
+  const Config a = parse("redis:\n  cluster: [a:7000]\n");
+  const Config b = parse("redis:\n  cluster: [a:7000, b:7000]\n");
+  const auto names = keygate::app::options_needing_restart(a, b);
+  CHECK(std::find(names.begin(), names.end(), "redis") != names.end());
+}
