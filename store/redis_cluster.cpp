@@ -92,14 +92,23 @@ class ClusterRouter : public std::enable_shared_from_this<ClusterRouter> {
       if (!result.ok() || result.reply.kind != RedisReply::Kind::error) co_return result;
       const std::optional<RedisRedirect> redirect = parse_redirect(result.reply, target->endpoint().host);
       if (!redirect) co_return result;
+      bool opened = false;
       if (redirect->kind == RedisRedirect::Kind::moved) {
         metrics().redis_cluster_moved.fetch_add(1, std::memory_order_relaxed);
-        target = self->moved(*redirect);
+        target = self->moved(*redirect, opened);
         asking = false;
       } else {
         metrics().redis_cluster_ask.fetch_add(1, std::memory_order_relaxed);
-        target = self->connector_for(redirect->target);
+        target = self->connector_for(redirect->target, opened);
         asking = true;
+      }
+      // A node the cluster has just named (a replica promoted, a new master) gets its first
+      // connection now: that wait, and only that one, is allowed, within the deadline. A
+      // known node that is down still fails at once.
+      if (target && opened && !target->connected()) {
+        const auto left = std::chrono::duration_cast<milliseconds>(deadline - SteadyClock::now());
+        if (left.count() <= 0) co_return RedisResult{RedisErrc::timeout, {}};
+        co_await RedisConnector::wait_connected(target, left);
       }
     }
     co_return result;  // still redirected after two hops: the last redirection, as an error reply
@@ -181,9 +190,9 @@ class ClusterRouter : public std::enable_shared_from_this<ClusterRouter> {
     return connector;
   }
 
-  // The connection to `endpoint`: a master's, one kept for ASK targets, or a new one (which
-  // is still connecting: the command that needed it fails as disconnected).
-  std::shared_ptr<RedisConnector> connector_for(const RedisEndpoint& endpoint) {
+  // The connection to `endpoint`: a master's, one kept for ASK targets, or a new one, still
+  // connecting (`opened` set).
+  std::shared_ptr<RedisConnector> connector_for(const RedisEndpoint& endpoint, bool& opened) {
     const auto& masters = map_.masters();
     for (std::size_t i = 0; i < masters.size() && i < masters_.size(); ++i) {
       if (masters[i] == endpoint) return masters_[i];
@@ -193,11 +202,12 @@ class ClusterRouter : public std::enable_shared_from_this<ClusterRouter> {
     }
     if (stopped_ || others_.size() >= max_other_nodes) return nullptr;
     others_.push_back(make_connector(endpoint));
+    opened = true;
     return others_.back();
   }
 
-  std::shared_ptr<RedisConnector> moved(const RedisRedirect& redirect) {
-    std::shared_ptr<RedisConnector> connector = connector_for(redirect.target);
+  std::shared_ptr<RedisConnector> moved(const RedisRedirect& redirect, bool& opened) {
+    std::shared_ptr<RedisConnector> connector = connector_for(redirect.target, opened);
     const std::uint16_t index = map_.assign(redirect.slot, redirect.target);
     if (index == RedisSlotMap::no_master) return nullptr;
     if (index >= masters_.size()) {

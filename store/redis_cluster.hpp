@@ -16,7 +16,9 @@
 //
 // Bounded and never blocking as RedisClient: a command, its redirections and EVAL after
 // NOSCRIPT together take at most command_timeout; a command whose slot's master is not
-// connected fails at once with `disconnected`, and never waits for a connection.
+// connected fails at once with `disconnected`. The one wait for a connection: a redirection
+// to a node the client had no connection to (a promoted replica, a new master) opens one and
+// waits for it within what is left of command_timeout.
 //
 // One per worker thread, used from its executor only (connected() excepted). Safe to destroy
 // after its io_context has stopped, as RedisClient.
