@@ -7,7 +7,7 @@ KEYGATE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 KEYGATE_PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
   libboost1.81-dev libboost-json1.81-dev libhiredis-dev libpq-dev libssl-dev libyaml-cpp-dev
-  libcrypt-dev doctest-dev postgresql redis-server python3 curl nginx-light openssl ccache python3-yaml
+  libcrypt-dev doctest-dev postgresql redis-server redis-tools python3 curl nginx-light openssl ccache python3-yaml
 )
 
 # Installs the packages given (default: KEYGATE_PACKAGES) that are not installed yet.
