@@ -33,6 +33,7 @@ except ImportError as error:  # pragma: no cover - an environment problem, said 
 SOURCE_DIR = Path(os.environ.get("KEYGATE_SOURCE_DIR") or Path(__file__).resolve().parents[2])
 K8S_DIR = SOURCE_DIR / "deploy" / "k8s"
 DEV_DIR = K8S_DIR / "dev"
+EDGE_DIR = K8S_DIR / "edge"
 DOCKERFILE = SOURCE_DIR / "deploy" / "Dockerfile"
 COMMON_SH = SOURCE_DIR / "scripts" / "lib" / "common.sh"
 
@@ -245,7 +246,7 @@ def required_variables(config_text):
 
 class ManifestStructureTest(unittest.TestCase):
     def test_every_manifest_parses_and_names_its_api_version_kind_and_name(self):
-        for directory in (K8S_DIR, DEV_DIR):
+        for directory in (K8S_DIR, DEV_DIR, EDGE_DIR):
             files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
             self.assertTrue(files, f"no manifests in {directory}")
             generated = {p for files_ in generator_files(load_kustomization(directory)).values()
@@ -263,7 +264,7 @@ class ManifestStructureTest(unittest.TestCase):
                         self.assertTrue((d.get("metadata") or {}).get("name"), "metadata.name")
 
     def test_kustomization_lists_exactly_the_manifest_files(self):
-        for directory in (K8S_DIR, DEV_DIR):
+        for directory in (K8S_DIR, DEV_DIR, EDGE_DIR):
             kustomization = load_kustomization(directory)
             listed = kustomization.get("resources", [])
             self.assertEqual(len(listed), len(set(listed)), f"{directory}: a resource listed twice")
@@ -274,8 +275,9 @@ class ManifestStructureTest(unittest.TestCase):
                        if p.suffix in (".yaml", ".yml") and p.name != "kustomization.yaml"}
             self.assertEqual(on_disk - generated, set(listed),
                              f"{directory}: manifest files and kustomization.yaml resources differ")
-        # The dev stores must never come in with the base.
-        self.assertNotIn("dev", [Path(r).parts[0] for r in Base.kustomization.get("resources", [])])
+        # The dev stores and the edge example must never come in with the base.
+        for folder in ("dev", "edge"):
+            self.assertNotIn(folder, [Path(r).parts[0] for r in Base.kustomization.get("resources", [])])
 
     def test_the_base_has_every_part_of_the_example(self):
         kinds = sorted(d["kind"] for _, d in Base.resources)
@@ -289,7 +291,7 @@ class ManifestStructureTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as home:
             env = dict(os.environ, HOME=home, KUBECONFIG=os.path.join(home, "none"))
             rendered = {}
-            for directory in (K8S_DIR, DEV_DIR):
+            for directory in (K8S_DIR, DEV_DIR, EDGE_DIR):
                 run = subprocess.run(["kubectl", "kustomize", str(directory)], env=env, cwd=home,
                                      capture_output=True, text=True, timeout=120)
                 self.assertEqual(run.returncode, 0, f"kubectl kustomize {directory}:\n{run.stderr}")
@@ -500,6 +502,97 @@ class DevStoresTest(unittest.TestCase):
         return matching[0]
 
 
+# ---- the edge proxy: autoscaled, one Redis Cluster for the fleet ---------------------------
+
+class Edge:
+    kustomization = load_kustomization(EDGE_DIR)
+    resources = load_resources(EDGE_DIR)
+    config_files = generator_files(kustomization)
+    config_text = (EDGE_DIR / config_files["keygate-edge-config"]["config.yaml"]).read_text(encoding="utf-8")
+    config = yaml.safe_load(config_text)
+    deployment = the(resources, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    keygate = container(pod, KEYGATE_CONTAINER)
+    hpa = the(resources, "HorizontalPodAutoscaler")
+    pdb = the(resources, "PodDisruptionBudget")
+
+
+class EdgeProxyTest(unittest.TestCase):
+    def test_the_edge_example_has_its_parts_and_nothing_of_the_sidecars(self):
+        kinds = sorted(d["kind"] for _, d in Edge.resources)
+        self.assertEqual(kinds, sorted(["Deployment", "Service", "HorizontalPodAutoscaler",
+                                        "PodDisruptionBudget"]))
+        self.assertEqual([c["name"] for c in Edge.pod["containers"]], [KEYGATE_CONTAINER],
+                         "an edge proxy runs alone in its pod")
+        self.assertIn("keygate", [i["name"] for i in Edge.kustomization.get("images", [])])
+        base_names = {(d["kind"], d["metadata"]["name"]) for _, d in Base.resources}
+        edge_names = {(d["kind"], d["metadata"]["name"]) for _, d in Edge.resources}
+        self.assertFalse(base_names & edge_names, "applying both examples must not collide")
+
+    def test_the_autoscaler_owns_the_replica_count(self):
+        target = Edge.hpa["spec"]["scaleTargetRef"]
+        self.assertEqual(Edge.hpa["apiVersion"], "autoscaling/v2")
+        self.assertEqual((target["apiVersion"], target["kind"], target["name"]),
+                         ("apps/v1", "Deployment", Edge.deployment["metadata"]["name"]))
+        self.assertNotIn("replicas", Edge.deployment["spec"],
+                         "a replicas field would reset the autoscaler's count on every apply")
+        low, high = Edge.hpa["spec"]["minReplicas"], Edge.hpa["spec"]["maxReplicas"]
+        self.assertGreaterEqual(low, 2)
+        self.assertGreater(high, low)
+        metric = Edge.hpa["spec"]["metrics"][0]["resource"]
+        self.assertEqual(metric["name"], "cpu")
+        self.assertIn("cpu", Edge.keygate["resources"]["requests"],
+                      "CPU utilization is measured against the request")
+        self.assertEqual(Edge.config["rate_limit"]["replicas"], high,
+                         "the local fallback divides by the most pods that may run")
+
+    def test_the_disruption_budget_matches_the_autoscaled_pods(self):
+        spec = Edge.pdb["spec"]
+        self.assertEqual(Edge.pdb["apiVersion"], "policy/v1")
+        labels = Edge.deployment["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(spec["selector"]["matchLabels"].items() <= labels.items())
+        self.assertTrue(Edge.deployment["spec"]["selector"]["matchLabels"].items() <= labels.items())
+        if "minAvailable" in spec:
+            self.assertLess(spec["minAvailable"], Edge.hpa["spec"]["minReplicas"],
+                            "otherwise no pod can be evicted at the autoscaler's minimum")
+        else:
+            self.assertEqual(spec["maxUnavailable"], 1)
+        service = the(Edge.resources, "Service")
+        self.assertTrue(service["spec"]["selector"].items() <= labels.items())
+
+    def test_the_fleet_shares_one_redis_cluster(self):
+        redis = Edge.config["redis"]
+        self.assertNotIn("url", redis, "url and cluster are exclusive")
+        self.assertGreaterEqual(len(redis["cluster"]), 2, "more than one seed")
+        for seed in redis["cluster"]:
+            self.assertRegex(seed, r"^[a-z0-9.-]+:\d+$")
+        self.assertNotIn("KEYGATE_REDIS_URL", required_variables(Edge.config_text))
+
+    def test_pod_wiring_as_in_the_sidecar_example(self):
+        _, port = split_host_port(Edge.config["listen"])
+        self.assertEqual(named_port(Edge.pod, "http"), port)
+        _, admin_port = split_host_port(Edge.config["admin_listen"])
+        for probe_name, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            probe = Edge.keygate[probe_name]
+            self.assertEqual(probe["httpGet"]["path"], path)
+            self.assertEqual(named_port(Edge.pod, probe["httpGet"]["port"]), admin_port)
+        self.assertLessEqual(int(Edge.config["threads"]),
+                             int(cpu(Edge.keygate["resources"]["limits"]["cpu"]) + 0.999))
+        path = config_path_from_args(Edge.keygate["args"])
+        volume, _, rest = mounted_file(Edge.pod, Edge.keygate, path)
+        self.assertEqual(volume["configMap"]["name"], "keygate-edge-config")
+        self.assertEqual(rest, "config.yaml")
+        spill = Edge.config["usage"]["spill_path"]
+        self.assertIn("emptyDir", mounted_file(Edge.pod, Edge.keygate, spill)[0])
+        security = effective_security(Edge.pod, Edge.keygate)
+        self.assertIs(security.get("readOnlyRootFilesystem"), True)
+        self.assertEqual(security.get("runAsUser"), dockerfile_user_uid())
+        self.assertEqual(Edge.keygate["envFrom"], Base.keygate["envFrom"],
+                         "the Secret the sidecar example (or your pipeline) creates")
+        shutdown = seconds(Edge.config["shutdown_timeout"])
+        self.assertGreater(Edge.pod["terminationGracePeriodSeconds"], shutdown + 5)
+
+
 # ---- the embedded config, loaded by keygate itself ------------------------------------------
 
 def keygate_bin(test):
@@ -541,6 +634,12 @@ class EmbeddedConfigTest(unittest.TestCase):
         self.assertNotEqual(code, 2, f"keygate rejected the embedded config.yaml:\n{stderr}")
         self.assertEqual(code, 1, f"expected 'store unreachable' (1):\n{stderr}")
         self.assertIn("postgres", stderr.lower(), "the error names the store")
+
+    def test_keygate_accepts_the_edge_config_with_its_redis_cluster(self):
+        env = {k: v for k, v in self.pod_environment().items() if k != "KEYGATE_REDIS_URL"}
+        code, stderr = self.run_keygate(Edge.config_text, env)
+        self.assertNotEqual(code, 2, f"keygate rejected deploy/k8s/edge/config.yaml:\n{stderr}")
+        self.assertEqual(code, 1, f"expected 'store unreachable' (1):\n{stderr}")
 
     def test_the_check_tells_a_broken_config_apart(self):
         # The oracle itself: an unknown option and a missing variable are config errors (2).
