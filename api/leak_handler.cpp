@@ -19,9 +19,10 @@ namespace http = boost::beast::http;
 
 namespace {
 
-// What the report changed in one key, for its audit row.
-store::AuditEntry leak_audit(const store::KeyDetails& key, bool revoked, const authz::LeakedToken& token,
-                             const std::string& request_id) {
+// The audit row of what the report changed in one key: `changed` (revoked_at or leaked_at)
+// set to `when`, with the token's type and source.
+store::AuditEntry leak_audit(const store::KeyDetails& key, bool revoked, std::string_view changed,
+                             json::value when, const authz::LeakedToken& token, const std::string& request_id) {
   store::AuditEntry e;
   e.action = revoked ? store::AuditAction::leak_revoke : store::AuditAction::leak_flag;
   e.key_id = key.record.id;
@@ -29,6 +30,9 @@ store::AuditEntry leak_audit(const store::KeyDetails& key, bool revoked, const a
                     .value_or(store::OwnerScope::all_owners());
   e.request_id = request_id;
   if (!token.url.empty()) e.source_url = token.url;
+  e.before_json = json::serialize(key_json(key, nullptr));
+  e.after_json = json::serialize(
+      json::object{{changed, std::move(when)}, {"token_type", token.type}, {"source", token.source}});
   return e;
 }
 
@@ -70,22 +74,16 @@ asio::awaitable<Answer> report_leaks(const LeakReportRequest& request, const Api
             auto done = co_await repository.revoke(key.record.id);
             if (refused(done, out, tx)) co_return;
             if (!done.value.already_revoked) {
-              store::AuditEntry entry = leak_audit(key, true, token, request.request_id);
-              entry.before_json = json::serialize(key_json(key, nullptr));
-              entry.after_json = json::serialize(json::object{{"revoked_at", time_json(done.value.revoked_at)},
-                                                              {"token_type", token.type},
-                                                              {"source", token.source}});
+              const store::AuditEntry entry =
+                  leak_audit(key, true, "revoked_at", time_json(done.value.revoked_at), token, request.request_id);
               co_await tx.append_audit(entry);
               ++revoked;
             }
           } else if (active && !key.leaked_at) {
             auto done = co_await repository.mark_leaked(key.record.id);
             if (refused(done, out, tx)) co_return;
-            store::AuditEntry entry = leak_audit(key, false, token, request.request_id);
-            entry.before_json = json::serialize(key_json(key, nullptr));
-            entry.after_json = json::serialize(json::object{{"leaked_at", time_json(done.value.leaked_at)},
-                                                            {"token_type", token.type},
-                                                            {"source", token.source}});
+            const store::AuditEntry entry =
+                leak_audit(key, false, "leaked_at", time_json(done.value.leaked_at), token, request.request_id);
             co_await tx.append_audit(entry);
             ++flagged;
           }

@@ -158,6 +158,16 @@ RepoResult<T> malformed_row(const PgPool& pool) {
                         "PostgreSQL at " + pool.address() + ": unexpected api_keys row");
 }
 
+// The answer of a statement naming one key (by id or by hash): its row, not_found with
+// `missing`, or the failure.
+RepoResult<KeyDetails> one_key(const PgResult& result, const PgPool& pool, std::string missing) {
+  if (!result.ok()) return from_failure<KeyDetails>(result);
+  if (result.rows() == 0) return with_status<KeyDetails>(RepoStatus::not_found, std::move(missing));
+  RepoResult<KeyDetails> out;
+  if (!parse_details(result, 0, out.value)) return malformed_row<KeyDetails>(pool);
+  return out;
+}
+
 std::optional<std::string> optional_number(const auto& value) {
   if (!value) return std::nullopt;
   return std::to_string(*value);
@@ -282,11 +292,7 @@ asio::awaitable<RepoResult<KeyDetails>> KeyRepository::show_by_hash(KeyHash hash
   params.emplace_back(format_pg_bytea(hash.data(), hash.size()));
   PgResult result =
       co_await run("SELECT " + all_columns() + " FROM api_keys WHERE key_hash = $1::bytea", std::move(params));
-  if (!result.ok()) co_return from_failure<KeyDetails>(result);
-  if (result.rows() == 0) co_return with_status<KeyDetails>(RepoStatus::not_found, "no such key");
-  RepoResult<KeyDetails> out;
-  if (!parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
-  co_return out;
+  co_return one_key(result, pool_, "no such key");
 }
 
 asio::awaitable<RepoResult<KeyDetails>> KeyRepository::mark_leaked(std::string id) {
@@ -296,11 +302,7 @@ asio::awaitable<RepoResult<KeyDetails>> KeyRepository::mark_leaked(std::string i
   PgResult result = co_await run("UPDATE api_keys SET leaked_at = coalesce(leaked_at, now()) WHERE id = $1::uuid "
                                  "RETURNING " + all_columns(),
                                  std::move(params));
-  if (!result.ok()) co_return from_failure<KeyDetails>(result);
-  if (result.rows() == 0) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
-  RepoResult<KeyDetails> out;
-  if (!parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
-  co_return out;
+  co_return one_key(result, pool_, "no key with id " + id);
 }
 
 asio::awaitable<RepoResult<KeyDetails>> KeyRepository::show(std::string id) {
@@ -309,11 +311,7 @@ asio::awaitable<RepoResult<KeyDetails>> KeyRepository::show(std::string id) {
   params.emplace_back(id);
   PgResult result =
       co_await run("SELECT " + all_columns() + " FROM api_keys WHERE id = $1::uuid", std::move(params));
-  if (!result.ok()) co_return from_failure<KeyDetails>(result);
-  if (result.rows() == 0) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
-  RepoResult<KeyDetails> out;
-  if (!parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
-  co_return out;
+  co_return one_key(result, pool_, "no key with id " + id);
 }
 
 asio::awaitable<RepoResult<RevokedKey>> KeyRepository::revoke(std::string id) {
@@ -377,11 +375,7 @@ asio::awaitable<RepoResult<KeyDetails>> KeyRepository::update(std::string id, Ke
   if (set.empty()) co_return co_await show(std::move(id));
   PgResult result = co_await run("UPDATE api_keys SET " + set + " WHERE id = $1::uuid RETURNING " + all_columns(),
                                  std::move(params));
-  if (!result.ok()) co_return from_failure<KeyDetails>(result);
-  if (result.rows() == 0) co_return with_status<KeyDetails>(RepoStatus::not_found, "no key with id " + id);
-  RepoResult<KeyDetails> out;
-  if (!parse_details(result, 0, out.value)) co_return malformed_row<KeyDetails>(pool_);
-  co_return out;
+  co_return one_key(result, pool_, "no key with id " + id);
 }
 
 asio::awaitable<RepoResult<bool>> KeyRepository::remove(std::string id) {

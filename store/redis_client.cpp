@@ -4,13 +4,11 @@
 
 #include <openssl/evp.h>
 
-#include <boost/container/small_vector.hpp>
-
-#include <charconv>
 #include <stdexcept>
 
 #include "core/hex.hpp"
 #include "store/redis_connector.hpp"
+#include "store/redis_script_call.hpp"
 
 namespace keygate::store {
 
@@ -31,21 +29,11 @@ asio::awaitable<RedisResult> eval_with(std::shared_ptr<detail::RedisConnector> c
                                        const RedisScript& script,
                                        std::span<const std::string_view> keys,
                                        std::span<const std::string_view> args) {
-  char key_count[24];
-  const auto converted = std::to_chars(key_count, key_count + sizeof key_count, keys.size());
-  boost::container::small_vector<std::string_view, 16> argv;
-  argv.push_back("EVALSHA");
-  argv.push_back(script.sha1());
-  argv.push_back(std::string_view(key_count, converted.ptr));
-  argv.insert(argv.end(), keys.begin(), keys.end());
-  argv.insert(argv.end(), args.begin(), args.end());
-  const std::span<const std::string_view> command(argv.data(), argv.size());
-  RedisResult result = co_await connector->command(command);
+  ScriptCall call(script, keys, args);
+  RedisResult result = co_await connector->command(call.argv());
   if (result.ok() && result.reply.is_error_code("NOSCRIPT")) {
-    // The server lost its script cache (restart, SCRIPT FLUSH): EVAL runs it and caches it.
-    argv[0] = "EVAL";
-    argv[1] = script.source();
-    result = co_await connector->command(command);
+    call.send_source();
+    result = co_await connector->command(call.argv());
   }
   co_return result;
 }

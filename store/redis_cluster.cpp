@@ -6,11 +6,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/container/small_vector.hpp>
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -19,6 +17,7 @@
 #include "store/metrics.hpp"
 #include "store/redis_cluster_slots.hpp"
 #include "store/redis_connector.hpp"
+#include "store/redis_script_call.hpp"
 
 namespace keygate::store {
 
@@ -130,21 +129,12 @@ class ClusterRouter : public std::enable_shared_from_this<ClusterRouter> {
         }
       }
     }
-    char key_count[24];
-    const auto converted = std::to_chars(key_count, key_count + sizeof key_count, keys.size());
-    boost::container::small_vector<std::string_view, 16> argv;
-    argv.push_back("EVALSHA");
-    argv.push_back(script.sha1());
-    argv.push_back(std::string_view(key_count, converted.ptr));
-    argv.insert(argv.end(), keys.begin(), keys.end());
-    argv.insert(argv.end(), args.begin(), args.end());
-    const std::span<const std::string_view> command(argv.data(), argv.size());
-    RedisResult result = co_await execute(self, command, slot, deadline);
+    ScriptCall call(script, keys, args);
+    RedisResult result = co_await execute(self, call.argv(), slot, deadline);
     if (result.ok() && result.reply.is_error_code("NOSCRIPT")) {
       // Each node has its own script cache: this one has not seen the script yet (or lost it).
-      argv[0] = "EVAL";
-      argv[1] = script.source();
-      result = co_await execute(self, command, slot, deadline);
+      call.send_source();
+      result = co_await execute(self, call.argv(), slot, deadline);
     }
     co_return result;
   }
